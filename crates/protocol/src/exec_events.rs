@@ -1,0 +1,279 @@
+//! The `quest exec --json` JSONL stream, in the shape `@openai/codex-sdk` parses.
+//!
+//! Every line is one [`ThreadEvent`]. `goal.updated` is a Quest extension emitted only with
+//! `--goal`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::goal::ThreadGoal;
+
+/// One line of `exec --json` output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ThreadEvent {
+    /// First line: the thread id, usable with `exec resume`.
+    #[serde(rename = "thread.started")]
+    ThreadStarted {
+        /// UUID of the thread.
+        thread_id: String,
+    },
+    /// A turn began.
+    #[serde(rename = "turn.started")]
+    TurnStarted {},
+    /// A turn finished; usage summed over all its requests.
+    #[serde(rename = "turn.completed")]
+    TurnCompleted {
+        /// Summed usage.
+        usage: ExecUsage,
+    },
+    /// A turn failed.
+    #[serde(rename = "turn.failed")]
+    TurnFailed {
+        /// What went wrong.
+        error: ExecError,
+    },
+    /// An item began (commands).
+    #[serde(rename = "item.started")]
+    ItemStarted {
+        /// The item.
+        item: ThreadItem,
+    },
+    /// An item changed.
+    #[serde(rename = "item.updated")]
+    ItemUpdated {
+        /// The item.
+        item: ThreadItem,
+    },
+    /// An item finished.
+    #[serde(rename = "item.completed")]
+    ItemCompleted {
+        /// The item.
+        item: ThreadItem,
+    },
+    /// A retry notice or a fatal error.
+    #[serde(rename = "error")]
+    Error {
+        /// Human-readable text.
+        message: String,
+    },
+    /// Quest extension: the goal changed.
+    #[serde(rename = "goal.updated")]
+    GoalUpdated {
+        /// The goal after the change.
+        goal: ThreadGoal,
+    },
+}
+
+/// `turn.completed.usage`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecUsage {
+    /// Input tokens.
+    pub input_tokens: i64,
+    /// Cached input tokens.
+    pub cached_input_tokens: i64,
+    /// Always 0 for the Responses API.
+    #[serde(default)]
+    pub cache_write_input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Reasoning tokens (part of output).
+    #[serde(default)]
+    pub reasoning_output_tokens: i64,
+}
+
+impl From<crate::TokenUsage> for ExecUsage {
+    fn from(usage: crate::TokenUsage) -> Self {
+        ExecUsage {
+            input_tokens: usage.input_tokens,
+            cached_input_tokens: usage.cached_input_tokens,
+            cache_write_input_tokens: 0,
+            output_tokens: usage.output_tokens,
+            reasoning_output_tokens: usage.reasoning_output_tokens,
+        }
+    }
+}
+
+/// `turn.failed.error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecError {
+    /// Human-readable text.
+    pub message: String,
+}
+
+/// An item of the exec stream: an exec-local id (`item_N`) and its details.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreadItem {
+    /// `item_0`, `item_1`, …
+    pub id: String,
+    /// Type-specific fields.
+    #[serde(flatten)]
+    pub details: ThreadItemDetails,
+}
+
+/// The item kinds Quest emits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ThreadItemDetails {
+    /// Final or intermediate assistant text.
+    AgentMessage {
+        /// The text.
+        text: String,
+    },
+    /// Reasoning summary.
+    Reasoning {
+        /// The text.
+        text: String,
+    },
+    /// A shell command.
+    CommandExecution {
+        /// The command line as run.
+        command: String,
+        /// stdout and stderr, interleaved as captured (capped).
+        aggregated_output: String,
+        /// Exit code; `None` while running.
+        exit_code: Option<i32>,
+        /// Lifecycle status.
+        status: CommandExecutionStatus,
+    },
+    /// A patch applied (or not) to files.
+    FileChange {
+        /// Files touched.
+        changes: Vec<FileUpdateChange>,
+        /// Whether the patch applied.
+        status: PatchApplyStatus,
+    },
+    /// A non-fatal warning.
+    Error {
+        /// Text.
+        message: String,
+    },
+}
+
+/// Status of a command item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandExecutionStatus {
+    /// Still running.
+    InProgress,
+    /// Exited with code 0.
+    Completed,
+    /// Exited non-zero, timed out or could not start.
+    Failed,
+    /// Refused by policy.
+    Declined,
+}
+
+/// One file in a `file_change` item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileUpdateChange {
+    /// Path as written in the patch.
+    pub path: String,
+    /// What happened to it.
+    pub kind: PatchChangeKind,
+}
+
+/// Kind of file change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchChangeKind {
+    /// Created.
+    Add,
+    /// Removed.
+    Delete,
+    /// Modified (possibly moved).
+    Update,
+}
+
+/// Status of a `file_change` item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchApplyStatus {
+    /// Applied.
+    Completed,
+    /// Not applied (nothing changed).
+    Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_serialise_in_sdk_shape() {
+        let lines = [
+            (
+                ThreadEvent::ThreadStarted {
+                    thread_id: "abc".into(),
+                },
+                json!({"type":"thread.started","thread_id":"abc"}),
+            ),
+            (ThreadEvent::TurnStarted {}, json!({"type":"turn.started"})),
+            (
+                ThreadEvent::ItemStarted {
+                    item: ThreadItem {
+                        id: "item_0".into(),
+                        details: ThreadItemDetails::CommandExecution {
+                            command: "/bin/bash -lc 'echo hi'".into(),
+                            aggregated_output: String::new(),
+                            exit_code: None,
+                            status: CommandExecutionStatus::InProgress,
+                        },
+                    },
+                },
+                json!({"type":"item.started","item":{"id":"item_0","type":"command_execution",
+                    "command":"/bin/bash -lc 'echo hi'","aggregated_output":"","exit_code":null,
+                    "status":"in_progress"}}),
+            ),
+            (
+                ThreadEvent::ItemCompleted {
+                    item: ThreadItem {
+                        id: "item_1".into(),
+                        details: ThreadItemDetails::FileChange {
+                            changes: vec![FileUpdateChange {
+                                path: "a.txt".into(),
+                                kind: PatchChangeKind::Add,
+                            }],
+                            status: PatchApplyStatus::Completed,
+                        },
+                    },
+                },
+                json!({"type":"item.completed","item":{"id":"item_1","type":"file_change",
+                    "changes":[{"path":"a.txt","kind":"add"}],"status":"completed"}}),
+            ),
+            (
+                ThreadEvent::TurnCompleted {
+                    usage: ExecUsage {
+                        input_tokens: 2100,
+                        cached_input_tokens: 1000,
+                        cache_write_input_tokens: 0,
+                        output_tokens: 29,
+                        reasoning_output_tokens: 0,
+                    },
+                },
+                json!({"type":"turn.completed","usage":{"input_tokens":2100,"cached_input_tokens":1000,
+                    "cache_write_input_tokens":0,"output_tokens":29,"reasoning_output_tokens":0}}),
+            ),
+            (
+                ThreadEvent::TurnFailed {
+                    error: ExecError {
+                        message: "boom".into(),
+                    },
+                },
+                json!({"type":"turn.failed","error":{"message":"boom"}}),
+            ),
+            (
+                ThreadEvent::Error {
+                    message: "Reconnecting... 1/5".into(),
+                },
+                json!({"type":"error","message":"Reconnecting... 1/5"}),
+            ),
+        ];
+        for (event, expected) in lines {
+            let value = serde_json::to_value(&event).unwrap();
+            assert_eq!(value, expected);
+            let back: ThreadEvent = serde_json::from_value(value).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+}
