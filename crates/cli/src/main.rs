@@ -1,0 +1,53 @@
+//! The `quest` binary: one clap definition for every front-end, shell completions generated from
+//! it, and nothing else.
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+use quest_exec::{ExecArgs, run_exec};
+
+/// Quest: a coding agent that pursues goals until they are done, and stops when it cannot progress.
+#[derive(Parser, Debug)]
+#[command(name = "quest", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a prompt (or a goal with --goal) without a UI.
+    #[command(visible_alias = "e")]
+    Exec(ExecArgs),
+    /// Print shell completions.
+    Completion {
+        /// Shell to generate for.
+        #[arg(value_enum, default_value_t = Shell::Bash)]
+        shell: Shell,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "quest", &mut std::io::stdout());
+            0
+        }
+        Command::Exec(args) => runtime().block_on(run_exec(args)),
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("Error: cannot start the async runtime: {err}");
+            std::process::exit(1);
+        }
+    }
+}

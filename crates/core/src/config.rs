@@ -1,0 +1,646 @@
+//! Configuration: `$QUEST_HOME/config.toml`, `-c key=value` overrides and command-line flags,
+//! resolved into one [`Config`].
+//!
+//! Unknown keys are collected as warnings (a typo must not stop a run); a value of the wrong type
+//! fails with the dotted key and the reason.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quest_model::{ModelProviderInfo, built_in_model_providers};
+use serde::Deserialize;
+
+/// Model used when neither the config nor the command line names one.
+pub const DEFAULT_MODEL: &str = "gpt-5.5";
+/// Provider used when the config names none.
+pub const DEFAULT_PROVIDER: &str = "openai";
+
+/// Errors while loading configuration. Never retried; front-ends print them and exit with 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `config.toml` exists but could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `config.toml` is not valid TOML.
+    #[error("{path} is not valid TOML: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message with line and column.
+        message: String,
+    },
+    /// A `-c key=value` override is malformed.
+    #[error("invalid override `{raw}`: {reason}")]
+    Override {
+        /// The override as given.
+        raw: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key holds a value of the wrong type or out of range.
+    #[error("invalid value for `{key}`: {reason}")]
+    InvalidValue {
+        /// Dotted key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `model_provider` names a provider that is not defined.
+    #[error(
+        "model provider `{0}` is not defined; add a [model_providers.{0}] table or use one of the built-in providers"
+    )]
+    UnknownProvider(String),
+}
+
+/// The `[goals]` table.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoalsConfig {
+    /// Consecutive goal turns without progress before the breaker blocks the goal.
+    pub max_no_progress_turns: u32,
+    /// Consecutive goal turns reporting the same blocker before the goal is blocked.
+    pub max_repeated_blocker_turns: u32,
+    /// Keep a goal `active` when its thread is resumed after the process died.
+    pub auto_continue_on_resume: bool,
+    /// Resume `usageLimited` goals automatically at the reported reset time.
+    pub auto_resume_after_usage_limit: bool,
+    /// Ceiling and default for goal token budgets.
+    pub max_goal_token_budget: Option<i64>,
+    /// Default time budget for new goals (`"2h"`, `"90m"`, `"3600s"` or seconds).
+    pub default_time_budget: Option<DurationValue>,
+    /// Default turn budget for new goals.
+    pub default_turn_budget: Option<i64>,
+    /// Pause before a continuation that follows a progress turn.
+    pub continuation_min_interval_ms: u64,
+    /// Waits after consecutive no-progress turns, last one repeated.
+    pub no_progress_backoff: Vec<DurationValue>,
+    /// Which goal events notify: `attention`, `all`, `none`.
+    pub notify: String,
+}
+
+impl Default for GoalsConfig {
+    fn default() -> Self {
+        GoalsConfig {
+            max_no_progress_turns: 3,
+            max_repeated_blocker_turns: 3,
+            auto_continue_on_resume: false,
+            auto_resume_after_usage_limit: false,
+            max_goal_token_budget: None,
+            default_time_budget: None,
+            default_turn_budget: None,
+            continuation_min_interval_ms: 0,
+            no_progress_backoff: [5, 15, 45, 135, 300]
+                .into_iter()
+                .map(|s| DurationValue(Duration::from_secs(s)))
+                .collect(),
+            notify: "attention".to_string(),
+        }
+    }
+}
+
+impl GoalsConfig {
+    /// Wait before the continuation that follows `streak` consecutive no-progress turns.
+    pub fn backoff_after(&self, streak: u32) -> Duration {
+        if streak == 0 {
+            return Duration::from_millis(self.continuation_min_interval_ms);
+        }
+        let index = (streak as usize - 1).min(self.no_progress_backoff.len().saturating_sub(1));
+        self.no_progress_backoff
+            .get(index)
+            .map(|d| d.0)
+            .unwrap_or_default()
+    }
+}
+
+/// A duration written as `"2h"`, `"30m"`, `"45s"`, `"250ms"`, `"1h30m"` or a bare number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(s) => Ok(DurationValue(Duration::from_secs(s))),
+            Raw::Text(text) => parse_duration(&text)
+                .map(DurationValue)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"2h"`, `"1h30m"`, `"45s"`, `"250ms"`, `"3d"` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".to_string());
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration `{text}`: expected a number like 90s, 30m, 2h or 1h30m"
+            ));
+        }
+        let value: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(value),
+            "s" | "sec" | "secs" => Duration::from_secs(value),
+            "m" | "min" | "mins" => Duration::from_secs(value.saturating_mul(60)),
+            "h" | "hr" | "hrs" => Duration::from_secs(value.saturating_mul(3600)),
+            "d" => Duration::from_secs(value.saturating_mul(86_400)),
+            other => {
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h or d)"
+                ));
+            }
+        };
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+/// The `[tools]` table (Quest).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// Default timeout of a shell command.
+    pub shell_timeout_ms: u64,
+    /// Output kept per command (head and tail).
+    pub max_output_bytes: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        ToolsConfig {
+            shell_timeout_ms: 120_000,
+            max_output_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The `[model_client]` table (Quest). The spec calls it `[model]`, but `model` is already the
+/// model slug string in every Codex config, so the table gets its own name.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelTuning {
+    /// Longest server-requested retry delay honoured; longer hints fail the turn.
+    pub max_retry_delay_s: u64,
+    /// Base of the exponential retry backoff.
+    pub retry_backoff_base_ms: u64,
+}
+
+impl Default for ModelTuning {
+    fn default() -> Self {
+        ModelTuning {
+            max_retry_delay_s: 120,
+            retry_backoff_base_ms: 200,
+        }
+    }
+}
+
+/// `config.toml` as written by the user. Keys Codex users already have are accepted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ConfigToml {
+    model: Option<String>,
+    model_provider: Option<String>,
+    openai_base_url: Option<String>,
+    model_reasoning_effort: Option<String>,
+    model_reasoning_summary: Option<String>,
+    approval_policy: Option<String>,
+    sandbox_mode: Option<String>,
+    model_providers: BTreeMap<String, ModelProviderInfo>,
+    goals: GoalsConfig,
+    tools: ToolsConfig,
+    model_client: ModelTuning,
+    otel: Option<toml::Value>,
+    features: BTreeMap<String, bool>,
+    analytics: Option<toml::Value>,
+    project_doc_max_bytes: Option<usize>,
+    instructions_file: Option<PathBuf>,
+    web_search: Option<String>,
+    sandbox_workspace_write: Option<toml::Value>,
+}
+
+/// The resolved configuration of one Quest process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `$QUEST_HOME`.
+    pub home: PathBuf,
+    /// Working directory of new threads.
+    pub cwd: PathBuf,
+    /// Model slug.
+    pub model: String,
+    /// Id of the provider (`openai`, or a `[model_providers]` key).
+    pub model_provider_id: String,
+    /// The provider, with `openai_base_url` applied to the built-in one.
+    pub model_provider: ModelProviderInfo,
+    /// `model_reasoning_effort`.
+    pub reasoning_effort: Option<String>,
+    /// `model_reasoning_summary`.
+    pub reasoning_summary: Option<String>,
+    /// `sandbox_mode` / `--sandbox` (recorded and sent to the model; not enforced by an OS sandbox).
+    pub sandbox_mode: String,
+    /// `[goals]`.
+    pub goals: GoalsConfig,
+    /// `[tools]`.
+    pub tools: ToolsConfig,
+    /// `[model_client]`.
+    pub model_tuning: ModelTuning,
+    /// Raw `[otel]` table, parsed by the telemetry layer.
+    pub otel: Option<toml::Value>,
+    /// Replacement for the built-in base instructions.
+    pub instructions_file: Option<PathBuf>,
+    /// Maximum bytes of `AGENTS.md` included.
+    pub project_doc_max_bytes: usize,
+}
+
+/// Command-line inputs that take part in configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigOverrides {
+    /// `$QUEST_HOME` (else `~/.quest`).
+    pub home: Option<PathBuf>,
+    /// `--cd`.
+    pub cwd: Option<PathBuf>,
+    /// `--model`.
+    pub model: Option<String>,
+    /// `--sandbox`.
+    pub sandbox_mode: Option<String>,
+    /// `-c key=value`, in order.
+    pub raw_overrides: Vec<String>,
+}
+
+/// Result of loading: the config and the warnings to show in every front-end.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The configuration.
+    pub config: Config,
+    /// Unknown keys and other non-fatal findings.
+    pub warnings: Vec<String>,
+}
+
+/// Default home: `$QUEST_HOME`, else `~/.quest`.
+pub fn default_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("QUEST_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home);
+    }
+    std::env::home_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".quest")
+}
+
+/// Splits `key=value` and parses the value as TOML, falling back to a plain string.
+pub fn parse_override(raw: &str) -> Result<(Vec<String>, toml::Value), ConfigError> {
+    let err = |reason: &str| ConfigError::Override {
+        raw: raw.to_string(),
+        reason: reason.to_string(),
+    };
+    let (key, value) = raw
+        .split_once('=')
+        .ok_or_else(|| err("expected key=value"))?;
+    let path = split_key(key.trim()).map_err(|reason| err(&reason))?;
+    let value = value.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    Ok((path, parsed))
+}
+
+/// Splits a dotted key; segments may be double-quoted (`"a.b".c`).
+fn split_key(key: &str) -> Result<Vec<String>, String> {
+    if key.is_empty() {
+        return Err("empty key".to_string());
+    }
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = key.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => {
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            '.' if !quoted => {
+                if current.is_empty() {
+                    return Err(format!("empty segment in key `{key}`"));
+                }
+                parts.push(std::mem::take(&mut current));
+            }
+            c => current.push(c),
+        }
+    }
+    if quoted {
+        return Err(format!("unterminated quote in key `{key}`"));
+    }
+    if current.is_empty() {
+        return Err(format!("empty segment in key `{key}`"));
+    }
+    parts.push(current);
+    Ok(parts)
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty key".to_string());
+    };
+    let mut current = table;
+    for (i, part) in parents.iter().enumerate() {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(format!(
+                    "`{}` is not a table",
+                    parents[..=i].join(".")
+                ));
+            }
+        };
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Loads `config.toml` from the home directory (missing file = defaults) and applies overrides.
+pub fn load_config(overrides: ConfigOverrides) -> Result<LoadedConfig, ConfigError> {
+    let home = overrides.home.clone().unwrap_or_else(default_home);
+    let path = home.join("config.toml");
+    let mut table = match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string().trim_end().to_string(),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    for raw in &overrides.raw_overrides {
+        let (key, value) = parse_override(raw)?;
+        set_path(&mut table, &key, value).map_err(|reason| ConfigError::Override {
+            raw: raw.clone(),
+            reason,
+        })?;
+    }
+    resolve(home, table, overrides)
+}
+
+fn resolve(
+    home: PathBuf,
+    table: toml::Table,
+    overrides: ConfigOverrides,
+) -> Result<LoadedConfig, ConfigError> {
+    let mut warnings = Vec::new();
+    let value = toml::Value::Table(table);
+    let ignored = serde_ignored::Deserializer::new(value, &mut |path: serde_ignored::Path<'_>| {
+        warnings.push(format!("unknown config key `{path}` ignored"));
+    });
+    let parsed: ConfigToml = serde_path_to_error::deserialize(ignored).map_err(|err| {
+        let key = err.path().to_string();
+        ConfigError::InvalidValue {
+            key: if key == "." { "(root)".to_string() } else { key },
+            reason: err.into_inner().to_string(),
+        }
+    })?;
+
+    let provider_id = parsed
+        .model_provider
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PROVIDER.to_string());
+    let mut providers = built_in_model_providers();
+    for (id, info) in parsed.model_providers {
+        providers.insert(id, info);
+    }
+    let mut model_provider = providers
+        .remove(&provider_id)
+        .ok_or_else(|| ConfigError::UnknownProvider(provider_id.clone()))?;
+    if provider_id == DEFAULT_PROVIDER {
+        let env_base = std::env::var("OPENAI_BASE_URL").ok().filter(|v| !v.is_empty());
+        if let Some(url) = parsed.openai_base_url.clone().or(env_base) {
+            model_provider.base_url = Some(url);
+        }
+    }
+    if parsed.goals.max_no_progress_turns == 0 {
+        return Err(ConfigError::InvalidValue {
+            key: "goals.max_no_progress_turns".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    if parsed.goals.max_repeated_blocker_turns == 0 {
+        return Err(ConfigError::InvalidValue {
+            key: "goals.max_repeated_blocker_turns".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    if let Some(max) = parsed.goals.max_goal_token_budget
+        && max <= 0
+    {
+        return Err(ConfigError::InvalidValue {
+            key: "goals.max_goal_token_budget".into(),
+            reason: "must be positive".into(),
+        });
+    }
+    if parsed.goals.no_progress_backoff.is_empty() {
+        return Err(ConfigError::InvalidValue {
+            key: "goals.no_progress_backoff".into(),
+            reason: "must list at least one duration".into(),
+        });
+    }
+    if !matches!(parsed.goals.notify.as_str(), "attention" | "all" | "none") {
+        return Err(ConfigError::InvalidValue {
+            key: "goals.notify".into(),
+            reason: format!(
+                "expected \"attention\", \"all\" or \"none\", got {:?}",
+                parsed.goals.notify
+            ),
+        });
+    }
+    let sandbox_mode = overrides
+        .sandbox_mode
+        .or(parsed.sandbox_mode)
+        .unwrap_or_else(|| "workspace-write".to_string());
+    if !matches!(
+        sandbox_mode.as_str(),
+        "read-only" | "workspace-write" | "danger-full-access"
+    ) {
+        return Err(ConfigError::InvalidValue {
+            key: "sandbox_mode".into(),
+            reason: format!(
+                "expected read-only, workspace-write or danger-full-access, got {sandbox_mode:?}"
+            ),
+        });
+    }
+    let cwd = match overrides.cwd {
+        Some(dir) => absolute(&dir),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let config = Config {
+        home,
+        cwd,
+        model: overrides
+            .model
+            .or(parsed.model)
+            .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+        model_provider_id: provider_id,
+        model_provider,
+        reasoning_effort: parsed.model_reasoning_effort,
+        reasoning_summary: parsed.model_reasoning_summary,
+        sandbox_mode,
+        goals: parsed.goals,
+        tools: parsed.tools,
+        model_tuning: parsed.model_client,
+        otel: parsed.otel,
+        instructions_file: parsed.instructions_file,
+        project_doc_max_bytes: parsed.project_doc_max_bytes.unwrap_or(32 * 1024),
+    };
+    Ok(LoadedConfig { config, warnings })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(home: &Path, raw: &[&str]) -> Result<LoadedConfig, ConfigError> {
+        load_config(ConfigOverrides {
+            home: Some(home.to_path_buf()),
+            cwd: Some(home.to_path_buf()),
+            raw_overrides: raw.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(dir.path(), &[]).unwrap();
+        assert_eq!(loaded.config.model, DEFAULT_MODEL);
+        assert_eq!(loaded.config.model_provider_id, "openai");
+        assert_eq!(loaded.config.goals.max_no_progress_turns, 3);
+        assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn overrides_define_a_provider_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(
+            dir.path(),
+            &[
+                "model_provider=test",
+                r#"model_providers.test={name="test", base_url="http://127.0.0.1:9/v1", wire_api="responses", env_key="TEST_API_KEY"}"#,
+                "model=gpt-test",
+                "goals.max_no_progress_turns=5",
+            ],
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.model, "gpt-test");
+        assert_eq!(c.model_provider_id, "test");
+        assert_eq!(
+            c.model_provider.base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
+        assert_eq!(c.goals.max_no_progress_turns, 5);
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "modle = \"x\"\n[goals]\nmax_no_progress_turns = 4\n",
+        )
+        .unwrap();
+        let loaded = load(dir.path(), &[]).unwrap();
+        assert_eq!(loaded.warnings, vec!["unknown config key `modle` ignored"]);
+
+        let err = load(dir.path(), &["goals.max_no_progress_turns=\"three\""]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("goals.max_no_progress_turns"),
+            "error names the key: {text}"
+        );
+    }
+
+    #[test]
+    fn malformed_toml_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), "model = \n").unwrap();
+        let err = load(dir.path(), &[]).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn override_values_fall_back_to_strings() {
+        let (key, value) = parse_override("model=gpt-5.5").unwrap();
+        assert_eq!(key, vec!["model"]);
+        assert_eq!(value, toml::Value::String("gpt-5.5".into()));
+        let (_, value) = parse_override("goals.default_turn_budget=50").unwrap();
+        assert_eq!(value, toml::Value::Integer(50));
+        assert!(parse_override("novalue").is_err());
+        assert!(parse_override("a..b=1").is_err());
+        let (key, _) = parse_override(r#"otel."span.attr"=1"#).unwrap();
+        assert_eq!(key, vec!["otel", "span.attr"]);
+    }
+
+    #[test]
+    fn unknown_provider_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(dir.path(), &["model_provider=nope"]).unwrap_err();
+        assert!(matches!(err, ConfigError::UnknownProvider(ref p) if p == "nope"));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let goals = GoalsConfig::default();
+        assert_eq!(goals.backoff_after(0), Duration::ZERO);
+        assert_eq!(goals.backoff_after(1), Duration::from_secs(5));
+        assert_eq!(goals.backoff_after(2), Duration::from_secs(15));
+        assert_eq!(goals.backoff_after(9), Duration::from_secs(300));
+    }
+}

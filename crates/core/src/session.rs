@@ -1,0 +1,128 @@
+//! A thread's shared, immutable context and its durable history.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use quest_model::{ModelClient, Prompt};
+use quest_protocol::{ResponseItem, ThreadId, TurnId};
+use quest_state::Store;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::protocol::{Event, EventMsg, TurnTrigger};
+use crate::prompts;
+
+/// What every turn of one thread shares.
+pub struct Session {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Resolved configuration.
+    pub config: Arc<Config>,
+    /// Model client (one HTTP connection pool per process).
+    pub client: ModelClient,
+    /// Durable store; `None` for ephemeral threads.
+    pub store: Option<Store>,
+    /// Where events go.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// Tool specs sent with every request.
+    pub tools: Vec<serde_json::Value>,
+}
+
+impl Session {
+    /// Sends an event; a closed receiver only means nobody listens any more.
+    pub fn emit(&self, turn_id: Option<TurnId>, msg: EventMsg) {
+        let _ = self.events.send(Event {
+            thread_id: self.thread_id,
+            turn_id,
+            msg,
+        });
+    }
+
+    /// Appends items to the durable rollout (no-op for ephemeral threads).
+    pub fn persist(&self, turn_id: Option<TurnId>, items: &[ResponseItem]) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store
+                .append_items(self.thread_id, turn_id, items)
+                .map_err(|e| format!("failed to record the conversation: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// The model request for the current history.
+    pub fn prompt(&self, history: &[ResponseItem], turn_id: TurnId, trigger: TurnTrigger) -> Prompt {
+        let thread = self.thread_id.to_string();
+        let metadata = json!({
+            "session_id": thread,
+            "thread_id": thread,
+            "turn_id": turn_id.to_string(),
+            "request_kind": "turn",
+            "turn_trigger": match trigger { TurnTrigger::User => "exec", TurnTrigger::Goal => "goal" },
+            "sandbox": "none",
+            "sandbox_mode": self.config.sandbox_mode,
+            "model": self.config.model,
+        })
+        .to_string();
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("session-id", thread.as_str()),
+            ("thread-id", thread.as_str()),
+            ("x-client-request-id", thread.as_str()),
+            ("x-codex-window-id", &format!("{thread}:0")),
+            ("x-codex-turn-metadata", metadata.as_str()),
+        ] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        let reasoning = match (&self.config.reasoning_effort, &self.config.reasoning_summary) {
+            (None, None) => None,
+            (effort, summary) => {
+                let mut r = serde_json::Map::new();
+                if let Some(e) = effort {
+                    r.insert("effort".into(), json!(e));
+                }
+                if let Some(s) = summary {
+                    r.insert("summary".into(), json!(s));
+                }
+                Some(serde_json::Value::Object(r))
+            }
+        };
+        Prompt {
+            model: self.config.model.clone(),
+            input: history.to_vec(),
+            tools: self.tools.clone(),
+            parallel_tool_calls: true,
+            reasoning,
+            prompt_cache_key: Some(thread.clone()),
+            extra_headers: headers,
+            client_metadata: Some(json!({
+                "thread_id": thread,
+                "session_id": thread,
+                "turn_id": turn_id.to_string(),
+                "x-codex-turn-metadata": metadata,
+            })),
+        }
+    }
+}
+
+/// The items every new thread starts with: base instructions, `AGENTS.md`, environment context.
+pub fn initial_items(config: &Config) -> Vec<ResponseItem> {
+    let custom = config
+        .instructions_file
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok());
+    let mut items = vec![ResponseItem::text_message(
+        "developer",
+        prompts::base_instructions(custom.as_deref(), &config.cwd, &config.sandbox_mode),
+    )];
+    if let Some(doc) = prompts::project_doc(&config.cwd, config.project_doc_max_bytes) {
+        items.push(ResponseItem::text_message("user", doc));
+    }
+    let date = chrono::Local::now().format("%Y-%m-%d").to_string();
+    items.push(ResponseItem::text_message(
+        "user",
+        prompts::environment_context(&config.cwd, &config.sandbox_mode, &date),
+    ));
+    items
+}

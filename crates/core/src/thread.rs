@@ -1,0 +1,278 @@
+//! The thread actor: one tokio task per thread that takes [`Op`]s, runs turns one at a time, and
+//! emits [`Event`]s. Interrupts reach a running turn through its cancellation token.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use quest_protocol::{ResponseItem, ThreadId, TurnId};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{EventMsg, Op, TurnTrigger};
+use crate::session::Session;
+use crate::turn::{TurnObserver, TurnOutcome, TurnReport, run_turn};
+
+/// Sends ops to a running thread actor.
+#[derive(Clone, Debug)]
+pub struct ThreadHandle {
+    /// The thread.
+    pub thread_id: ThreadId,
+    ops: mpsc::UnboundedSender<Op>,
+    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl ThreadHandle {
+    /// Queues an op. Returns false when the actor has stopped.
+    pub fn submit(&self, op: Op) -> bool {
+        self.ops.send(op).is_ok()
+    }
+
+    /// Waits until the actor task has ended (after [`Op::Shutdown`]).
+    pub async fn join(&self) {
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Decides what happens between turns; implemented by the goal runtime.
+pub trait IdlePolicy: Send {
+    /// Called with every finished turn before its end event is sent.
+    fn on_turn_end(&mut self, report: &TurnReport, session: &Session);
+    /// Called when the thread is idle; returns the next hidden turn to run, after how long.
+    fn next_continuation(&mut self, session: &Session) -> Option<Continuation>;
+    /// Called when a turn starts, with its trigger.
+    fn on_turn_start(&mut self, turn_id: TurnId, trigger: TurnTrigger, session: &Session);
+    /// The per-turn observer the running turn reports to.
+    fn observer(&self) -> Option<Arc<dyn TurnObserver>>;
+    /// Called on `Op::Interrupt { pause_goal: true }` before the turn is cancelled.
+    fn on_interrupt(&mut self, session: &Session);
+    /// Called once before the actor stops.
+    fn on_shutdown(&mut self, session: &Session);
+}
+
+/// A hidden turn to start when the thread is idle.
+#[derive(Debug)]
+pub struct Continuation {
+    /// Wait before starting (no-progress backoff).
+    pub delay: std::time::Duration,
+    /// Hidden input items of the turn.
+    pub input: Vec<ResponseItem>,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    handle: JoinHandle<(Vec<ResponseItem>, TurnReport)>,
+}
+
+/// Starts the actor for a thread whose history (prefix included) is `history`.
+pub fn spawn_thread(
+    session: Arc<Session>,
+    history: Vec<ResponseItem>,
+    policy: Option<Box<dyn IdlePolicy>>,
+) -> ThreadHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread_id = session.thread_id;
+    let actor = Actor {
+        session,
+        history: Some(history),
+        queue: VecDeque::new(),
+        running: None,
+        policy,
+    };
+    let task = tokio::spawn(actor.run(rx));
+    ThreadHandle {
+        thread_id,
+        ops: tx,
+        task: Arc::new(std::sync::Mutex::new(Some(task))),
+    }
+}
+
+struct Actor {
+    session: Arc<Session>,
+    history: Option<Vec<ResponseItem>>,
+    queue: VecDeque<String>,
+    running: Option<Running>,
+    policy: Option<Box<dyn IdlePolicy>>,
+}
+
+impl Actor {
+    async fn run(mut self, mut ops: mpsc::UnboundedReceiver<Op>) {
+        let mut continuation: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, Vec<ResponseItem>)> =
+            None;
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                op = ops.recv(), if !shutting_down => match op {
+                    Some(Op::UserInput { text }) => {
+                        continuation = None;
+                        self.queue.push_back(text);
+                        if self.running.is_none() {
+                            self.start_next_user_turn();
+                        }
+                    }
+                    Some(Op::Interrupt { pause_goal }) => {
+                        continuation = None;
+                        if pause_goal && let Some(policy) = self.policy.as_mut() {
+                            policy.on_interrupt(&self.session);
+                        }
+                        if let Some(running) = &self.running {
+                            running.cancel.cancel();
+                        } else {
+                            self.session.emit(None, EventMsg::Idle);
+                        }
+                    }
+                    Some(Op::Shutdown) | None => {
+                        shutting_down = true;
+                        continuation = None;
+                        match &self.running {
+                            Some(running) => running.cancel.cancel(),
+                            None => break,
+                        }
+                    }
+                },
+                joined = async {
+                    match self.running.as_mut() {
+                        Some(running) => (&mut running.handle).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.running = None;
+                    match joined {
+                        Ok((history, report)) => {
+                            self.history = Some(history);
+                            self.finish_turn(report);
+                        }
+                        Err(err) => {
+                            self.session.emit(None, EventMsg::Warning(format!("turn task failed: {err}")));
+                            self.reload_history();
+                        }
+                    }
+                    if shutting_down {
+                        break;
+                    }
+                    if !self.queue.is_empty() {
+                        self.start_next_user_turn();
+                    } else {
+                        continuation = self.schedule_continuation();
+                        if continuation.is_none() {
+                            self.session.emit(None, EventMsg::Idle);
+                        }
+                    }
+                },
+                _ = async {
+                    match continuation.as_mut() {
+                        Some((sleep, _)) => sleep.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some((_, input)) = continuation.take() {
+                        // Re-check right before starting: another process may have paused it.
+                        match self.schedule_continuation() {
+                            Some(_) => self.start_turn(TurnTrigger::Goal, input),
+                            None => self.session.emit(None, EventMsg::Idle),
+                        }
+                    }
+                },
+            }
+        }
+        if let Some(policy) = self.policy.as_mut() {
+            policy.on_shutdown(&self.session);
+        }
+        self.session.emit(None, EventMsg::ShutdownComplete);
+    }
+
+    fn schedule_continuation(
+        &mut self,
+    ) -> Option<(std::pin::Pin<Box<tokio::time::Sleep>>, Vec<ResponseItem>)> {
+        let policy = self.policy.as_mut()?;
+        let next = policy.next_continuation(&self.session)?;
+        Some((Box::pin(tokio::time::sleep(next.delay)), next.input))
+    }
+
+    fn start_next_user_turn(&mut self) {
+        if let Some(text) = self.queue.pop_front() {
+            self.start_turn(
+                TurnTrigger::User,
+                vec![ResponseItem::text_message("user", text)],
+            );
+        }
+    }
+
+    fn start_turn(&mut self, trigger: TurnTrigger, input: Vec<ResponseItem>) {
+        let turn_id = TurnId::new();
+        if let Some(store) = &self.session.store
+            && let Err(err) = store.start_turn(self.session.thread_id, turn_id, trigger.as_str())
+        {
+            self.session.emit(
+                Some(turn_id),
+                EventMsg::Warning(format!("failed to record the turn start: {err}")),
+            );
+        }
+        if let Some(policy) = self.policy.as_mut() {
+            policy.on_turn_start(turn_id, trigger, &self.session);
+        }
+        self.session
+            .emit(Some(turn_id), EventMsg::TurnStarted { trigger });
+        let cancel = CancellationToken::new();
+        let session = self.session.clone();
+        let mut history = self.history.take().unwrap_or_default();
+        let observer = self.policy.as_ref().and_then(|p| p.observer());
+        let token = cancel.clone();
+        let handle = tokio::spawn(async move {
+            let report = run_turn(
+                session,
+                &mut history,
+                turn_id,
+                trigger,
+                input,
+                token,
+                observer,
+            )
+            .await;
+            (history, report)
+        });
+        self.running = Some(Running { cancel, handle });
+    }
+
+    fn finish_turn(&mut self, report: TurnReport) {
+        if let Some(store) = &self.session.store {
+            let (status, error) = match &report.outcome {
+                TurnOutcome::Completed { .. } => ("completed", None),
+                TurnOutcome::Failed(err) => ("failed", Some(err.message.as_str())),
+                TurnOutcome::Aborted => ("interrupted", None),
+            };
+            if let Err(err) = store.finish_turn(report.turn_id, status, &report.usage, error) {
+                self.session.emit(
+                    Some(report.turn_id),
+                    EventMsg::Warning(format!("failed to record the turn end: {err}")),
+                );
+            }
+        }
+        if let Some(policy) = self.policy.as_mut() {
+            policy.on_turn_end(&report, &self.session);
+        }
+        let msg = match report.outcome {
+            TurnOutcome::Completed { last_message } => EventMsg::TurnCompleted {
+                usage: report.usage,
+                last_message,
+            },
+            TurnOutcome::Failed(error) => EventMsg::TurnFailed {
+                error,
+                usage: report.usage,
+            },
+            TurnOutcome::Aborted => EventMsg::TurnAborted,
+        };
+        self.session.emit(Some(report.turn_id), msg);
+    }
+
+    fn reload_history(&mut self) {
+        if let Some(store) = &self.session.store
+            && let Ok(items) = store.load_rollout(self.session.thread_id)
+        {
+            self.history = Some(items);
+        }
+    }
+}

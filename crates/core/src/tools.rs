@@ -1,0 +1,355 @@
+//! Model-facing tools: their JSON specs and the dispatcher that turns a tool-call item into a real
+//! side effect (a process, a patch) and an output item for the model.
+//!
+//! Malformed arguments never fail the turn: they become an error output the model can read and fix.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quest_protocol::ResponseItem;
+use quest_protocol::exec_events::{FileUpdateChange, PatchApplyStatus};
+use quest_tools::apply_patch::{apply_patch, parse_patch};
+use quest_tools::shell::{CommandLine, ExecRequest, display_command, format_for_model, run_command};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::EventMsg;
+
+/// Names of the goal tools, which never count as progress.
+pub const GOAL_TOOL_NAMES: [&str; 3] = ["get_goal", "create_goal", "update_goal"];
+
+/// A tool call as the model asked for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    /// Pairs the call with its output.
+    pub call_id: String,
+    /// Tool name.
+    pub name: String,
+    /// JSON arguments (function tools) or raw input (custom tools).
+    pub payload: String,
+    /// True for `custom_tool_call` items, whose output item differs.
+    pub custom: bool,
+}
+
+impl ToolCall {
+    /// Extracts a call from a response item.
+    pub fn from_item(item: &ResponseItem) -> Option<ToolCall> {
+        match item {
+            ResponseItem::FunctionCall {
+                name,
+                arguments,
+                call_id,
+                ..
+            } => Some(ToolCall {
+                call_id: call_id.clone(),
+                name: name.clone(),
+                payload: arguments.clone(),
+                custom: false,
+            }),
+            ResponseItem::CustomToolCall {
+                call_id,
+                name,
+                input,
+                ..
+            } => Some(ToolCall {
+                call_id: call_id.clone(),
+                name: name.clone(),
+                payload: input.clone(),
+                custom: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The output item answering this call.
+    pub fn output_item(&self, output: String) -> ResponseItem {
+        if self.custom {
+            ResponseItem::CustomToolCallOutput {
+                id: None,
+                call_id: self.call_id.clone(),
+                output,
+            }
+        } else {
+            ResponseItem::FunctionCallOutput {
+                id: None,
+                call_id: Some(self.call_id.clone()),
+                name: None,
+                namespace: None,
+                output,
+            }
+        }
+    }
+}
+
+/// What running one tool call produced.
+#[derive(Clone, Debug)]
+pub struct ToolResult {
+    /// The call.
+    pub call: ToolCall,
+    /// Text sent back to the model.
+    pub output: String,
+    /// The handler actually ran (false for unknown tools and unparseable arguments).
+    pub executed: bool,
+    /// The handler ran and succeeded (command exit 0, patch applied).
+    pub success: bool,
+    /// A file change was applied.
+    pub changed_files: bool,
+}
+
+impl ToolResult {
+    fn refused(call: &ToolCall, output: String) -> Self {
+        ToolResult {
+            call: call.clone(),
+            output,
+            executed: false,
+            success: false,
+            changed_files: false,
+        }
+    }
+
+    /// The output item for the model.
+    pub fn output_item(&self) -> ResponseItem {
+        self.call.output_item(self.output.clone())
+    }
+}
+
+/// Everything a tool handler needs from its turn.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// Working directory of the thread.
+    pub cwd: PathBuf,
+    /// Default command timeout.
+    pub shell_timeout: Duration,
+    /// Output cap per command.
+    pub max_output_bytes: usize,
+    /// Extra environment for spawned processes (e.g. `TRACEPARENT`).
+    pub env: Vec<(String, String)>,
+    /// Cancelled when the turn is interrupted.
+    pub cancel: CancellationToken,
+}
+
+/// JSON specs of the built-in tools, in the order sent to the model.
+pub fn builtin_tool_specs() -> Vec<serde_json::Value> {
+    vec![
+        json!({
+            "type": "function",
+            "name": "exec_command",
+            "description": "Runs a shell command (bash -lc) in the workspace and returns its exit code and output (stdout and stderr interleaved; long output keeps the head and tail).",
+            "strict": false,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "cmd": {"type": "string", "description": "The shell command to execute."},
+                    "workdir": {"type": "string", "description": "Working directory; defaults to the workspace root."},
+                    "timeout_ms": {"type": "number", "description": "Kill the command after this many milliseconds."},
+                    "justification": {"type": "string", "description": "Why the command is needed."}
+                },
+                "required": ["cmd"],
+                "additionalProperties": false
+            }
+        }),
+        json!({
+            "type": "function",
+            "name": "apply_patch",
+            "description": "Edits files with a patch: '*** Begin Patch', then '*** Add File: path' (lines prefixed '+'), '*** Delete File: path', or '*** Update File: path' (optional '*** Move to: new'), hunks starting with '@@' whose lines are ' ' context, '-' removed, '+' added; end with '*** End Patch'. All hunks apply or none do.",
+            "strict": false,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "input": {"type": "string", "description": "The entire patch."}
+                },
+                "required": ["input"],
+                "additionalProperties": false
+            }
+        }),
+    ]
+}
+
+#[derive(Deserialize)]
+struct ExecCommandArgs {
+    cmd: String,
+    #[serde(default)]
+    workdir: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ShellArgs {
+    command: Vec<String>,
+    #[serde(default)]
+    workdir: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PatchArgs {
+    input: String,
+}
+
+/// Runs one non-goal tool call. `emit` receives begin/end events for front-ends.
+pub async fn run_builtin_tool(
+    call: &ToolCall,
+    ctx: &ToolContext,
+    emit: &(dyn Fn(EventMsg) + Send + Sync),
+) -> ToolResult {
+    match call.name.as_str() {
+        "exec_command" => match parse_args::<ExecCommandArgs>(call) {
+            Ok(args) => {
+                let line = CommandLine::Shell(args.cmd);
+                run_shell(call, ctx, emit, line, args.workdir, args.timeout_ms).await
+            }
+            Err(result) => result,
+        },
+        "shell" | "container.exec" => match parse_args::<ShellArgs>(call) {
+            Ok(args) if args.command.is_empty() => {
+                ToolResult::refused(call, "command must not be empty".to_string())
+            }
+            Ok(args) => {
+                let line = CommandLine::Argv(args.command);
+                run_shell(call, ctx, emit, line, args.workdir, args.timeout_ms).await
+            }
+            Err(result) => result,
+        },
+        "apply_patch" => {
+            let input = if call.custom {
+                call.payload.clone()
+            } else {
+                match parse_args::<PatchArgs>(call) {
+                    Ok(args) => args.input,
+                    Err(result) => return result,
+                }
+            };
+            run_patch(call, &ctx.cwd, emit, &input)
+        }
+        other => ToolResult::refused(call, format!("unsupported call: {other}")),
+    }
+}
+
+fn parse_args<T: serde::de::DeserializeOwned>(call: &ToolCall) -> Result<T, ToolResult> {
+    serde_json::from_str(&call.payload).map_err(|err| {
+        ToolResult::refused(
+            call,
+            format!("failed to parse function arguments for `{}`: {err}", call.name),
+        )
+    })
+}
+
+async fn run_shell(
+    call: &ToolCall,
+    ctx: &ToolContext,
+    emit: &(dyn Fn(EventMsg) + Send + Sync),
+    line: CommandLine,
+    workdir: Option<String>,
+    timeout_ms: Option<u64>,
+) -> ToolResult {
+    let cwd = match workdir {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => ctx.cwd.join(dir),
+        None => ctx.cwd.clone(),
+    };
+    let command = display_command(&line);
+    emit(EventMsg::ExecCommandBegin {
+        call_id: call.call_id.clone(),
+        command: command.clone(),
+    });
+    let request = ExecRequest {
+        command: line,
+        cwd,
+        timeout: timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(ctx.shell_timeout),
+        env: ctx.env.clone(),
+        max_output_bytes: ctx.max_output_bytes,
+    };
+    match run_command(request, ctx.cancel.clone()).await {
+        Ok(output) => {
+            let success = output.exit_code == Some(0) && !output.timed_out;
+            emit(EventMsg::ExecCommandEnd {
+                call_id: call.call_id.clone(),
+                command,
+                output: output.aggregated_output.clone(),
+                exit_code: output.exit_code,
+                success,
+            });
+            ToolResult {
+                call: call.clone(),
+                output: format_for_model(&output),
+                executed: true,
+                success,
+                changed_files: false,
+            }
+        }
+        Err(err) => {
+            let message = format!("failed to run command: {err}");
+            emit(EventMsg::ExecCommandEnd {
+                call_id: call.call_id.clone(),
+                command,
+                output: message.clone(),
+                exit_code: None,
+                success: false,
+            });
+            ToolResult {
+                call: call.clone(),
+                output: message,
+                executed: true,
+                success: false,
+                changed_files: false,
+            }
+        }
+    }
+}
+
+fn run_patch(
+    call: &ToolCall,
+    cwd: &Path,
+    emit: &(dyn Fn(EventMsg) + Send + Sync),
+    input: &str,
+) -> ToolResult {
+    let outcome = parse_patch(input)
+        .map_err(|e| e.to_string())
+        .and_then(|patch| apply_patch(cwd, &patch).map_err(|e| e.to_string()));
+    match outcome {
+        Ok(report) => {
+            let changes = report
+                .changes
+                .iter()
+                .map(|c| FileUpdateChange {
+                    path: c.path.clone(),
+                    kind: c.kind,
+                })
+                .collect();
+            let summary = report.summary();
+            emit(EventMsg::PatchApplied {
+                call_id: call.call_id.clone(),
+                changes,
+                status: PatchApplyStatus::Completed,
+                message: summary.clone(),
+            });
+            ToolResult {
+                call: call.clone(),
+                output: summary,
+                executed: true,
+                success: true,
+                changed_files: true,
+            }
+        }
+        Err(message) => {
+            emit(EventMsg::PatchApplied {
+                call_id: call.call_id.clone(),
+                changes: Vec::new(),
+                status: PatchApplyStatus::Failed,
+                message: message.clone(),
+            });
+            ToolResult {
+                call: call.clone(),
+                output: format!("apply_patch failed: {message}"),
+                executed: true,
+                success: false,
+                changed_files: false,
+            }
+        }
+    }
+}

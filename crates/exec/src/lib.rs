@@ -1,0 +1,322 @@
+//! `quest exec`: run one turn (or, with `--goal`, a goal to its stop state) without a UI.
+//!
+//! stdout carries only JSONL with `--json`; everything meant for people goes to stderr. This crate
+//! parses no config files and touches no SQL directly: it drives `quest-core`.
+#![warn(missing_docs, unreachable_pub)]
+
+mod processor;
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use quest_core::{
+    ConfigOverrides, CoreError, EventMsg, Op, StartedThread, ThreadSpec, build_client,
+    load_config, resume_thread, start_thread,
+};
+use quest_protocol::ThreadId;
+use quest_state::Store;
+
+pub use processor::{EventProcessor, OutputMode};
+
+/// Exit code of a failed turn or runtime error.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code of bad command-line usage or configuration.
+pub const EXIT_USAGE: i32 = 2;
+
+/// `quest exec` arguments. Every flag `@openai/codex-sdk` passes is accepted.
+#[derive(Args, Debug, Default, Clone)]
+#[command(args_conflicts_with_subcommands = false, subcommand_precedence_over_arg = true)]
+pub struct ExecArgs {
+    /// Print the JSONL event stream on stdout.
+    #[arg(long = "json", alias = "experimental-json", global = true)]
+    pub json: bool,
+    /// Override a config key: `-c key=value` (value parsed as TOML, else a string).
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", global = true)]
+    pub config: Vec<String>,
+    /// Model slug.
+    #[arg(short = 'm', long, global = true)]
+    pub model: Option<String>,
+    /// Recorded source of a new thread (accepted for SDK compatibility).
+    #[arg(long, global = true, hide = true)]
+    pub thread_source: Option<String>,
+    /// Sandbox mode: read-only, workspace-write, danger-full-access.
+    #[arg(short = 's', long, global = true)]
+    pub sandbox: Option<String>,
+    /// Working directory of the thread.
+    #[arg(short = 'C', long = "cd", global = true)]
+    pub cd: Option<PathBuf>,
+    /// Extra writable directories (accepted; recorded only).
+    #[arg(long = "add-dir", global = true)]
+    pub add_dir: Vec<PathBuf>,
+    /// Run outside a git repository.
+    #[arg(long, global = true)]
+    pub skip_git_repo_check: bool,
+    /// JSON Schema the final message must follow (accepted; not enforced yet).
+    #[arg(long, global = true)]
+    pub output_schema: Option<PathBuf>,
+    /// Accepted and ignored (SDK compatibility).
+    #[arg(long, global = true, hide = true)]
+    pub cyber_access_program: Option<String>,
+    /// Do not record the thread.
+    #[arg(long, global = true)]
+    pub ephemeral: bool,
+    /// Write the last agent message to this file.
+    #[arg(short = 'o', long, global = true)]
+    pub output_last_message: Option<PathBuf>,
+    /// Colour: always, never, auto.
+    #[arg(long, default_value = "auto", global = true)]
+    pub color: String,
+    /// Images to attach (accepted; not sent yet).
+    #[arg(short = 'i', long = "image", global = true)]
+    pub images: Vec<PathBuf>,
+    /// Run the goal loop for this objective until a stop state ("-" reads stdin).
+    #[arg(long, global = true, value_name = "OBJECTIVE", num_args = 0..=1, default_missing_value = "")]
+    pub goal: Option<String>,
+    /// Token budget of the goal.
+    #[arg(long, global = true)]
+    pub token_budget: Option<i64>,
+    /// Time budget of the goal (e.g. 2h, 90m).
+    #[arg(long, global = true)]
+    pub time_budget: Option<String>,
+    /// Turn budget of the goal.
+    #[arg(long, global = true)]
+    pub turn_budget: Option<i64>,
+    /// Prompt; `-` or absent reads stdin.
+    pub prompt: Option<String>,
+    /// `resume <THREAD_ID> [PROMPT]`.
+    #[command(subcommand)]
+    pub command: Option<ExecCommand>,
+}
+
+/// `quest exec` subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ExecCommand {
+    /// Continue a recorded thread.
+    Resume(ResumeArgs),
+}
+
+/// `quest exec resume`.
+#[derive(Args, Debug, Clone)]
+pub struct ResumeArgs {
+    /// Thread id (from `thread.started`).
+    pub thread_id: Option<String>,
+    /// Prompt; `-` or absent reads stdin.
+    pub prompt: Option<String>,
+    /// Resume the most recent thread.
+    #[arg(long)]
+    pub last: bool,
+}
+
+/// Runs `quest exec` and returns the process exit code.
+pub async fn run_exec(args: ExecArgs) -> i32 {
+    let mode = if args.json {
+        OutputMode::Json
+    } else {
+        let color = match args.color.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        OutputMode::Human { color }
+    };
+    match run_inner(args, mode).await {
+        Ok(code) => code,
+        Err(ExecFailure { code, message }) => {
+            eprintln!("Error: {message}");
+            code
+        }
+    }
+}
+
+struct ExecFailure {
+    code: i32,
+    message: String,
+}
+
+fn usage(message: impl Into<String>) -> ExecFailure {
+    ExecFailure {
+        code: EXIT_USAGE,
+        message: message.into(),
+    }
+}
+
+fn failure(message: impl Into<String>) -> ExecFailure {
+    ExecFailure {
+        code: EXIT_FAILURE,
+        message: message.into(),
+    }
+}
+
+async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure> {
+    let (resume, positional) = match &args.command {
+        Some(ExecCommand::Resume(r)) => (Some(r.clone()), r.prompt.clone()),
+        None => (None, args.prompt.clone()),
+    };
+    let loaded = load_config(ConfigOverrides {
+        home: None,
+        cwd: args.cd.clone(),
+        model: args.model.clone(),
+        sandbox_mode: args.sandbox.clone(),
+        raw_overrides: args.config.clone(),
+    })
+    .map_err(|e| usage(e.to_string()))?;
+    let config = Arc::new(loaded.config);
+    if !config.cwd.is_dir() {
+        return Err(usage(format!(
+            "working directory {} does not exist",
+            config.cwd.display()
+        )));
+    }
+    if !args.skip_git_repo_check && !inside_git_repo(&config.cwd) {
+        return Err(usage(
+            "Not inside a trusted directory and --skip-git-repo-check was not specified.",
+        ));
+    }
+    let prompt = read_prompt(positional)?;
+    let client = build_client(&config, &originator()).map_err(|e| failure(e.user_message()))?;
+    let store = if args.ephemeral {
+        None
+    } else {
+        Some(Store::open_in(&config.home).map_err(|e| failure(format!("state database: {e}")))?)
+    };
+    let spec = ThreadSpec {
+        config: config.clone(),
+        client,
+        store: store.clone(),
+        extra_tools: Vec::new(),
+    };
+    let started = match resume {
+        Some(resume) => {
+            let thread_id = resolve_thread(&resume, store.as_ref())?;
+            resume_thread(spec, thread_id, |_| None)
+        }
+        None => start_thread(spec, |_| None),
+    }
+    .map_err(|e| match e {
+        CoreError::ThreadNotFound(_) => usage(e.to_string()),
+        other => failure(other.to_string()),
+    })?;
+    let mut processor = EventProcessor::new(mode, false);
+    processor.thread_started(&started.handle.thread_id.to_string());
+    for warning in &loaded.warnings {
+        processor.warning(warning);
+    }
+    let code = drive_single_turn(started, prompt, &mut processor).await;
+    if let Some(path) = &args.output_last_message {
+        let text = processor.last_message.clone().unwrap_or_default();
+        if let Err(err) = std::fs::write(path, text) {
+            eprintln!(
+                "warning: could not write the last message to {}: {err}",
+                path.display()
+            );
+        }
+    }
+    if let (OutputMode::Human { .. }, Some(text)) = (mode, &processor.last_message)
+        && code == 0
+    {
+        println!("{text}");
+    }
+    Ok(code)
+}
+
+async fn drive_single_turn(
+    mut started: StartedThread,
+    prompt: String,
+    processor: &mut EventProcessor,
+) -> i32 {
+    started.handle.submit(Op::UserInput { text: prompt });
+    let mut code = EXIT_FAILURE;
+    let mut interrupted = false;
+    loop {
+        let event = tokio::select! {
+            event = started.events.recv() => event,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                started.handle.submit(Op::Interrupt { pause_goal: true });
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        processor.process(&event.msg);
+        match event.msg {
+            EventMsg::TurnCompleted { .. } => {
+                code = 0;
+                started.handle.submit(Op::Shutdown);
+            }
+            EventMsg::TurnFailed { .. } | EventMsg::TurnAborted => {
+                code = EXIT_FAILURE;
+                started.handle.submit(Op::Shutdown);
+            }
+            EventMsg::ShutdownComplete => break,
+            _ => {}
+        }
+    }
+    started.handle.join().await;
+    code
+}
+
+fn resolve_thread(resume: &ResumeArgs, store: Option<&Store>) -> Result<ThreadId, ExecFailure> {
+    let store = store.ok_or_else(|| usage("exec resume cannot be combined with --ephemeral"))?;
+    if let Some(id) = &resume.thread_id {
+        return id
+            .parse::<ThreadId>()
+            .map_err(|e| usage(format!("invalid thread id `{id}`: {e}")));
+    }
+    if resume.last {
+        return store
+            .latest_thread()
+            .map_err(|e| failure(format!("state database: {e}")))?
+            .ok_or_else(|| usage("no recorded thread to resume"));
+    }
+    Err(usage("exec resume needs a THREAD_ID or --last"))
+}
+
+/// Reads the prompt: the positional, or stdin when absent or `-`; piped stdin next to a
+/// positional is appended as a `<stdin>` block.
+fn read_prompt(positional: Option<String>) -> Result<String, ExecFailure> {
+    let stdin_is_terminal = std::io::stdin().is_terminal();
+    let read_stdin = || -> Result<String, ExecFailure> {
+        let mut buffer = String::new();
+        std::io::stdin()
+            .read_to_string(&mut buffer)
+            .map_err(|e| usage(format!("failed to read the prompt from stdin: {e}")))?;
+        Ok(buffer)
+    };
+    match positional.as_deref() {
+        None | Some("-") => {
+            if stdin_is_terminal {
+                return Err(usage(
+                    "no prompt given: pass it as an argument or pipe it on stdin",
+                ));
+            }
+            let text = read_stdin()?;
+            if text.trim().is_empty() {
+                return Err(usage("the prompt read from stdin is empty"));
+            }
+            Ok(text)
+        }
+        Some(text) => {
+            if !stdin_is_terminal {
+                let extra = read_stdin()?;
+                if !extra.trim().is_empty() {
+                    return Ok(format!("{text}\n\n<stdin>\n{}\n</stdin>", extra.trim_end()));
+                }
+            }
+            Ok(text.to_string())
+        }
+    }
+}
+
+fn inside_git_repo(dir: &Path) -> bool {
+    dir.ancestors().any(|d| d.join(".git").exists())
+}
+
+/// `originator` header value: the SDK's override when set, else `quest_exec`.
+pub fn originator() -> String {
+    std::env::var("CODEX_INTERNAL_ORIGINATOR_OVERRIDE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "quest_exec".to_string())
+}

@@ -1,0 +1,303 @@
+//! Turns core events into `exec --json` lines or readable progress.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use owo_colors::OwoColorize;
+use quest_core::{EventMsg, TurnTrigger};
+use quest_protocol::TokenUsage;
+use quest_protocol::exec_events::{
+    CommandExecutionStatus, ExecError, ExecUsage, ThreadEvent, ThreadItem, ThreadItemDetails,
+};
+
+/// Output mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    /// JSONL on stdout.
+    Json,
+    /// Progress on stderr, final message on stdout.
+    Human {
+        /// Colourise stderr.
+        color: bool,
+    },
+}
+
+/// Converts events to output; keeps exec-local item ids.
+pub struct EventProcessor {
+    mode: OutputMode,
+    next_item: u64,
+    running_commands: HashMap<String, (String, String)>,
+    /// Last agent message of the latest completed turn.
+    pub last_message: Option<String>,
+    show_goal_events: bool,
+}
+
+impl EventProcessor {
+    /// A processor for `mode`; `goal` enables `goal.updated` lines.
+    pub fn new(mode: OutputMode, goal: bool) -> Self {
+        EventProcessor {
+            mode,
+            next_item: 0,
+            running_commands: HashMap::new(),
+            last_message: None,
+            show_goal_events: goal,
+        }
+    }
+
+    fn item_id(&mut self) -> String {
+        let id = format!("item_{}", self.next_item);
+        self.next_item += 1;
+        id
+    }
+
+    /// Emits the first line.
+    pub fn thread_started(&mut self, thread_id: &str) {
+        match self.mode {
+            OutputMode::Json => self.json(&ThreadEvent::ThreadStarted {
+                thread_id: thread_id.to_string(),
+            }),
+            OutputMode::Human { .. } => {
+                self.human(&format!("thread {thread_id}"), Style::Dim);
+            }
+        }
+    }
+
+    /// Prints a warning (config warnings, non-fatal problems).
+    pub fn warning(&mut self, message: &str) {
+        match self.mode {
+            OutputMode::Json => {
+                let item = ThreadItem {
+                    id: self.item_id(),
+                    details: ThreadItemDetails::Error {
+                        message: message.to_string(),
+                    },
+                };
+                self.json(&ThreadEvent::ItemCompleted { item });
+            }
+            OutputMode::Human { .. } => self.human(&format!("warning: {message}"), Style::Warn),
+        }
+    }
+
+    /// Handles one core event.
+    pub fn process(&mut self, msg: &EventMsg) {
+        match msg {
+            EventMsg::TurnStarted { trigger } => match self.mode {
+                OutputMode::Json => self.json(&ThreadEvent::TurnStarted {}),
+                OutputMode::Human { .. } => {
+                    let label = match trigger {
+                        TurnTrigger::User => "turn started",
+                        TurnTrigger::Goal => "goal continuation started",
+                    };
+                    self.human(label, Style::Dim);
+                }
+            },
+            EventMsg::AgentMessageDelta(_) => {}
+            EventMsg::AgentMessage(text) => {
+                self.last_message = Some(text.clone());
+                match self.mode {
+                    OutputMode::Json => {
+                        let item = ThreadItem {
+                            id: self.item_id(),
+                            details: ThreadItemDetails::AgentMessage { text: text.clone() },
+                        };
+                        self.json(&ThreadEvent::ItemCompleted { item });
+                    }
+                    OutputMode::Human { .. } => self.human(&format!("agent: {text}"), Style::Plain),
+                }
+            }
+            EventMsg::Reasoning(text) => match self.mode {
+                OutputMode::Json => {
+                    let item = ThreadItem {
+                        id: self.item_id(),
+                        details: ThreadItemDetails::Reasoning { text: text.clone() },
+                    };
+                    self.json(&ThreadEvent::ItemCompleted { item });
+                }
+                OutputMode::Human { .. } => self.human(&format!("thinking: {text}"), Style::Dim),
+            },
+            EventMsg::ExecCommandBegin { call_id, command } => {
+                let id = self.item_id();
+                self.running_commands
+                    .insert(call_id.clone(), (id.clone(), command.clone()));
+                match self.mode {
+                    OutputMode::Json => self.json(&ThreadEvent::ItemStarted {
+                        item: ThreadItem {
+                            id,
+                            details: ThreadItemDetails::CommandExecution {
+                                command: command.clone(),
+                                aggregated_output: String::new(),
+                                exit_code: None,
+                                status: CommandExecutionStatus::InProgress,
+                            },
+                        },
+                    }),
+                    OutputMode::Human { .. } => self.human(&format!("$ {command}"), Style::Command),
+                }
+            }
+            EventMsg::ExecCommandEnd {
+                call_id,
+                command,
+                output,
+                exit_code,
+                success,
+            } => {
+                let id = match self.running_commands.remove(call_id) {
+                    Some((id, _)) => id,
+                    None => self.item_id(),
+                };
+                match self.mode {
+                    OutputMode::Json => self.json(&ThreadEvent::ItemCompleted {
+                        item: ThreadItem {
+                            id,
+                            details: ThreadItemDetails::CommandExecution {
+                                command: command.clone(),
+                                aggregated_output: output.clone(),
+                                exit_code: *exit_code,
+                                status: if *success {
+                                    CommandExecutionStatus::Completed
+                                } else {
+                                    CommandExecutionStatus::Failed
+                                },
+                            },
+                        },
+                    }),
+                    OutputMode::Human { .. } => {
+                        let code = exit_code.map_or("killed".to_string(), |c| format!("exit {c}"));
+                        let style = if *success { Style::Ok } else { Style::Error };
+                        self.human(&format!("  {code}"), style);
+                        for line in output.lines().take(20) {
+                            self.human(&format!("  {line}"), Style::Dim);
+                        }
+                    }
+                }
+            }
+            EventMsg::PatchApplied {
+                changes,
+                status,
+                message,
+                ..
+            } => match self.mode {
+                OutputMode::Json => {
+                    let item = ThreadItem {
+                        id: self.item_id(),
+                        details: ThreadItemDetails::FileChange {
+                            changes: changes.clone(),
+                            status: *status,
+                        },
+                    };
+                    self.json(&ThreadEvent::ItemCompleted { item });
+                }
+                OutputMode::Human { .. } => self.human(&format!("patch: {message}"), Style::Ok),
+            },
+            EventMsg::Retrying {
+                attempt,
+                max_attempts,
+                reason,
+            } => {
+                let message = format!("Reconnecting... {attempt}/{max_attempts} ({reason})");
+                match self.mode {
+                    OutputMode::Json => self.json(&ThreadEvent::Error { message }),
+                    OutputMode::Human { .. } => self.human(&message, Style::Warn),
+                }
+            }
+            EventMsg::Warning(message) => self.warning(message),
+            EventMsg::GoalUpdated(goal) => match self.mode {
+                OutputMode::Json => {
+                    if self.show_goal_events {
+                        self.json(&ThreadEvent::GoalUpdated {
+                            goal: (**goal).clone(),
+                        });
+                    }
+                }
+                OutputMode::Human { .. } => {
+                    let budget = goal
+                        .token_budget
+                        .map_or(String::new(), |b| format!("/{b}"));
+                    self.human(
+                        &format!(
+                            "goal {}: {} tokens{budget}, {}s, {} turns",
+                            goal.status, goal.tokens_used, goal.time_used_seconds, goal.turns_used
+                        ),
+                        Style::Goal,
+                    );
+                }
+            },
+            EventMsg::GoalCleared => {
+                if let OutputMode::Human { .. } = self.mode {
+                    self.human("goal cleared", Style::Goal);
+                }
+            }
+            EventMsg::TurnCompleted { usage, .. } => match self.mode {
+                OutputMode::Json => self.json(&ThreadEvent::TurnCompleted {
+                    usage: ExecUsage::from(*usage),
+                }),
+                OutputMode::Human { .. } => self.human(&usage_line(usage), Style::Dim),
+            },
+            EventMsg::TurnFailed { error, .. } => match self.mode {
+                OutputMode::Json => {
+                    self.json(&ThreadEvent::Error {
+                        message: error.message.clone(),
+                    });
+                    self.json(&ThreadEvent::TurnFailed {
+                        error: ExecError {
+                            message: error.message.clone(),
+                        },
+                    });
+                }
+                OutputMode::Human { .. } => {
+                    self.human(&format!("ERROR: {}", error.message), Style::Error)
+                }
+            },
+            EventMsg::TurnAborted => {
+                if let OutputMode::Human { .. } = self.mode {
+                    self.human("turn interrupted", Style::Warn);
+                }
+            }
+            EventMsg::Idle | EventMsg::ShutdownComplete => {}
+        }
+    }
+
+    fn json(&self, event: &ThreadEvent) {
+        if let Ok(line) = serde_json::to_string(event) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+
+    fn human(&self, text: &str, style: Style) {
+        let color = matches!(self.mode, OutputMode::Human { color: true });
+        let mut err = std::io::stderr().lock();
+        let _ = if color {
+            match style {
+                Style::Plain => writeln!(err, "{text}"),
+                Style::Dim => writeln!(err, "{}", text.dimmed()),
+                Style::Command => writeln!(err, "{}", text.bold()),
+                Style::Ok => writeln!(err, "{}", text.green()),
+                Style::Warn => writeln!(err, "{}", text.yellow()),
+                Style::Error => writeln!(err, "{}", text.red()),
+                Style::Goal => writeln!(err, "{}", text.magenta()),
+            }
+        } else {
+            writeln!(err, "{text}")
+        };
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Style {
+    Plain,
+    Dim,
+    Command,
+    Ok,
+    Warn,
+    Error,
+    Goal,
+}
+
+fn usage_line(usage: &TokenUsage) -> String {
+    format!(
+        "tokens: {} in ({} cached), {} out",
+        usage.input_tokens, usage.cached_input_tokens, usage.output_tokens
+    )
+}
