@@ -7,6 +7,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
+pub mod goal;
 pub mod prompts;
 pub mod protocol;
 pub mod session;

@@ -37,6 +37,8 @@ pub enum Op {
         /// Pause an active goal (reason `interrupt`) before interrupting.
         pause_goal: bool,
     },
+    /// Re-evaluate the idle policy now (e.g. a goal was just created or resumed).
+    WakeIdle,
     /// Finish the running turn's bookkeeping and stop the actor.
     Shutdown,
 }

@@ -39,27 +39,21 @@ impl ThreadHandle {
 
 /// Decides what happens between turns; implemented by the goal runtime.
 pub trait IdlePolicy: Send {
-    /// Called with every finished turn before its end event is sent.
-    fn on_turn_end(&mut self, report: &TurnReport, session: &Session);
-    /// Called when the thread is idle; returns the next hidden turn to run, after how long.
-    fn next_continuation(&mut self, session: &Session) -> Option<Continuation>;
     /// Called when a turn starts, with its trigger.
-    fn on_turn_start(&mut self, turn_id: TurnId, trigger: TurnTrigger, session: &Session);
+    fn on_turn_start(&mut self, turn_id: TurnId, trigger: TurnTrigger);
+    /// Called with every finished turn before its end event is sent.
+    fn on_turn_end(&mut self, report: &TurnReport);
+    /// Called when the thread goes idle: after how long a hidden turn should start, if at all.
+    fn next_continuation(&mut self) -> Option<std::time::Duration>;
+    /// Called when that wait is over: the hidden turn's input, or `None` when the goal stopped
+    /// meanwhile (the persisted status is re-read here).
+    fn confirm_continuation(&mut self) -> Option<Vec<ResponseItem>>;
     /// The per-turn observer the running turn reports to.
     fn observer(&self) -> Option<Arc<dyn TurnObserver>>;
     /// Called on `Op::Interrupt { pause_goal: true }` before the turn is cancelled.
-    fn on_interrupt(&mut self, session: &Session);
+    fn on_interrupt(&mut self);
     /// Called once before the actor stops.
-    fn on_shutdown(&mut self, session: &Session);
-}
-
-/// A hidden turn to start when the thread is idle.
-#[derive(Debug)]
-pub struct Continuation {
-    /// Wait before starting (no-progress backoff).
-    pub delay: std::time::Duration,
-    /// Hidden input items of the turn.
-    pub input: Vec<ResponseItem>,
+    fn on_shutdown(&mut self);
 }
 
 struct Running {
@@ -100,8 +94,7 @@ struct Actor {
 
 impl Actor {
     async fn run(mut self, mut ops: mpsc::UnboundedReceiver<Op>) {
-        let mut continuation: Option<(std::pin::Pin<Box<tokio::time::Sleep>>, Vec<ResponseItem>)> =
-            None;
+        let mut continuation: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut shutting_down = false;
         loop {
             tokio::select! {
@@ -116,12 +109,20 @@ impl Actor {
                     Some(Op::Interrupt { pause_goal }) => {
                         continuation = None;
                         if pause_goal && let Some(policy) = self.policy.as_mut() {
-                            policy.on_interrupt(&self.session);
+                            policy.on_interrupt();
                         }
                         if let Some(running) = &self.running {
                             running.cancel.cancel();
                         } else {
                             self.session.emit(None, EventMsg::Idle);
+                        }
+                    }
+                    Some(Op::WakeIdle) => {
+                        if self.running.is_none() && continuation.is_none() {
+                            continuation = self.schedule_continuation();
+                            if continuation.is_none() {
+                                self.session.emit(None, EventMsg::Idle);
+                            }
                         }
                     }
                     Some(Op::Shutdown) | None => {
@@ -164,32 +165,29 @@ impl Actor {
                 },
                 _ = async {
                     match continuation.as_mut() {
-                        Some((sleep, _)) => sleep.as_mut().await,
+                        Some(sleep) => sleep.as_mut().await,
                         None => std::future::pending().await,
                     }
                 } => {
-                    if let Some((_, input)) = continuation.take() {
-                        // Re-check right before starting: another process may have paused it.
-                        match self.schedule_continuation() {
-                            Some(_) => self.start_turn(TurnTrigger::Goal, input),
-                            None => self.session.emit(None, EventMsg::Idle),
-                        }
+                    continuation = None;
+                    // Re-read right before starting: another process may have paused the goal.
+                    let input = self.policy.as_mut().and_then(|p| p.confirm_continuation());
+                    match input {
+                        Some(input) => self.start_turn(TurnTrigger::Goal, input),
+                        None => self.session.emit(None, EventMsg::Idle),
                     }
                 },
             }
         }
         if let Some(policy) = self.policy.as_mut() {
-            policy.on_shutdown(&self.session);
+            policy.on_shutdown();
         }
         self.session.emit(None, EventMsg::ShutdownComplete);
     }
 
-    fn schedule_continuation(
-        &mut self,
-    ) -> Option<(std::pin::Pin<Box<tokio::time::Sleep>>, Vec<ResponseItem>)> {
-        let policy = self.policy.as_mut()?;
-        let next = policy.next_continuation(&self.session)?;
-        Some((Box::pin(tokio::time::sleep(next.delay)), next.input))
+    fn schedule_continuation(&mut self) -> Option<std::pin::Pin<Box<tokio::time::Sleep>>> {
+        let delay = self.policy.as_mut()?.next_continuation()?;
+        Some(Box::pin(tokio::time::sleep(delay)))
     }
 
     fn start_next_user_turn(&mut self) {
@@ -212,7 +210,7 @@ impl Actor {
             );
         }
         if let Some(policy) = self.policy.as_mut() {
-            policy.on_turn_start(turn_id, trigger, &self.session);
+            policy.on_turn_start(turn_id, trigger);
         }
         self.session
             .emit(Some(turn_id), EventMsg::TurnStarted { trigger });
@@ -252,7 +250,7 @@ impl Actor {
             }
         }
         if let Some(policy) = self.policy.as_mut() {
-            policy.on_turn_end(&report, &self.session);
+            policy.on_turn_end(&report);
         }
         let msg = match report.outcome {
             TurnOutcome::Completed { last_message } => EventMsg::TurnCompleted {

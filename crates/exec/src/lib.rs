@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use quest_core::config::parse_duration;
+use quest_core::goal::{GoalBudgets, GoalRuntime, goal_tool_specs};
 use quest_core::{
-    ConfigOverrides, CoreError, EventMsg, Op, StartedThread, ThreadSpec, build_client,
-    load_config, resume_thread, start_thread,
+    ConfigOverrides, CoreError, EventMsg, IdlePolicy, Op, Session, StartedThread, ThreadSpec,
+    build_client, load_config, resume_thread, start_thread,
 };
 use quest_protocol::ThreadId;
 use quest_state::Store;
@@ -174,9 +176,20 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             "Not inside a trusted directory and --skip-git-repo-check was not specified.",
         ));
     }
-    let prompt = read_prompt(positional)?;
+    let goal_request = GoalRequest::from_args(&args, resume.is_some())?;
+    let prompt = match &goal_request {
+        Some(_) if resume.is_some() => None,
+        Some(GoalRequest { objective: Some(_), .. }) => None,
+        Some(_) => Some(read_prompt(positional.clone())?),
+        None => Some(read_prompt(positional.clone())?),
+    };
     let client = build_client(&config, &originator()).map_err(|e| failure(e.user_message()))?;
     let store = if args.ephemeral {
+        if goal_request.is_some() {
+            return Err(usage(
+                "--goal needs a recorded thread; it cannot be combined with --ephemeral",
+            ));
+        }
         None
     } else {
         Some(Store::open_in(&config.home).map_err(|e| failure(format!("state database: {e}")))?)
@@ -185,25 +198,67 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         config: config.clone(),
         client,
         store: store.clone(),
-        extra_tools: Vec::new(),
+        extra_tools: if store.is_some() {
+            goal_tool_specs()
+        } else {
+            Vec::new()
+        },
     };
-    let started = match resume {
+    let mut runtime: Option<GoalRuntime> = None;
+    let goals_config = config.goals.clone();
+    let policy = |session: &Arc<Session>| -> Option<Box<dyn IdlePolicy>> {
+        let store = session.store.clone()?;
+        let rt = GoalRuntime::new(session.clone(), store, goals_config);
+        runtime = Some(rt.clone());
+        Some(Box::new(rt))
+    };
+    let started = match &resume {
         Some(resume) => {
-            let thread_id = resolve_thread(&resume, store.as_ref())?;
-            resume_thread(spec, thread_id, |_| None)
+            let thread_id = resolve_thread(resume, store.as_ref())?;
+            if let Some(store) = &store
+                && let Err(err) =
+                    store.reconcile_on_load(thread_id, config.goals.auto_continue_on_resume)
+            {
+                eprintln!("warning: could not check the goal of {thread_id}: {err}");
+            }
+            resume_thread(spec, thread_id, policy)
         }
-        None => start_thread(spec, |_| None),
+        None => start_thread(spec, policy),
     }
     .map_err(|e| match e {
         CoreError::ThreadNotFound(_) => usage(e.to_string()),
         other => failure(other.to_string()),
     })?;
-    let mut processor = EventProcessor::new(mode, false);
+    let mut processor = EventProcessor::new(mode, goal_request.is_some());
     processor.thread_started(&started.handle.thread_id.to_string());
     for warning in &loaded.warnings {
         processor.warning(warning);
     }
-    let code = drive_single_turn(started, prompt, &mut processor).await;
+    let code = match (goal_request, runtime) {
+        (Some(request), Some(runtime)) => {
+            let objective = match (&request.objective, &prompt) {
+                (Some(objective), _) => Some(objective.clone()),
+                (None, Some(prompt)) => Some(prompt.clone()),
+                (None, None) => None,
+            };
+            let setup = match objective {
+                Some(objective) => runtime
+                    .create_goal(&objective, request.budgets, true)
+                    .map(|_| ()),
+                None => runtime.resume().map(|_| ()),
+            };
+            if let Err(err) = setup {
+                started.handle.submit(Op::Shutdown);
+                started.handle.join().await;
+                return Err(usage(err.to_string()));
+            }
+            drive_goal(started, &runtime, &mut processor).await
+        }
+        _ => match prompt {
+            Some(prompt) => drive_single_turn(started, prompt, &mut processor).await,
+            None => return Err(usage("no prompt given")),
+        },
+    };
     if let Some(path) = &args.output_last_message {
         let text = processor.last_message.clone().unwrap_or_default();
         if let Err(err) = std::fs::write(path, text) {
@@ -219,6 +274,94 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         println!("{text}");
     }
     Ok(code)
+}
+
+/// What `--goal` and the budget flags asked for.
+struct GoalRequest {
+    /// Objective given with `--goal` (`None` = take the prompt, or resume the existing goal).
+    objective: Option<String>,
+    budgets: GoalBudgets,
+}
+
+impl GoalRequest {
+    fn from_args(args: &ExecArgs, resuming: bool) -> Result<Option<GoalRequest>, ExecFailure> {
+        let budgets_given =
+            args.token_budget.is_some() || args.time_budget.is_some() || args.turn_budget.is_some();
+        let Some(goal) = &args.goal else {
+            if budgets_given {
+                return Err(usage(
+                    "--token-budget, --time-budget and --turn-budget need --goal",
+                ));
+            }
+            return Ok(None);
+        };
+        let objective = match goal.as_str() {
+            "" => None,
+            "-" => Some(read_prompt(None)?),
+            text => Some(text.to_string()),
+        };
+        if resuming && objective.is_some() {
+            return Err(usage(
+                "exec resume --goal continues the thread's existing goal; it takes no objective",
+            ));
+        }
+        let time_seconds = match &args.time_budget {
+            Some(text) => Some(
+                parse_duration(text)
+                    .map_err(|e| usage(format!("--time-budget: {e}")))?
+                    .as_secs() as i64,
+            ),
+            None => None,
+        };
+        Ok(Some(GoalRequest {
+            objective,
+            budgets: GoalBudgets {
+                tokens: args.token_budget,
+                time_seconds,
+                turns: args.turn_budget,
+            },
+        }))
+    }
+}
+
+/// Runs the goal loop until the goal stops; the exit code follows the final status.
+async fn drive_goal(
+    mut started: StartedThread,
+    runtime: &GoalRuntime,
+    processor: &mut EventProcessor,
+) -> i32 {
+    started.handle.submit(Op::WakeIdle);
+    let mut interrupted = false;
+    let mut shutting_down = false;
+    loop {
+        let event = tokio::select! {
+            event = started.events.recv() => event,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                started.handle.submit(Op::Interrupt { pause_goal: true });
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        processor.process(&event.msg);
+        match event.msg {
+            EventMsg::Idle if !shutting_down => {
+                shutting_down = true;
+                started.handle.submit(Op::Shutdown);
+            }
+            EventMsg::ShutdownComplete => break,
+            _ => {}
+        }
+    }
+    started.handle.join().await;
+    match runtime.current() {
+        Ok(Some(goal)) => goal.status.exit_code(),
+        Ok(None) => EXIT_FAILURE,
+        Err(err) => {
+            eprintln!("Error: {err}");
+            EXIT_FAILURE
+        }
+    }
 }
 
 async fn drive_single_turn(

@@ -1,0 +1,627 @@
+//! The goal runtime: keeps a thread working toward its goal with hidden continuation turns and
+//! stops it — durably, with an audited reason — when it cannot make progress.
+//!
+//! Every status change goes through [`quest_protocol::goal::transition::transition`] inside the
+//! store's transaction, so this module only decides *when* to ask for a change: at turn start and
+//! end, after tools, on errors, while idle, on interrupt and on exit.
+
+pub mod prompts;
+pub mod tools;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use quest_protocol::goal::transition::{
+    AccountingMode, BreakerThresholds, CreateGoal, CreateMode, GoalLimits, GoalState, Trigger,
+    TurnOutcome as GoalTurnOutcome,
+};
+use quest_protocol::goal::{Actor, GoalStatus};
+use quest_protocol::{ResponseItem, TokenUsage, TurnId};
+use quest_state::{ApplyContext, Store};
+use serde_json::json;
+
+use crate::config::GoalsConfig;
+use crate::protocol::{EventMsg, TurnTrigger};
+use crate::session::Session;
+use crate::thread::IdlePolicy;
+use crate::tools::{GOAL_TOOL_NAMES, ToolCall, ToolResult};
+use crate::turn::{TurnObserver, TurnOutcome, TurnReport};
+
+pub use tools::goal_tool_specs;
+
+/// Budgets asked for when a goal is created from the command line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoalBudgets {
+    /// Token budget.
+    pub tokens: Option<i64>,
+    /// Time budget in seconds.
+    pub time_seconds: Option<i64>,
+    /// Turn budget.
+    pub turns: Option<i64>,
+}
+
+/// Error from a user-side goal operation.
+#[derive(Debug, thiserror::Error)]
+pub enum GoalError {
+    /// The request was refused (exact spec message).
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed.
+    #[error("goal storage failed: {0}")]
+    Storage(String),
+}
+
+/// The goal runtime of one thread. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct GoalRuntime {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    session: Arc<Session>,
+    store: Store,
+    config: GoalsConfig,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The running turn is charged to the goal.
+    goal_turn: bool,
+    /// Accounting mode of the next flush (ActiveOrComplete after `update_goal complete`).
+    charge_mode: Option<AccountingMode>,
+    /// Tokens used by the running turn since the last flush.
+    pending_tokens: i64,
+    /// Start of the unflushed active wall-clock interval.
+    clock: Option<Instant>,
+    /// Goal ids that already got the budget wind-down message.
+    steered: HashSet<String>,
+    /// Tool calls of the previous goal turn (name, payload, output), for repeat detection.
+    previous_calls: HashSet<(String, String, String)>,
+    /// The last turn was interrupted: do not continue on the following idle.
+    interrupted: bool,
+    /// A stop could not be persisted: no continuation from this process (§17a).
+    suspended: Option<String>,
+    /// Send the "blocked audit restarts" note with the next continuation.
+    resume_note: bool,
+    /// A usage-limit auto-resume is scheduled for this reset time.
+    auto_resume_for: Option<i64>,
+    /// The user's goal record, written into history with the next goal turn.
+    user_record: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl GoalRuntime {
+    /// A runtime for the session's thread. The session must have a store.
+    pub fn new(session: Arc<Session>, store: Store, config: GoalsConfig) -> Self {
+        GoalRuntime {
+            shared: Arc::new(Shared {
+                session,
+                store,
+                config,
+                inner: Mutex::new(Inner::default()),
+            }),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        match self.shared.inner.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn limits(&self) -> GoalLimits {
+        let c = &self.shared.config;
+        GoalLimits {
+            max_token_budget: c.max_goal_token_budget,
+            default_time_budget_seconds: c.default_time_budget.map(|d| d.0.as_secs() as i64),
+            default_turn_budget: c.default_turn_budget,
+        }
+    }
+
+    fn thresholds(&self) -> BreakerThresholds {
+        BreakerThresholds {
+            max_no_progress_turns: i64::from(self.shared.config.max_no_progress_turns),
+            max_repeated_blocker_turns: i64::from(self.shared.config.max_repeated_blocker_turns),
+        }
+    }
+
+    /// The goal as stored now.
+    pub fn current(&self) -> Result<Option<GoalState>, GoalError> {
+        self.shared
+            .store
+            .get_goal(self.shared.session.thread_id)
+            .map_err(|e| GoalError::Storage(e.to_string()))
+    }
+
+    /// Applies a trigger through the store, announces the result, and keeps the wall clock in
+    /// step with the status. Refusals come back as `GoalError::Refused` with the exact message.
+    fn apply(
+        &self,
+        trigger: Trigger,
+        actor: Actor,
+        turn_id: Option<TurnId>,
+    ) -> Result<Option<GoalState>, GoalError> {
+        let thread_id = self.shared.session.thread_id;
+        let ctx = ApplyContext {
+            turn_id: turn_id.map(|t| t.to_string()),
+            ..ApplyContext::default()
+        };
+        let outcome = self
+            .shared
+            .store
+            .apply_goal(thread_id, &trigger, actor, &ctx)
+            .map_err(|e| match e.refusal() {
+                Some(refusal) => GoalError::Refused(refusal.to_string()),
+                None => GoalError::Storage(e.to_string()),
+            })?;
+        if outcome.changed {
+            match &outcome.goal {
+                Some(goal) => {
+                    let mut inner = self.inner();
+                    if goal.status == GoalStatus::Active {
+                        inner.clock.get_or_insert_with(Instant::now);
+                    } else {
+                        inner.clock = None;
+                    }
+                    drop(inner);
+                    self.shared.session.emit(
+                        turn_id,
+                        EventMsg::GoalUpdated(Box::new(goal.to_wire())),
+                    );
+                }
+                None => {
+                    self.inner().clock = None;
+                    self.shared.session.emit(turn_id, EventMsg::GoalCleared);
+                }
+            }
+        }
+        Ok(outcome.goal)
+    }
+
+    /// Creates (or, for the user, replaces a finished) goal with budgets; user actor.
+    pub fn create_goal(
+        &self,
+        objective: &str,
+        budgets: GoalBudgets,
+        replace: bool,
+    ) -> Result<GoalState, GoalError> {
+        let mut create = CreateGoal::new(self.shared.session.thread_id.to_string(), objective);
+        create.token_budget = budgets.tokens;
+        create.time_budget_seconds = budgets.time_seconds;
+        create.turn_budget = budgets.turns;
+        create.auto_resume_at_reset = self.shared.config.auto_resume_after_usage_limit;
+        create.mode = if replace {
+            CreateMode::Replace
+        } else {
+            CreateMode::IfNoneOrComplete
+        };
+        create.limits = self.limits();
+        let goal = self
+            .apply(Trigger::Create(create), Actor::User, None)?
+            .ok_or_else(|| GoalError::Storage("goal vanished after creation".to_string()))?;
+        self.inner().user_record = Some(prompts::user_set_goal(&goal.objective));
+        self.acquire_lease();
+        Ok(goal)
+    }
+
+    /// User resume (`quest exec resume <id> --goal`): back to `active`, breaker counters reset.
+    pub fn resume(&self) -> Result<Option<GoalState>, GoalError> {
+        let before = self.current()?;
+        let goal = self.apply(Trigger::Resume, Actor::User, None)?;
+        if before.is_some_and(|g| g.status != GoalStatus::Active) {
+            self.inner().resume_note = true;
+        }
+        self.acquire_lease();
+        Ok(goal)
+    }
+
+    fn acquire_lease(&self) {
+        if let Err(err) = self
+            .shared
+            .store
+            .acquire_lease(self.shared.session.thread_id, std::process::id())
+        {
+            self.shared.session.emit(
+                None,
+                EventMsg::Warning(format!("could not record the goal lease: {err}")),
+            );
+        }
+    }
+
+    /// Flushes pending tokens, whole active seconds and `turns` with `mode`.
+    fn flush(&self, mode: AccountingMode, turns: i64, turn_id: Option<TurnId>) {
+        let (tokens, seconds) = {
+            let mut inner = self.inner();
+            let tokens = std::mem::take(&mut inner.pending_tokens);
+            let seconds = match inner.clock.as_mut() {
+                Some(start) => {
+                    let whole = start.elapsed().as_secs();
+                    *start += Duration::from_secs(whole);
+                    whole as i64
+                }
+                None => 0,
+            };
+            (tokens, seconds)
+        };
+        if tokens == 0 && seconds == 0 && turns == 0 {
+            return;
+        }
+        let trigger = Trigger::AccountUsage {
+            tokens,
+            seconds,
+            turns,
+            mode,
+        };
+        if let Err(err) = self.apply(trigger, Actor::System, turn_id) {
+            self.shared.session.emit(
+                turn_id,
+                EventMsg::Warning(format!("goal accounting failed: {err}")),
+            );
+        }
+    }
+
+    /// Runs a system stop; if it cannot be persisted, suspends continuation in this process.
+    fn system_stop(&self, trigger: Trigger, turn_id: Option<TurnId>) {
+        if let Err(err) = self.apply(trigger, Actor::System, turn_id) {
+            let message = format!("could not record the goal stop ({err}); continuation suspended");
+            self.inner().suspended = Some(message.clone());
+            self.shared
+                .session
+                .emit(turn_id, EventMsg::Warning(message));
+        }
+    }
+
+    fn tool_result(&self, call: &ToolCall, output: String, success: bool) -> ToolResult {
+        ToolResult {
+            call: call.clone(),
+            output,
+            executed: true,
+            success,
+            changed_files: false,
+        }
+    }
+
+    fn tool_payload(goal: Option<&GoalState>, completed_report: bool) -> String {
+        let wire = goal.map(GoalState::to_wire);
+        let report = wire.as_ref().is_some_and(|g| {
+            completed_report
+                && g.status == GoalStatus::Complete
+                && (g.token_budget.is_some() || g.time_used_seconds > 0)
+        });
+        json!({
+            "goal": wire.as_ref().map(|g| g.for_model()),
+            "remainingTokens": wire.as_ref().and_then(|g| g.remaining_tokens()),
+            "completionBudgetReport": if report { Some(prompts::COMPLETION_BUDGET_REPORT.trim()) } else { None },
+        })
+        .to_string()
+    }
+
+    fn handle_goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> ToolResult {
+        match call.name.as_str() {
+            "get_goal" => match self.current() {
+                Ok(goal) => self.tool_result(call, Self::tool_payload(goal.as_ref(), false), true),
+                Err(err) => self.tool_result(call, err.to_string(), false),
+            },
+            "create_goal" => {
+                let args: tools::CreateGoalArgs = match serde_json::from_str(&call.payload) {
+                    Ok(args) => args,
+                    Err(err) => return self.tool_result(call, err.to_string(), false),
+                };
+                let mut create =
+                    CreateGoal::new(self.shared.session.thread_id.to_string(), args.objective);
+                create.token_budget = args.token_budget;
+                create.limits = self.limits();
+                match self.apply(Trigger::Create(create), Actor::Model, Some(turn_id)) {
+                    Ok(goal) => {
+                        {
+                            let mut inner = self.inner();
+                            inner.goal_turn = true;
+                            inner.pending_tokens = 0;
+                            inner.charge_mode = None;
+                            inner.clock = Some(Instant::now());
+                        }
+                        self.acquire_lease();
+                        self.tool_result(call, Self::tool_payload(goal.as_ref(), false), true)
+                    }
+                    Err(err) => self.tool_result(call, err.to_string(), false),
+                }
+            }
+            "update_goal" => {
+                let args: tools::UpdateGoalArgs = match serde_json::from_str(&call.payload) {
+                    Ok(args) => args,
+                    Err(err) => return self.tool_result(call, err.to_string(), false),
+                };
+                let status = match args.status.as_str() {
+                    "complete" => GoalStatus::Complete,
+                    "blocked" => GoalStatus::Blocked,
+                    "paused" => GoalStatus::Paused,
+                    _ => {
+                        let refusal = quest_protocol::goal::transition::TransitionError::ModelStatusNotAllowed;
+                        return self.tool_result(call, refusal.to_string(), false);
+                    }
+                };
+                let mode = if status == GoalStatus::Complete {
+                    AccountingMode::ActiveOrComplete
+                } else {
+                    AccountingMode::ActiveOrStopped
+                };
+                self.flush(mode, 0, Some(turn_id));
+                match self.apply(Trigger::SetStatus { status }, Actor::Model, Some(turn_id)) {
+                    Ok(goal) => {
+                        {
+                            let mut inner = self.inner();
+                            if status == GoalStatus::Complete {
+                                // Quest charges the completing request at turn end.
+                                inner.charge_mode = Some(AccountingMode::ActiveOrComplete);
+                            } else {
+                                inner.goal_turn = false;
+                                inner.pending_tokens = 0;
+                            }
+                        }
+                        self.tool_result(call, Self::tool_payload(goal.as_ref(), true), true)
+                    }
+                    Err(err) => self.tool_result(call, err.to_string(), false),
+                }
+            }
+            other => self.tool_result(call, format!("unsupported call: {other}"), false),
+        }
+    }
+
+    fn classify(&self, report: &TurnReport, last_message: Option<&str>) -> GoalTurnOutcome {
+        let inner = self.inner();
+        let progress = report.tool_results.iter().any(|r| {
+            r.changed_files
+                || (r.success
+                    && !GOAL_TOOL_NAMES.contains(&r.call.name.as_str())
+                    && !inner.previous_calls.contains(&(
+                        r.call.name.clone(),
+                        r.call.payload.clone(),
+                        r.output.clone(),
+                    )))
+        });
+        if progress {
+            GoalTurnOutcome::Progress
+        } else {
+            GoalTurnOutcome::NoProgress {
+                blocker: last_message.map(str::to_string),
+            }
+        }
+    }
+
+    fn continuation_input(&self, goal: &GoalState) -> Vec<ResponseItem> {
+        let mut items = Vec::new();
+        if let Some(record) = self.inner().user_record.take() {
+            items.push(ResponseItem::text_message("user", record));
+        }
+        if std::mem::take(&mut self.inner().resume_note) {
+            items.push(ResponseItem::text_message("user", prompts::resumed()));
+        }
+        items.push(ResponseItem::text_message(
+            "user",
+            prompts::continuation(&goal.to_wire()),
+        ));
+        items
+    }
+}
+
+impl TurnObserver for GoalRuntime {
+    fn goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> Option<ToolResult> {
+        if GOAL_TOOL_NAMES.contains(&call.name.as_str()) {
+            Some(self.handle_goal_tool(turn_id, call))
+        } else {
+            None
+        }
+    }
+
+    fn on_usage(&self, _turn_id: TurnId, usage: &TokenUsage) {
+        let mut inner = self.inner();
+        if inner.goal_turn {
+            inner.pending_tokens = inner.pending_tokens.saturating_add(usage.goal_charge());
+        }
+    }
+
+    fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String> {
+        let executed = results
+            .iter()
+            .any(|r| r.executed && r.call.name != "update_goal");
+        if !executed || !self.inner().goal_turn {
+            return None;
+        }
+        let mode = self.inner().charge_mode.unwrap_or(AccountingMode::ActiveOnly);
+        self.flush(mode, 0, Some(turn_id));
+        let goal = self.current().ok().flatten()?;
+        if goal.status != GoalStatus::BudgetLimited {
+            return None;
+        }
+        let mut inner = self.inner();
+        if inner.steered.insert(goal.goal_id.clone()) {
+            Some(prompts::budget_limit(&goal.to_wire()))
+        } else {
+            None
+        }
+    }
+}
+
+impl IdlePolicy for GoalRuntime {
+    fn on_turn_start(&mut self, _turn_id: TurnId, _trigger: TurnTrigger) {
+        let goal = self.current().ok().flatten();
+        let mut inner = self.inner();
+        inner.pending_tokens = 0;
+        inner.charge_mode = None;
+        inner.interrupted = false;
+        inner.goal_turn = goal
+            .as_ref()
+            .is_some_and(|g| matches!(g.status, GoalStatus::Active | GoalStatus::BudgetLimited));
+        if goal.is_some_and(|g| g.status == GoalStatus::Active) {
+            inner.clock.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn on_turn_end(&mut self, report: &TurnReport) {
+        let turn_id = Some(report.turn_id);
+        let (goal_turn, mode) = {
+            let inner = self.inner();
+            (
+                inner.goal_turn,
+                inner.charge_mode.unwrap_or(AccountingMode::ActiveOnly),
+            )
+        };
+        if goal_turn {
+            let mode = match &report.outcome {
+                TurnOutcome::Failed(_) => AccountingMode::ActiveOrStopped,
+                _ => mode,
+            };
+            self.flush(mode, 1, turn_id);
+        }
+        match &report.outcome {
+            TurnOutcome::Failed(error) if goal_turn => {
+                let trigger = if error.usage_limit {
+                    Trigger::UsageLimit {
+                        resets_at: error.resets_at,
+                    }
+                } else {
+                    Trigger::TurnError {
+                        error_class: error.kind.clone(),
+                        message: error.message.clone(),
+                    }
+                };
+                self.system_stop(trigger, turn_id);
+            }
+            TurnOutcome::Failed(_) => {}
+            TurnOutcome::Aborted => self.inner().interrupted = true,
+            TurnOutcome::Completed { last_message } => {
+                let active = self
+                    .current()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|g| g.status == GoalStatus::Active);
+                if goal_turn && active {
+                    let outcome = self.classify(report, last_message.as_deref());
+                    let trigger = Trigger::TurnClassified {
+                        outcome,
+                        thresholds: self.thresholds(),
+                    };
+                    self.system_stop(trigger, turn_id);
+                }
+            }
+        }
+        let mut inner = self.inner();
+        inner.goal_turn = false;
+        inner.previous_calls = report
+            .tool_results
+            .iter()
+            .map(|r| (r.call.name.clone(), r.call.payload.clone(), r.output.clone()))
+            .collect();
+    }
+
+    fn next_continuation(&mut self) -> Option<Duration> {
+        {
+            let mut inner = self.inner();
+            if inner.suspended.is_some() || std::mem::take(&mut inner.interrupted) {
+                return None;
+            }
+        }
+        let goal = self.current().ok().flatten()?;
+        match goal.status {
+            GoalStatus::Active => Some(
+                self.shared
+                    .config
+                    .backoff_after(goal.no_progress_streak.max(0) as u32),
+            ),
+            GoalStatus::UsageLimited => {
+                let enabled =
+                    self.shared.config.auto_resume_after_usage_limit || goal.auto_resume_at_reset;
+                let resets_at = goal.usage_limit_resets_at?;
+                if !enabled || goal.last_auto_resume_reset_at == Some(resets_at) {
+                    return None;
+                }
+                self.inner().auto_resume_for = Some(resets_at);
+                let wait_ms = (resets_at * 1000 - now_ms()).max(0) as u64;
+                let jitter_ms = 30_000 + (now_ms().unsigned_abs() % 60_000);
+                Some(Duration::from_millis(wait_ms + jitter_ms))
+            }
+            GoalStatus::Paused
+            | GoalStatus::Blocked
+            | GoalStatus::BudgetLimited
+            | GoalStatus::Complete => None,
+        }
+    }
+
+    fn confirm_continuation(&mut self) -> Option<Vec<ResponseItem>> {
+        if self.inner().suspended.is_some() {
+            return None;
+        }
+        if self.inner().auto_resume_for.take().is_some() {
+            let trigger = Trigger::AutoResumeAtReset {
+                enabled_by_config: self.shared.config.auto_resume_after_usage_limit,
+            };
+            if self.apply(trigger, Actor::System, None).is_err() {
+                return None;
+            }
+        } else {
+            // Idle wall-clock time counts while active; it may trip the time budget.
+            self.flush(AccountingMode::ActiveOnly, 0, None);
+        }
+        let goal = self.current().ok().flatten()?;
+        match goal.status {
+            GoalStatus::Active => Some(self.continuation_input(&goal)),
+            GoalStatus::Paused
+            | GoalStatus::Blocked
+            | GoalStatus::UsageLimited
+            | GoalStatus::BudgetLimited
+            | GoalStatus::Complete => None,
+        }
+    }
+
+    fn observer(&self) -> Option<Arc<dyn TurnObserver>> {
+        Some(Arc::new(self.clone()))
+    }
+
+    fn on_interrupt(&mut self) {
+        if self
+            .current()
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.status == GoalStatus::Active)
+        {
+            self.flush(AccountingMode::ActiveOrStopped, 0, None);
+            self.system_stop_as_user(Trigger::Interrupt);
+        }
+    }
+
+    fn on_shutdown(&mut self) {
+        let thread_id = self.shared.session.thread_id;
+        if self
+            .current()
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.status == GoalStatus::Active)
+        {
+            self.flush(AccountingMode::ActiveOrStopped, 0, None);
+            self.system_stop(Trigger::ProcessExit { clean: true }, None);
+        }
+        let _ = self
+            .shared
+            .store
+            .release_lease(thread_id, std::process::id());
+    }
+}
+
+impl GoalRuntime {
+    fn system_stop_as_user(&self, trigger: Trigger) {
+        if let Err(err) = self.apply(trigger, Actor::User, None) {
+            self.shared
+                .session
+                .emit(None, EventMsg::Warning(format!("could not pause the goal: {err}")));
+        }
+    }
+}
