@@ -210,7 +210,11 @@ pub fn display_command(command: &CommandLine) -> String {
 fn push_quoted(out: &mut String, arg: &str) {
     let safe = !arg.is_empty()
         && arg.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'@' | b'%' | b'+' | b'=' | b':' | b',')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'_' | b'-' | b'.' | b'/' | b'@' | b'%' | b'+' | b'=' | b':' | b','
+                )
         });
     if safe {
         out.push_str(arg);
@@ -237,11 +241,20 @@ pub fn format_for_model(output: &ExecOutput) -> String {
             let _ = writeln!(text, "Exit code: {code}");
         }
         (None, Some(sig)) => {
-            let _ = writeln!(text, "Exit code: {} (terminated by {})", 128 + sig, signal_name(sig));
+            let _ = writeln!(
+                text,
+                "Exit code: {} (terminated by {})",
+                128 + sig,
+                signal_name(sig)
+            );
         }
         (None, None) => text.push_str("Exit code: unknown\n"),
     }
-    let _ = writeln!(text, "Wall time: {:.1} seconds", output.duration.as_secs_f64());
+    let _ = writeln!(
+        text,
+        "Wall time: {:.1} seconds",
+        output.duration.as_secs_f64()
+    );
     if output.timed_out {
         text.push_str("Timed out: the command did not finish in time and was killed\n");
     }
@@ -331,7 +344,10 @@ pub async fn run_command(
         },
     })?;
     let mut guard = GroupGuard {
-        pgid: child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw),
+        pgid: child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw),
         armed: true,
     };
     let mut reader = pipe::Receiver::from_owned_fd(reader.into()).map_err(io_err)?;
@@ -608,6 +624,9 @@ mod tests {
             timed_out: false,
             cancelled: false,
         };
-        assert_eq!(format_for_model(&ok), "Exit code: 0\nWall time: 0.1 seconds\nOutput:\nhi\n");
+        assert_eq!(
+            format_for_model(&ok),
+            "Exit code: 0\nWall time: 0.1 seconds\nOutput:\nhi\n"
+        );
     }
 }
