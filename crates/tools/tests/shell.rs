@@ -15,6 +15,14 @@ fn shell(cmd: &str, cwd: &Path) -> ExecRequest {
     ExecRequest::new(CommandLine::Shell(cmd.to_owned()), cwd)
 }
 
+/// A plain `sh -c` command: starts faster than a login shell.
+fn sh(cmd: &str, cwd: &Path) -> ExecRequest {
+    ExecRequest::new(
+        CommandLine::Argv(vec!["sh".into(), "-c".into(), cmd.to_owned()]),
+        cwd,
+    )
+}
+
 async fn run(req: ExecRequest) -> ExecOutput {
     let shown = format!("{:?}", req.command);
     match tokio::time::timeout(TEST_LIMIT, run_command(req, CancellationToken::new())).await {
@@ -135,12 +143,14 @@ async fn huge_output_is_capped_with_bounded_memory() {
 #[tokio::test]
 async fn timeout_kills_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
-    let mut req = shell("sleep 100 & echo $!; wait", dir.path());
-    req.timeout = Duration::from_millis(300);
+    let mut req = sh("sleep 100 & echo $!; wait", dir.path());
+    // Long enough for the shell to start its child even on a loaded machine.
+    req.timeout = Duration::from_secs(2);
     let out = run(req).await;
     assert!(out.timed_out, "{out:?}");
     assert!(!out.cancelled);
     assert_eq!((out.exit_code, out.signal), (None, Some(15)), "{out:?}");
+    assert!(out.duration >= Duration::from_secs(2));
     let grandchild = first_pid(&out.aggregated_output);
     assert!(
         wait_dead(grandchild).await,
@@ -158,8 +168,8 @@ async fn timeout_kills_the_whole_process_group() {
 async fn processes_ignoring_sigterm_get_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     // Ignored signals stay ignored across exec, so the sleep ignores SIGTERM too.
-    let mut req = shell("trap '' TERM; sleep 100 & echo $!; wait", dir.path());
-    req.timeout = Duration::from_millis(300);
+    let mut req = sh("trap '' TERM; sleep 100 & echo $!; wait", dir.path());
+    req.timeout = Duration::from_secs(2);
     let out = run(req).await;
     assert!(out.timed_out);
     assert_eq!(out.signal, Some(9), "{out:?}");
