@@ -513,6 +513,45 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_rename_rolls_back_earlier_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        fs::write(root.join("a.txt"), "a\n").unwrap();
+        fs::create_dir(root.join("z")).unwrap();
+        fs::write(root.join("z/inside"), "").unwrap();
+        let permissions = fs::metadata(root.join("a.txt")).unwrap().permissions();
+        let mut staging = Staging::default();
+        staging.entries.insert(
+            root.join("a.txt"),
+            Entry {
+                original: Original::File {
+                    bytes: b"a\n".to_vec(),
+                    permissions,
+                },
+                current: Some(b"A\n".to_vec()),
+            },
+        );
+        // Planned as a new file, but a directory appeared there: the rename fails after
+        // `a.txt` was already replaced.
+        staging.entries.insert(
+            root.join("z"),
+            Entry {
+                original: Original::Missing,
+                current: Some(b"z\n".to_vec()),
+            },
+        );
+        let err = staging.commit().unwrap_err();
+        assert!(err.to_string().starts_with("failed to rename "), "{err}");
+        assert_eq!(fs::read_to_string(root.join("a.txt")).unwrap(), "a\n");
+        let mut names: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.txt", "z"]);
+    }
+
+    #[test]
     fn keeps_missing_final_newline() {
         let out = apply_chunks("f", "a\nb", &[chunk(&["b"], &["c"])]).unwrap();
         assert_eq!(out, "a\nc");

@@ -4,10 +4,10 @@ use super::{Hunk, Patch, PatchError, UpdateChunk};
 
 const BEGIN: &str = "*** Begin Patch";
 const END: &str = "*** End Patch";
-const ADD: &str = "*** Add File: ";
-const DELETE: &str = "*** Delete File: ";
-const UPDATE: &str = "*** Update File: ";
-const MOVE_TO: &str = "*** Move to: ";
+const ADD: &str = "*** Add File:";
+const DELETE: &str = "*** Delete File:";
+const UPDATE: &str = "*** Update File:";
+const MOVE_TO: &str = "*** Move to:";
 const END_OF_FILE: &str = "*** End of File";
 
 /// Parses a patch. Surrounding whitespace is ignored, and so is a heredoc wrapper such as
@@ -67,7 +67,7 @@ pub fn parse_patch(text: &str) -> Result<Patch, PatchError> {
                 line: number,
                 message: format!(
                     "'{header}' is not a valid hunk header. Valid hunk headers: \
-                     '{ADD}{{path}}', '{DELETE}{{path}}', '{UPDATE}{{path}}'"
+                     '{ADD} {{path}}', '{DELETE} {{path}}', '{UPDATE} {{path}}'"
                 ),
             });
         }
