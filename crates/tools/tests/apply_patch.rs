@@ -1,4 +1,5 @@
 //! Real-file tests for `quest_tools::apply_patch`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 use std::fs;
 use std::path::Path;

@@ -1,4 +1,5 @@
 //! Real-process tests for `quest_tools::shell`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 use std::path::Path;
 use std::time::Duration;
