@@ -270,6 +270,19 @@ fn parser_is_lenient_about_whitespace_and_unified_headers() {
 }
 
 #[test]
+fn blank_lines_in_an_added_file() {
+    let patch = parse_patch(
+        "*** Begin Patch\n*** Add File: a.txt\n+one\n\n+three\n\n*** Add File: b.txt\n+b\n*** End Patch",
+    )
+    .unwrap();
+    let Hunk::Add { contents, .. } = &patch.hunks[0] else {
+        panic!("{patch:?}")
+    };
+    assert_eq!(contents, "one\n\nthree\n");
+    assert_eq!(patch.hunks.len(), 2);
+}
+
+#[test]
 fn crlf_files_keep_crlf() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

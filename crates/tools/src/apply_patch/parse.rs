@@ -155,15 +155,23 @@ impl<'a> Parser<'a> {
     fn add(&mut self, header_line: usize, path: &str) -> Result<Hunk, PatchError> {
         let path = non_empty_path(header_line, path)?;
         let mut contents = String::new();
+        // Blank lines without '+' count as empty lines when more '+' lines follow, and are
+        // dropped at the end of the hunk (they separate it from the next header).
+        let mut blanks = 0;
         while let Some((number, line)) = self.peek() {
             if self.at_hunk_boundary() {
                 break;
             }
             match line.strip_prefix('+') {
                 Some(text) => {
+                    for _ in 0..blanks {
+                        contents.push('\n');
+                    }
+                    blanks = 0;
                     contents.push_str(text);
                     contents.push('\n');
                 }
+                None if line.trim().is_empty() => blanks += 1,
                 None => {
                     return Err(PatchError::InvalidHunk {
                         line: number,
