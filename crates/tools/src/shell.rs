@@ -5,7 +5,7 @@
 //! How a run works:
 //! - The process is spawned in a new process group with stdin on `/dev/null` and stdout and stderr
 //!   on **one** pipe, so the aggregated output has exactly the order the process wrote it in.
-//! - Output is read as it arrives into a [`CappedOutput`]-style buffer: at most
+//! - Output is read as it arrives into a head+tail buffer: at most
 //!   `max_output_bytes` are kept (the first half and the last half); memory stays bounded however
 //!   much the process prints.
 //! - On timeout or cancellation the whole group gets `SIGTERM`, then `SIGKILL` after
