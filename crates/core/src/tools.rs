@@ -263,6 +263,7 @@ async fn run_shell(
             .unwrap_or(ctx.shell_timeout),
         env: ctx.env.clone(),
         max_output_bytes: ctx.max_output_bytes,
+        stdin: Default::default(),
     };
     match run_command(request, ctx.cancel.clone()).await {
         Ok(output) => {

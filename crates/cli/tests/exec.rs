@@ -1,0 +1,320 @@
+//! `quest exec` end to end: the real binary against the scripted model server over TCP.
+
+mod common;
+
+use common::{TestEnv, completed_items, jsonl, run, thread_id, types};
+use quest_mock_model::{MockModel, Output, Script, Step, Usage};
+use serde_json::json;
+
+#[test]
+fn plain_turn_prints_the_sdk_event_stream() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::message("Hello there").with_usage(Usage::new(1200, 1000, 7, 0))
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).arg("say hello"), 0);
+    let events = jsonl(&out);
+    assert_eq!(
+        types(&events),
+        ["thread.started", "turn.started", "item.completed", "turn.completed"]
+    );
+    assert_eq!(events[2]["item"], json!({"id":"item_0","type":"agent_message","text":"Hello there"}));
+    assert_eq!(
+        events[3]["usage"],
+        json!({"input_tokens":1200,"cached_input_tokens":1000,"cache_write_input_tokens":0,"output_tokens":7,"reasoning_output_tokens":0})
+    );
+    let request = mock.single_request();
+    assert_eq!(request.path, "/v1/responses");
+    assert_eq!(request.header("authorization"), Some("Bearer sk-test"));
+    assert_eq!(request.body["stream"], true);
+    assert_eq!(request.body["store"], false);
+    assert_eq!(request.body["model"], "gpt-test");
+    assert_eq!(request.body["prompt_cache_key"], thread_id(&events));
+    assert_eq!(request.header("thread-id"), Some(thread_id(&events).as_str()));
+    let input = request.body["input"].as_array().unwrap();
+    assert_eq!(input[0]["role"], "developer");
+    assert_eq!(input.last().unwrap()["content"][0]["text"], "say hello");
+}
+
+#[test]
+fn human_mode_prints_the_final_message_on_stdout() {
+    let mock = MockModel::start_blocking(Script::new([Step::message("All done.")]));
+    let env = TestEnv::new();
+    let mut cmd = env.quest(&mock);
+    cmd.args(["exec", "--skip-git-repo-check", "hi"]);
+    let out = run(&mut cmd, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "All done.\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("agent: All done."), "{stderr}");
+}
+
+#[test]
+fn prompt_is_read_from_stdin() {
+    use std::io::Write;
+    let mock = MockModel::start_blocking(Script::new([Step::message("ok")]));
+    let env = TestEnv::new();
+    let mut child = env
+        .exec(&mock)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"prompt from stdin")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let input = mock.single_request().body["input"].clone();
+    assert_eq!(
+        input.as_array().unwrap().last().unwrap()["content"][0]["text"],
+        "prompt from stdin"
+    );
+}
+
+#[test]
+fn shell_round_trip_runs_a_real_process() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call("exec_command", json!({"cmd": "echo hi; echo oops >&2; exit 3"})),
+        Step::message("The command printed hi."),
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).arg("run it"), 0);
+    let events = jsonl(&out);
+    let started: Vec<_> = events.iter().filter(|e| e["type"] == "item.started").collect();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0]["item"]["status"], "in_progress");
+    assert_eq!(started[0]["item"]["exit_code"], json!(null));
+    let command = completed_items(&events, "command_execution");
+    assert_eq!(command.len(), 1);
+    assert_eq!(command[0]["id"], started[0]["item"]["id"]);
+    assert_eq!(command[0]["exit_code"], 3);
+    assert_eq!(command[0]["status"], "failed");
+    let output = command[0]["aggregated_output"].as_str().unwrap();
+    assert!(output.contains("hi") && output.contains("oops"), "{output}");
+    assert_eq!(mock.request_count(), 2);
+    let second = mock.request(1).unwrap();
+    let call_id = second.body["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .unwrap()["call_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let result = mock.function_call_output(&call_id).unwrap();
+    let text = result["output"].as_str().unwrap();
+    assert!(text.contains("exit code: 3") || text.contains("Exit code: 3"), "{text}");
+    assert!(mock.pairing_violations().is_empty());
+}
+
+#[test]
+fn parallel_tool_calls_run_together_and_answer_in_call_order() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::calls([
+            Output::function_call("exec_command", json!({"cmd": "sleep 0.3; echo first"}))
+                .with_call_id("call_a"),
+            Output::function_call("exec_command", json!({"cmd": "echo second"}))
+                .with_call_id("call_b"),
+        ]),
+        Step::message("both ran"),
+    ]));
+    let env = TestEnv::new();
+    run(env.exec(&mock).arg("run two"), 0);
+    let input = mock.input_items(1);
+    let outputs: Vec<_> = input
+        .iter()
+        .filter(|i| i["type"] == "function_call_output")
+        .map(|i| i["call_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outputs, ["call_a", "call_b"]);
+    let calls_then_outputs: Vec<_> = input
+        .iter()
+        .filter(|i| i["type"] == "function_call" || i["type"] == "function_call_output")
+        .map(|i| i["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        calls_then_outputs,
+        ["function_call", "function_call", "function_call_output", "function_call_output"]
+    );
+    assert!(mock.function_call_output("call_a").unwrap()["output"]
+        .as_str()
+        .unwrap()
+        .contains("first"));
+}
+
+#[test]
+fn apply_patch_edits_real_files() {
+    let env = TestEnv::new();
+    std::fs::write(env.work().join("notes.txt"), "alpha\nbeta\ngamma\n").unwrap();
+    std::fs::write(env.work().join("old.txt"), "bye\n").unwrap();
+    let patch = "*** Begin Patch\n*** Add File: hello.txt\n+hello\n*** Update File: notes.txt\n@@\n alpha\n-beta\n+BETA\n gamma\n*** Delete File: old.txt\n*** End Patch\n";
+    let mock = MockModel::start_blocking(Script::new([
+        Step::apply_patch(patch),
+        Step::function_call("apply_patch", json!({"input": "*** Begin Patch\n*** Update File: notes.txt\n@@\n-missing line\n+x\n*** End Patch\n"})),
+        Step::message("patched"),
+    ]));
+    let out = run(env.exec(&mock).arg("edit"), 0);
+    assert_eq!(std::fs::read_to_string(env.work().join("hello.txt")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(env.work().join("notes.txt")).unwrap(),
+        "alpha\nBETA\ngamma\n"
+    );
+    assert!(!env.work().join("old.txt").exists());
+    let events = jsonl(&out);
+    let changes = completed_items(&events, "file_change");
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0]["status"], "completed");
+    assert_eq!(
+        changes[0]["changes"],
+        json!([{"path":"hello.txt","kind":"add"},{"path":"notes.txt","kind":"update"},{"path":"old.txt","kind":"delete"}])
+    );
+    assert_eq!(changes[1]["status"], "failed");
+    // The failed patch changed nothing and told the model why.
+    let input = mock.input_items(2);
+    let failure = input
+        .iter()
+        .filter(|i| i["type"] == "function_call_output")
+        .last()
+        .unwrap();
+    assert!(failure["output"].as_str().unwrap().contains("missing line"), "{failure}");
+}
+
+#[test]
+fn garbage_tool_arguments_become_an_error_output() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call("exec_command", json!("{\"cmd\": ")),
+        Step::function_call("no_such_tool", json!({})),
+        Step::message("recovered"),
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).arg("x"), 0);
+    assert_eq!(completed_items(&jsonl(&out), "agent_message")[0]["text"], "recovered");
+    let second = mock.input_items(1);
+    let output = second.iter().find(|i| i["type"] == "function_call_output").unwrap();
+    assert!(
+        output["output"].as_str().unwrap().contains("failed to parse function arguments"),
+        "{output}"
+    );
+    let third = mock.input_items(2);
+    let output = third.iter().filter(|i| i["type"] == "function_call_output").last().unwrap();
+    assert!(output["output"].as_str().unwrap().contains("unsupported call: no_such_tool"));
+}
+
+#[test]
+fn resume_rebuilds_the_exact_history() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call("exec_command", json!({"cmd": "echo one"})),
+        Step::message("first answer"),
+        Step::message("second answer"),
+    ]));
+    let env = TestEnv::new();
+    let first = jsonl(&run(env.exec(&mock).arg("first prompt"), 0));
+    let id = thread_id(&first);
+    let second = jsonl(&run(env.exec(&mock).args(["resume", &id, "second prompt"]), 0));
+    assert_eq!(thread_id(&second), id);
+    let before = mock.input_items(1);
+    let after = mock.input_items(2);
+    // Everything sent in the first run, plus the answer, then the new prompt.
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(after[before.len()]["content"][0]["text"], "first answer");
+    assert_eq!(after.last().unwrap()["content"][0]["text"], "second prompt");
+}
+
+#[test]
+fn resume_of_an_unknown_thread_is_a_usage_error() {
+    let mock = MockModel::start_blocking(Script::new([]));
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&mock)
+            .args(["resume", "0190b4a0-0000-7000-8000-000000000000", "x"]),
+        2,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("thread not found"));
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[test]
+fn missing_api_key_names_the_variable_before_any_request() {
+    let mock = MockModel::start_blocking(Script::new([Step::message("never")]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).env_remove("TEST_API_KEY").arg("x"), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TEST_API_KEY"), "{stderr}");
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[test]
+fn codex_api_key_replaces_the_provider_key() {
+    let mock = MockModel::start_blocking(Script::new([Step::message("ok")]));
+    let env = TestEnv::new();
+    run(
+        env.exec(&mock)
+            .env_remove("TEST_API_KEY")
+            .env("CODEX_API_KEY", "sk-codex")
+            .arg("x"),
+        0,
+    );
+    assert_eq!(mock.single_request().header("authorization"), Some("Bearer sk-codex"));
+}
+
+#[test]
+fn invalid_config_values_are_usage_errors_naming_the_key() {
+    let mock = MockModel::start_blocking(Script::new([]));
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&mock)
+            .args(["-c", "goals.max_no_progress_turns=\"many\"", "x"]),
+        2,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("goals.max_no_progress_turns"), "{stderr}");
+    std::fs::write(env.home().join("config.toml"), "model = [\n").unwrap();
+    let out = run(env.exec(&mock).arg("x"), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[test]
+fn unknown_config_keys_warn_but_run() {
+    let mock = MockModel::start_blocking(Script::new([Step::message("ok")]));
+    let env = TestEnv::new();
+    std::fs::write(env.home().join("config.toml"), "modle = \"typo\"\n").unwrap();
+    let events = jsonl(&run(env.exec(&mock).arg("x"), 0));
+    let warnings = completed_items(&events, "error");
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0]["message"].as_str().unwrap().contains("modle"));
+}
+
+#[test]
+fn outside_a_git_repo_without_the_flag_is_refused() {
+    let mock = MockModel::start_blocking(Script::new([]));
+    let env = TestEnv::new();
+    let mut cmd = env.quest(&mock);
+    cmd.args(["exec", "--json", "hi"]);
+    let out = run(&mut cmd, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--skip-git-repo-check"));
+}
+
+#[test]
+fn output_last_message_is_written() {
+    let mock = MockModel::start_blocking(Script::new([Step::message("final words")]));
+    let env = TestEnv::new();
+    let file = env.work().join("last.txt");
+    run(env.exec(&mock).arg("-o").arg(&file).arg("x"), 0);
+    assert_eq!(std::fs::read_to_string(file).unwrap(), "final words");
+}
+
+#[test]
+fn ephemeral_threads_leave_no_record() {
+    let mock = MockModel::start_blocking(Script::new([Step::message("ok")]));
+    let env = TestEnv::new();
+    let events = jsonl(&run(env.exec(&mock).args(["--ephemeral", "x"]), 0));
+    let id = thread_id(&events);
+    let out = run(env.exec(&mock).args(["resume", &id, "again"]), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("thread not found"));
+}

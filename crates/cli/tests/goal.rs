@@ -1,0 +1,391 @@
+//! Goal scenarios: `quest exec --goal` and `quest goal …` against the scripted model over TCP.
+//! Each test asserts the final status, the audit log and how many requests the model received.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{TestEnv, jsonl, run, thread_id};
+use quest_mock_model::{Condition, MockModel, Output, Rule, Script, Step, Usage};
+use serde_json::{Value, json};
+
+const FAST_BACKOFF: [&str; 2] = ["-c", "goals.no_progress_backoff=[\"10ms\"]"];
+
+fn goal_updates(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "goal.updated")
+        .map(|e| &e["goal"])
+        .collect()
+}
+
+fn goal_json(env: &TestEnv, id: &str) -> Value {
+    let out = run(env.quest_bare().args(["goal", "status", id, "--json"]), 0);
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["goal"].clone()
+}
+
+fn goal_log(env: &TestEnv, id: &str) -> Vec<Value> {
+    let out = run(env.quest_bare().args(["goal", "log", id, "--json"]), 0);
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn reasons(log: &[Value]) -> Vec<String> {
+    log.iter()
+        .map(|e| format!("{}:{}", e["actor"].as_str().unwrap(), e["reason"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn goal_runs_to_completion_with_real_tools() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call("exec_command", json!({"cmd": "echo working > progress.txt"})),
+        Step::message("Wrote progress.txt; verifying next turn."),
+        Step::function_call("exec_command", json!({"cmd": "cat progress.txt"})),
+        Step::update_goal("complete"),
+        Step::message("Goal complete."),
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(["--goal", "create progress.txt"]), 0);
+    let events = jsonl(&out);
+    let id = thread_id(&events);
+    let updates = goal_updates(&events);
+    assert_eq!(updates.first().unwrap()["status"], "active");
+    assert_eq!(updates.last().unwrap()["status"], "complete");
+    assert_eq!(
+        events.iter().filter(|e| e["type"] == "turn.started").count(),
+        2
+    );
+    assert_eq!(mock.request_count(), 5);
+    // Continuation turns carry the goal prompt and the goal trigger.
+    let first = mock.request(0).unwrap();
+    assert!(first.body["input"].to_string().contains("create progress.txt"));
+    assert!(first.body["input"].to_string().contains("source=\\\"goal\\\""));
+    assert!(first.header("x-codex-turn-metadata").unwrap().contains("\"turn_trigger\":\"goal\""));
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "complete");
+    assert_eq!(goal["turnsUsed"], 2);
+    assert_eq!(
+        reasons(&goal_log(&env, &id)),
+        ["user:user_request", "model:tool_update_goal"]
+    );
+    assert_eq!(std::fs::read_to_string(env.work().join("progress.txt")).unwrap(), "working\n");
+}
+
+#[test]
+fn goal_blocked_by_the_model_exits_3() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::update_goal("blocked"),
+        Step::message("I need credentials I do not have."),
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(["--goal", "deploy"]), 3);
+    let id = thread_id(&jsonl(&out));
+    assert_eq!(goal_json(&env, &id)["status"], "blocked");
+    assert_eq!(mock.request_count(), 2);
+    assert_eq!(reasons(&goal_log(&env, &id)).last().unwrap(), "model:tool_update_goal");
+}
+
+#[test]
+fn breaker_blocks_a_model_that_never_calls_update_goal() {
+    let mock = MockModel::start_blocking(
+        Script::new([]).with_default(Step::message("I am still looking into the failure.")),
+    );
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(FAST_BACKOFF).args(["--goal", "fix it"]), 3);
+    let id = thread_id(&jsonl(&out));
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "blocked");
+    // Three no-progress turns, one request each, then nothing more.
+    assert_eq!(mock.request_count(), 3);
+    let last = reasons(&goal_log(&env, &id)).pop().unwrap();
+    assert!(
+        last == "system:repeated_blocker" || last == "system:no_progress",
+        "{last}"
+    );
+}
+
+#[test]
+fn breaker_counts_failing_commands_as_no_progress() {
+    let mock = MockModel::start_blocking(
+        Script::new([])
+            .with_rule(Rule {
+                name: Some("answer".into()),
+                when: Condition {
+                    last_item_type: Some("function_call_output".into()),
+                    ..Condition::default()
+                },
+                then: Step::message("Try {n} failed."),
+                max_matches: None,
+            })
+            .with_default(Step::function_call("exec_command", json!({"cmd": "exit 1"}))),
+    );
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&mock)
+            .args(FAST_BACKOFF)
+            .args(["-c", "goals.max_no_progress_turns=2", "--goal", "fix it"]),
+        3,
+    );
+    let id = thread_id(&jsonl(&out));
+    assert_eq!(goal_json(&env, &id)["status"], "blocked");
+    assert_eq!(mock.request_count(), 4, "two turns of two requests");
+}
+
+#[test]
+fn usage_limit_stops_after_one_request_and_resume_costs_one_more() {
+    let resets_at = 4_102_444_800; // 2100-01-01
+    let mock = MockModel::start_blocking(
+        Script::new([]).with_default(Step::usage_limit(Some("plus"), Some(resets_at))),
+    );
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(["--goal", "long job"]), 4);
+    let events = jsonl(&out);
+    let id = thread_id(&events);
+    assert_eq!(mock.request_count(), 1);
+    assert!(events.iter().any(|e| e["type"] == "turn.failed"));
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "usageLimited");
+    assert_eq!(goal["usageLimitResetsAt"], resets_at);
+    assert_eq!(reasons(&goal_log(&env, &id)).last().unwrap(), "system:usage_limit");
+
+    // Resuming while still limited: exactly one more request, back to usageLimited.
+    run(env.exec(&mock).args(["resume", &id, "--goal"]), 4);
+    assert_eq!(mock.request_count(), 2);
+    assert_eq!(goal_json(&env, &id)["status"], "usageLimited");
+}
+
+#[test]
+fn token_budget_stops_the_goal_after_the_crossing_turn() {
+    let mock = MockModel::start_blocking(
+        Script::new([]).with_default(
+            Step::function_call("exec_command", json!({"cmd": "echo step {n}"}))
+                .with_usage(Usage::new(1100, 900, 12, 0)),
+        )
+        .with_rule(Rule {
+            name: Some("reply".into()),
+            when: Condition {
+                last_item_type: Some("function_call_output".into()),
+                ..Condition::default()
+            },
+            then: Step::message("step done").with_usage(Usage::new(1100, 900, 12, 0)),
+            max_matches: None,
+        }),
+    );
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&mock)
+            .args(["--goal", "count", "--token-budget", "500"]),
+        5,
+    );
+    let id = thread_id(&jsonl(&out));
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "budgetLimited");
+    assert_eq!(goal["budgetLimitKind"], "tokens");
+    // 212 tokens per request: 424 after turn 1, 636 after the first request of turn 2 trips it;
+    // the crossing turn ends naturally (2 requests) and nothing follows.
+    assert_eq!(goal["tokensUsed"], 848);
+    assert_eq!(mock.request_count(), 4);
+    // The wind-down message reached the model once, in the crossing turn.
+    let last = mock.request(3).unwrap().body["input"].to_string();
+    assert!(last.contains("budget has been reached"), "{last}");
+}
+
+#[test]
+fn turn_budget_stops_after_n_goal_turns() {
+    let mock = MockModel::start_blocking(
+        Script::new([])
+            .with_rule(Rule {
+                name: Some("reply".into()),
+                when: Condition {
+                    last_item_type: Some("function_call_output".into()),
+                    ..Condition::default()
+                },
+                then: Step::message("made progress"),
+                max_matches: None,
+            })
+            .with_default(Step::function_call("exec_command", json!({"cmd": "echo {n}"}))),
+    );
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(["--goal", "loop", "--turn-budget", "2"]), 5);
+    let id = thread_id(&jsonl(&out));
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "budgetLimited");
+    assert_eq!(goal["budgetLimitKind"], "turns");
+    assert_eq!(goal["turnsUsed"], 2);
+    assert_eq!(mock.request_count(), 4);
+}
+
+#[test]
+fn time_budget_stops_the_goal() {
+    let mock = MockModel::start_blocking(
+        Script::new([])
+            .with_rule(Rule {
+                name: Some("reply".into()),
+                when: Condition {
+                    last_item_type: Some("function_call_output".into()),
+                    ..Condition::default()
+                },
+                then: Step::message("waited"),
+                max_matches: None,
+            })
+            .with_default(Step::function_call("exec_command", json!({"cmd": "sleep 1.2; echo {n}"}))),
+    );
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(["--goal", "slow", "--time-budget", "2s"]), 5);
+    let id = thread_id(&jsonl(&out));
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "budgetLimited");
+    assert_eq!(goal["budgetLimitKind"], "time");
+    assert!(goal["timeUsedSeconds"].as_i64().unwrap() >= 2);
+    assert!(mock.request_count() <= 4, "{}", mock.request_count());
+}
+
+#[test]
+fn pause_from_another_process_stops_the_loop_before_its_next_turn() {
+    let mock = MockModel::start_blocking(
+        Script::new([])
+            .with_rule(Rule {
+                name: Some("reply".into()),
+                when: Condition {
+                    last_item_type: Some("function_call_output".into()),
+                    ..Condition::default()
+                },
+                then: Step::message("progress"),
+                max_matches: None,
+            })
+            .with_default(Step::function_call("exec_command", json!({"cmd": "sleep 0.5; echo {n}"}))),
+    );
+    let env = TestEnv::new();
+    let mut child = env
+        .exec(&mock)
+        .args(["--goal", "forever"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let id = first["thread_id"].as_str().unwrap().to_string();
+    mock.wait_for_requests_blocking(1, Duration::from_secs(20)).unwrap();
+    let paused = run(env.quest_bare().args(["goal", "pause", &id, "--json"]), 0);
+    let paused: Value = serde_json::from_slice(&paused.stdout).unwrap();
+    assert_eq!(paused["goal"]["status"], "paused");
+    let at_pause = mock.request_count();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(6));
+    // At most the turn in flight finished; no new turn started.
+    assert!(mock.request_count() <= at_pause + 1, "{} vs {at_pause}", mock.request_count());
+    assert_eq!(goal_json(&env, &id)["status"], "paused");
+    assert_eq!(reasons(&goal_log(&env, &id)).last().unwrap(), "user:user_request");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigkill_while_active_comes_back_paused() {
+    let mock = MockModel::start_blocking(
+        Script::new([]).with_default(Step::message("thinking").with_delay_ms(60_000)),
+    );
+    let env = TestEnv::new();
+    let mut child = env
+        .exec(&mock)
+        .args(["--goal", "survive a crash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let id = first["thread_id"].as_str().unwrap().to_string();
+    mock.wait_for_requests_blocking(1, Duration::from_secs(20)).unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "paused");
+    let log = goal_log(&env, &id);
+    let last = log.last().unwrap();
+    assert_eq!(last["reason"], "process_exit");
+    assert_eq!(last["actor"], "system");
+    assert!(last["detail"].to_string().contains("unclean"), "{last}");
+    // The history survived: resuming sends the original goal prompt again.
+    let resumed = MockModel::start_blocking(Script::new([Step::message("back")]));
+    run(env.exec(&resumed).args(["resume", &id, "status?"]), 0);
+    assert!(resumed.single_request().body["input"].to_string().contains("survive a crash"));
+    assert_eq!(goal_json(&env, &id)["status"], "paused");
+}
+
+#[test]
+fn goal_commands_edit_budget_resume_and_clear() {
+    let mock = MockModel::start_blocking(Script::new([Step::update_goal("blocked"), Step::message("blocked")]));
+    let env = TestEnv::new();
+    let id = thread_id(&jsonl(&run(env.exec(&mock).args(["--goal", "first objective"]), 3)));
+    let edited = run(env.quest_bare().args(["goal", "edit", &id, "second objective", "--json"]), 0);
+    let edited: Value = serde_json::from_slice(&edited.stdout).unwrap();
+    assert_eq!(edited["goal"]["objective"], "second objective");
+    let budget = run(
+        env.quest_bare()
+            .args(["goal", "budget", &id, "5000", "--turn-budget", "7", "--json"]),
+        0,
+    );
+    let budget: Value = serde_json::from_slice(&budget.stdout).unwrap();
+    assert_eq!(budget["goal"]["tokenBudget"], 5000);
+    assert_eq!(budget["goal"]["turnBudget"], 7);
+    let resumed = run(env.quest_bare().args(["goal", "resume", &id, "--json"]), 0);
+    let resumed: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(resumed["goal"]["status"], "active");
+    let list = run(env.quest_bare().args(["goal", "list", "--json"]), 0);
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list["goals"].as_array().unwrap().len(), 1);
+    let cleared = run(env.quest_bare().args(["goal", "clear", &id, "--json"]), 0);
+    assert_eq!(serde_json::from_slice::<Value>(&cleared.stdout).unwrap(), json!({"cleared": true}));
+    let again = run(env.quest_bare().args(["goal", "clear", &id, "--json"]), 0);
+    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), json!({"cleared": false}));
+    assert_eq!(goal_json(&env, &id), Value::Null);
+    // The audit trail survives the clear.
+    assert!(goal_log(&env, &id).len() >= 4);
+    let bad = run(env.quest_bare().args(["goal", "status", "not-a-thread"]), 2);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid thread id"));
+}
+
+#[test]
+fn goal_tools_follow_the_spec_shapes() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::calls([
+            Output::get_goal(),
+            Output::function_call("update_goal", json!({"status": "active"})),
+        ]),
+        Step::update_goal("complete"),
+        Step::message("done"),
+    ]));
+    let env = TestEnv::new();
+    run(env.exec(&mock).args(["--goal", "shape check", "--token-budget", "100000"]), 0);
+    let second = mock.input_items(1);
+    let outputs: Vec<_> = second
+        .iter()
+        .filter(|i| i["type"] == "function_call_output")
+        .map(|i| i["output"].as_str().unwrap().to_string())
+        .collect();
+    let get: Value = serde_json::from_str(&outputs[0]).unwrap();
+    assert_eq!(get["goal"]["objective"], "shape check");
+    assert_eq!(get["goal"]["tokenBudget"], 100000);
+    assert!(get["remainingTokens"].as_i64().unwrap() <= 100000);
+    assert_eq!(get["completionBudgetReport"], Value::Null);
+    assert!(outputs[1].starts_with("update_goal can only mark the existing goal complete"));
+    let third = mock.input_items(2);
+    let done = third
+        .iter()
+        .filter(|i| i["type"] == "function_call_output")
+        .last()
+        .unwrap();
+    let done: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
+    assert_eq!(done["goal"]["status"], "complete");
+    assert!(done["completionBudgetReport"].is_string());
+    // The tools were offered in the spec's order, after the built-ins.
+    let names = mock.request(0).unwrap().tool_names();
+    let goal_tools: Vec<_> = names.iter().filter(|n| n.contains("goal")).cloned().collect();
+    assert_eq!(goal_tools, ["get_goal", "create_goal", "update_goal"]);
+}
