@@ -18,7 +18,11 @@ pub fn body(input: Value) -> Value {
 }
 
 pub async fn post(url: &str, body: &Value) -> reqwest::Response {
-    client()
+    post_with(&client(), url, body).await
+}
+
+pub async fn post_with(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
+    client
         .post(url)
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-test")
@@ -30,7 +34,15 @@ pub async fn post(url: &str, body: &Value) -> reqwest::Response {
 
 /// Posts and returns status, headers and the full body text.
 pub async fn post_text(url: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, String) {
-    let response = post(url, body).await;
+    post_text_with(&client(), url, body).await
+}
+
+pub async fn post_text_with(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = post_with(client, url, body).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.expect("body");
