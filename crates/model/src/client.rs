@@ -114,6 +114,25 @@ pub struct ResponseOutcome {
     pub http_requests: u32,
 }
 
+/// Metadata of the response that completed a call.
+#[derive(Clone, Debug, Default)]
+pub struct ResponseMeta {
+    /// The HTTP response headers.
+    pub headers: HeaderMap,
+}
+
+impl ResponseMeta {
+    /// `x-codex-turn-state`, to send back on later requests of the same turn.
+    pub fn turn_state(&self) -> Option<&str> {
+        self.header("x-codex-turn-state")
+    }
+
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
 /// A Responses API client. Cheap to clone; clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct ModelClient {
@@ -235,6 +254,19 @@ impl ModelClient {
         prompt: &Prompt,
         on_event: &mut (dyn FnMut(ResponseEvent) + Send),
     ) -> Result<ResponseOutcome, ModelError> {
+        self.stream_with_meta(prompt, on_event)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`ModelClient::stream`], also returning the headers of the response that completed
+    /// (`x-codex-turn-state` to echo on the next request of the turn, rate-limit headers,
+    /// request ids).
+    pub async fn stream_with_meta(
+        &self,
+        prompt: &Prompt,
+        on_event: &mut (dyn FnMut(ResponseEvent) + Send),
+    ) -> Result<(ResponseOutcome, ResponseMeta), ModelError> {
         let inner = &*self.inner;
         let max_retries = u32::try_from(inner.provider.stream_max_retries()).unwrap_or(100);
         let mut received: Vec<ResponseItem> = Vec::new();
@@ -244,24 +276,30 @@ impl ModelClient {
             let body = request_body(prompt, &received);
             let headers = self.request_headers(prompt);
             let failure = match self.send(&body, headers, &mut http_requests).await {
-                Ok(response) => match read_stream(
-                    response,
-                    inner.provider.stream_idle_timeout(),
-                    on_event,
-                    &mut received,
-                )
-                .await
-                {
-                    Ok((response_id, usage)) => {
-                        return Ok(ResponseOutcome {
-                            response_id,
-                            items: received,
-                            usage,
-                            http_requests,
-                        });
+                Ok(response) => {
+                    let meta = ResponseMeta {
+                        headers: response.headers().clone(),
+                    };
+                    match read_stream(
+                        response,
+                        inner.provider.stream_idle_timeout(),
+                        on_event,
+                        &mut received,
+                    )
+                    .await
+                    {
+                        Ok((response_id, usage)) => {
+                            let outcome = ResponseOutcome {
+                                response_id,
+                                items: received,
+                                usage,
+                                http_requests,
+                            };
+                            return Ok((outcome, meta));
+                        }
+                        Err(failure) => failure,
                     }
-                    Err(failure) => failure,
-                },
+                }
                 Err(failure) => failure,
             };
             let delay = match failure.retry {

@@ -18,7 +18,8 @@ pub mod sse;
 mod trace;
 
 pub use client::{
-    ClientOptions, ModelClient, Prompt, ResponseEvent, ResponseOutcome, request_body, user_agent,
+    ClientOptions, ModelClient, Prompt, ResponseEvent, ResponseMeta, ResponseOutcome, request_body,
+    user_agent,
 };
 pub use error::{ModelError, usage_limit_message};
 pub use provider::{

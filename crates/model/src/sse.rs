@@ -34,6 +34,11 @@ pub struct SseDecoder {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Index of the first `\n` or `\r`.
+fn find_line_end(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n' || b == b'\r')
+}
+
 impl SseDecoder {
     /// A decoder at the start of a stream.
     pub fn new() -> Self {
@@ -57,10 +62,38 @@ impl SseDecoder {
         }
         if self.partial.is_empty() {
             self.process(chunk, out);
-        } else {
-            let mut joined = std::mem::take(&mut self.partial);
-            joined.extend_from_slice(chunk);
-            self.process(&joined, out);
+            return;
+        }
+        // An unfinished line is pending (so no `\r` is, either): complete it from this chunk
+        // without re-scanning or re-copying what is already buffered.
+        match find_line_end(chunk) {
+            None => self.partial.extend_from_slice(chunk),
+            Some(pos) => {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&chunk[..pos]);
+                let rest = self.after_line_end(chunk, pos);
+                self.line(&line, out);
+                line.clear();
+                self.partial = line;
+                self.process(rest, out);
+            }
+        }
+    }
+
+    /// The bytes after the line terminator at `pos`; notes a `\r` that may pair with a `\n` in
+    /// the next chunk.
+    fn after_line_end<'a>(&mut self, bytes: &'a [u8], pos: usize) -> &'a [u8] {
+        let after = &bytes[pos + 1..];
+        if bytes[pos] != b'\r' {
+            return after;
+        }
+        match after.first() {
+            Some(b'\n') => &after[1..],
+            Some(_) => after,
+            None => {
+                self.skip_lf = true;
+                after
+            }
         }
     }
 
@@ -83,21 +116,9 @@ impl SseDecoder {
             }
             self.skip_lf = false;
         }
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = find_line_end(rest) {
             let line = &rest[..pos];
-            let after = &rest[pos + 1..];
-            rest = if rest[pos] == b'\r' {
-                match after.first() {
-                    Some(b'\n') => &after[1..],
-                    Some(_) => after,
-                    None => {
-                        self.skip_lf = true;
-                        after
-                    }
-                }
-            } else {
-                after
-            };
+            rest = self.after_line_end(rest, pos);
             self.line(line, out);
         }
         self.partial.extend_from_slice(rest);
@@ -193,7 +214,7 @@ struct RawEvent {
     #[serde(default)]
     response: Option<RawResponse>,
     #[serde(default)]
-    item: Option<serde_json::Value>,
+    item: Option<ResponseItem>,
     #[serde(default)]
     delta: Option<String>,
 }
@@ -264,10 +285,6 @@ impl From<RawUsage> for TokenUsage {
     }
 }
 
-fn parse_item(item: Option<serde_json::Value>) -> Option<ResponseItem> {
-    item.and_then(|value| serde_json::from_value(value).ok())
-}
-
 /// Decodes one frame's `data` (dispatch is on the JSON `type`, never on the `event:` line).
 pub fn decode_event(data: &str) -> WireEvent {
     let Ok(raw) = serde_json::from_str::<RawEvent>(data) else {
@@ -279,12 +296,12 @@ pub fn decode_event(data: &str) -> WireEvent {
         "response.created" => WireEvent::Created {
             response_id: response_id(&raw.response),
         },
-        "response.output_item.added" => {
-            parse_item(raw.item).map_or(WireEvent::Unparseable, WireEvent::OutputItemAdded)
-        }
-        "response.output_item.done" => {
-            parse_item(raw.item).map_or(WireEvent::Unparseable, WireEvent::OutputItemDone)
-        }
+        "response.output_item.added" => raw
+            .item
+            .map_or(WireEvent::Unparseable, WireEvent::OutputItemAdded),
+        "response.output_item.done" => raw
+            .item
+            .map_or(WireEvent::Unparseable, WireEvent::OutputItemDone),
         "response.output_text.delta" => raw
             .delta
             .map_or(WireEvent::Unparseable, WireEvent::OutputTextDelta),

@@ -323,3 +323,19 @@ async fn invalid_provider_settings_are_reported() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn response_headers_are_returned_with_the_outcome() {
+    let mock = MockModel::start(Script::new([Step::message("ok")
+        .with_header("x-codex-turn-state", "sticky-1")
+        .with_header("x-codex-primary-used-percent", "42.5")]))
+    .await;
+    let client = ModelClient::new(provider(&mock), options()).unwrap();
+    let (outcome, meta) = client
+        .stream_with_meta(&prompt(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(outcome.items.len(), 1);
+    assert_eq!(meta.turn_state(), Some("sticky-1"));
+    assert_eq!(meta.header("x-codex-primary-used-percent"), Some("42.5"));
+}
