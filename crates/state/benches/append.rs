@@ -29,8 +29,8 @@ fn report(name: &str, items_per_op: usize, mut samples: Vec<Duration>) {
 }
 
 fn main() {
-    let base = std::env::var("QUEST_BENCH_DIR")
-        .unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_owned());
+    let base =
+        std::env::var("QUEST_BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_owned());
     std::fs::create_dir_all(&base).unwrap();
     let dir = tempfile::tempdir_in(&base).unwrap();
     let store = Store::open_in(dir.path()).unwrap();
@@ -58,13 +58,15 @@ fn main() {
     let single: Vec<_> = (0..1000)
         .map(|_| {
             let start = Instant::now();
-            store.append_rollout(&thread, None, std::slice::from_ref(&item)).unwrap();
+            store
+                .append_rollout(&thread, None, std::slice::from_ref(&item))
+                .unwrap();
             start.elapsed()
         })
         .collect();
     report("append 1 item / txn", 1, single);
 
-    let batch = vec![item.clone(); 16];
+    let batch = vec![item; 16];
     let batched: Vec<_> = (0..300)
         .map(|_| {
             let start = Instant::now();

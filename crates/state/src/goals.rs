@@ -534,7 +534,8 @@ impl Store {
     }
 
     /// Renews `lease` and, in the same transaction, charges `seconds` of wall-clock time to an
-    /// `active` (or `budgetLimited`) goal, which may trip a time budget. Fails with
+    /// `active` (or `budgetLimited`) goal, which may trip a time budget. `seconds` is what the
+    /// runtime's goal wall clock accrued since its last flush (0 while the clock is stopped). Fails with
     /// [`StateError::LeaseLost`] when another holder took the lease over.
     pub fn heartbeat(
         &self,

@@ -126,3 +126,33 @@ pub(crate) fn write_lease(tx: &Transaction<'_>, lease: &Lease) -> Result<(), Sta
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_with_its_identity() {
+        let own = own_process_start();
+        if Path::new("/proc/self/stat").exists() {
+            let identity = own.clone().unwrap();
+            assert!(identity.contains(':'));
+            assert_eq!(process_start_identity(std::process::id()), own);
+        }
+        assert!(process_alive(std::process::id(), own.as_deref()));
+    }
+
+    #[test]
+    fn stale_heartbeat_is_not_live_even_for_this_process() {
+        let lease = Lease {
+            thread_id: "t".into(),
+            holder_id: "h".into(),
+            pid: std::process::id(),
+            process_start: own_process_start(),
+            started_at_ms: 0,
+            heartbeat_at_ms: 1_000,
+        };
+        assert!(lease.is_live(1_000 + LEASE_STALE_AFTER_MS));
+        assert!(!lease.is_live(1_001 + LEASE_STALE_AFTER_MS));
+    }
+}

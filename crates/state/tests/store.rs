@@ -129,6 +129,29 @@ fn migrates_empty_database_and_reopens() {
 }
 
 #[test]
+fn simultaneous_first_opens_migrate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.sqlite");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let openers: Vec<_> = (0..4)
+        .map(|_| {
+            let (path, barrier) = (path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let store = Store::open(&path).unwrap();
+                new_thread(&store);
+                store.schema_version().unwrap()
+            })
+        })
+        .collect();
+    for opener in openers {
+        assert_eq!(opener.join().unwrap(), SCHEMA_VERSION);
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.list_threads(10).unwrap().len(), 4);
+}
+
+#[test]
 fn refuses_a_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.sqlite");
