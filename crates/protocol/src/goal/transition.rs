@@ -53,7 +53,8 @@ pub struct GoalState {
     pub turn_budget: Option<i64>,
     /// Goal turns charged.
     pub turns_used: i64,
-    /// Which budget tripped; `Some` only while `budgetLimited`.
+    /// Which budget tripped; `Some` only while `budgetLimited` (and `None` even then when the user
+    /// set `budgetLimited` directly on a goal that is within all its budgets).
     pub budget_limit_kind: Option<BudgetLimitKind>,
     /// Unix seconds at which the usage limit resets; `Some` only while `usageLimited`.
     pub usage_limit_resets_at: Option<i64>,
@@ -424,8 +425,9 @@ pub enum Trigger {
     Create(CreateGoal),
     /// Update objective, status, budgets or settings in place. User only.
     Update(UpdateGoal),
-    /// Request a status. User: any status. Model (`update_goal`): `complete`, `blocked`,
-    /// `paused` only.
+    /// Request a status. User: any status (`active` behaves exactly like [`Trigger::Resume`]).
+    /// Model (`update_goal`): `complete`, `blocked`, `paused` only, and only on a goal it is
+    /// pursuing (`active`, or `budgetLimited` for `complete`); otherwise a no-op.
     SetStatus {
         /// Requested status.
         status: GoalStatus,
