@@ -40,8 +40,8 @@ fn plain_turn_prints_the_sdk_event_stream() {
 fn human_mode_prints_the_final_message_on_stdout() {
     let mock = MockModel::start_blocking(Script::new([Step::message("All done.")]));
     let env = TestEnv::new();
-    let mut cmd = env.quest(&mock);
-    cmd.args(["exec", "--skip-git-repo-check", "hi"]);
+    let mut cmd = env.quest(&mock, "exec");
+    cmd.args(["--skip-git-repo-check", "hi"]);
     let out = run(&mut cmd, 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "All done.\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -117,9 +117,9 @@ fn parallel_tool_calls_run_together_and_answer_in_call_order() {
     let mock = MockModel::start_blocking(Script::new([
         Step::calls([
             Output::function_call("exec_command", json!({"cmd": "sleep 0.3; echo first"}))
-                .with_call_id("call_a"),
+                .call_id("call_a"),
             Output::function_call("exec_command", json!({"cmd": "echo second"}))
-                .with_call_id("call_b"),
+                .call_id("call_b"),
         ]),
         Step::message("both ran"),
     ]));
@@ -294,8 +294,8 @@ fn unknown_config_keys_warn_but_run() {
 fn outside_a_git_repo_without_the_flag_is_refused() {
     let mock = MockModel::start_blocking(Script::new([]));
     let env = TestEnv::new();
-    let mut cmd = env.quest(&mock);
-    cmd.args(["exec", "--json", "hi"]);
+    let mut cmd = env.quest(&mock, "exec");
+    cmd.args(["--json", "hi"]);
     let out = run(&mut cmd, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--skip-git-repo-check"));
 }

@@ -417,9 +417,10 @@ fn resolve(
 ) -> Result<LoadedConfig, ConfigError> {
     let mut warnings = Vec::new();
     let value = toml::Value::Table(table);
-    let ignored = serde_ignored::Deserializer::new(value, &mut |path: serde_ignored::Path<'_>| {
+    let mut on_ignored = |path: serde_ignored::Path<'_>| {
         warnings.push(format!("unknown config key `{path}` ignored"));
-    });
+    };
+    let ignored = serde_ignored::Deserializer::new(value, &mut on_ignored);
     let parsed: ConfigToml = serde_path_to_error::deserialize(ignored).map_err(|err| {
         let key = err.path().to_string();
         ConfigError::InvalidValue {

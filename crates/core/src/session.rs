@@ -43,7 +43,8 @@ impl Session {
     pub fn persist(&self, turn_id: Option<TurnId>, items: &[ResponseItem]) -> Result<(), String> {
         match &self.store {
             Some(store) => store
-                .append_items(self.thread_id, turn_id, items)
+                .append_rollout(&self.thread_id, turn_id.as_ref(), items)
+                .map(|_| ())
                 .map_err(|e| format!("failed to record the conversation: {e}")),
             None => Ok(()),
         }

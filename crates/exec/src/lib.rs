@@ -217,7 +217,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             let thread_id = resolve_thread(resume, store.as_ref())?;
             if let Some(store) = &store
                 && let Err(err) =
-                    store.reconcile_on_load(thread_id, config.goals.auto_continue_on_resume)
+                    store.reconcile_on_load(&thread_id, config.goals.auto_continue_on_resume)
             {
                 eprintln!("warning: could not check the goal of {thread_id}: {err}");
             }
@@ -409,8 +409,9 @@ fn resolve_thread(resume: &ResumeArgs, store: Option<&Store>) -> Result<ThreadId
     }
     if resume.last {
         return store
-            .latest_thread()
+            .latest_thread(None)
             .map_err(|e| failure(format!("state database: {e}")))?
+            .map(|thread| thread.id)
             .ok_or_else(|| usage("no recorded thread to resume"));
     }
     Err(usage("exec resume needs a THREAD_ID or --last"))
