@@ -5,6 +5,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use quest_exec::{ExecArgs, run_exec};
 
+mod goal_cmd;
+
 /// Quest: a coding agent that pursues goals until they are done, and stops when it cannot progress.
 #[derive(Parser, Debug)]
 #[command(name = "quest", version, about)]
@@ -18,6 +20,8 @@ enum Command {
     /// Run a prompt (or a goal with --goal) without a UI.
     #[command(visible_alias = "e")]
     Exec(ExecArgs),
+    /// Read and change goals from the shell.
+    Goal(goal_cmd::GoalArgs),
     /// Print shell completions.
     Completion {
         /// Shell to generate for.
@@ -34,6 +38,7 @@ fn main() {
             0
         }
         Command::Exec(args) => runtime().block_on(run_exec(args)),
+        Command::Goal(args) => goal_cmd::run(args),
     };
     std::process::exit(code);
 }

@@ -288,7 +288,7 @@ fn pause_from_another_process_stops_the_loop_before_its_next_turn() {
 #[test]
 fn sigkill_while_active_comes_back_paused() {
     let mock = MockModel::start_blocking(
-        Script::new([]).with_default(Step::message("thinking").with_delay_ms(60_000)),
+        Script::new([]).with_default(Step::message("thinking").delay(Duration::from_secs(60))),
     );
     let env = TestEnv::new();
     let mut child = env

@@ -5,6 +5,7 @@
 //! store's transaction, so this module only decides *when* to ask for a change: at turn start and
 //! end, after tools, on errors, while idle, on interrupt and on exit.
 
+pub mod control;
 pub mod prompts;
 pub mod tools;
 
