@@ -45,7 +45,10 @@ enum GoalCommand {
         at_reset: bool,
     },
     /// Replace the objective (keeps counters and budgets).
-    Edit { thread_id: String, objective: String },
+    Edit {
+        thread_id: String,
+        objective: String,
+    },
     /// Delete the goal (the audit trail stays).
     Clear { thread_id: String },
     /// Set budgets: `quest goal budget <thread> <tokens|none> [--time-budget 2h|none] [--turn-budget 50|none]`.
@@ -97,7 +100,11 @@ fn parse_thread(text: &str) -> Result<ThreadId, Failure> {
         .map_err(|e| usage(format!("invalid thread id `{text}`: {e}")))
 }
 
-fn parse_change(text: Option<&str>, what: &str, parse: impl Fn(&str) -> Result<i64, String>) -> Result<BudgetChange, Failure> {
+fn parse_change(
+    text: Option<&str>,
+    what: &str,
+    parse: impl Fn(&str) -> Result<i64, String>,
+) -> Result<BudgetChange, Failure> {
     match text {
         None => Ok(BudgetChange::Keep),
         Some("none") | Some("null") => Ok(BudgetChange::Clear),
@@ -199,7 +206,10 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
             turn_budget,
         } => {
             let id = parse_thread(thread_id)?;
-            let int = |v: &str| v.parse::<i64>().map_err(|e| format!("`{v}` is not a number: {e}"));
+            let int = |v: &str| {
+                v.parse::<i64>()
+                    .map_err(|e| format!("`{v}` is not a number: {e}"))
+            };
             let tokens = parse_change(tokens.as_deref(), "token budget", int)?;
             let time = parse_change(time_budget.as_deref(), "--time-budget", |v| {
                 parse_duration(v).map(|d| d.as_secs() as i64)
@@ -233,7 +243,10 @@ pub(crate) fn render_goal(goal: &GoalState) -> String {
         out.push_str(&format!(" (resets at unix {at})"));
     }
     out.push('\n');
-    out.push_str(&format!("  Objective:   {}\n", first_line(&wire.objective, 200)));
+    out.push_str(&format!(
+        "  Objective:   {}\n",
+        first_line(&wire.objective, 200)
+    ));
     out.push_str(&format!(
         "  Time used:   {}{}\n",
         human_duration(wire.time_used_seconds),
@@ -243,12 +256,14 @@ pub(crate) fn render_goal(goal: &GoalState) -> String {
     out.push_str(&format!(
         "  Tokens used: {}{}\n",
         wire.tokens_used,
-        wire.token_budget.map_or(String::new(), |b| format!(" / {b}"))
+        wire.token_budget
+            .map_or(String::new(), |b| format!(" / {b}"))
     ));
     out.push_str(&format!(
         "  Turns used:  {}{}\n",
         wire.turns_used,
-        wire.turn_budget.map_or(String::new(), |b| format!(" / {b}"))
+        wire.turn_budget
+            .map_or(String::new(), |b| format!(" / {b}"))
     ));
     if let Some(last) = &wire.last_transition {
         out.push_str(&format!(

@@ -10,8 +10,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::protocol::{Event, EventMsg, TurnTrigger};
 use crate::prompts;
+use crate::protocol::{Event, EventMsg, TurnTrigger};
 
 /// What every turn of one thread shares.
 pub struct Session {
@@ -51,7 +51,12 @@ impl Session {
     }
 
     /// The model request for the current history.
-    pub fn prompt(&self, history: &[ResponseItem], turn_id: TurnId, trigger: TurnTrigger) -> Prompt {
+    pub fn prompt(
+        &self,
+        history: &[ResponseItem],
+        turn_id: TurnId,
+        trigger: TurnTrigger,
+    ) -> Prompt {
         let thread = self.thread_id.to_string();
         let metadata = json!({
             "session_id": thread,
@@ -76,7 +81,10 @@ impl Session {
                 headers.insert(HeaderName::from_static(name), value);
             }
         }
-        let reasoning = match (&self.config.reasoning_effort, &self.config.reasoning_summary) {
+        let reasoning = match (
+            &self.config.reasoning_effort,
+            &self.config.reasoning_summary,
+        ) {
             (None, None) => None,
             (effort, summary) => {
                 let mut r = serde_json::Map::new();

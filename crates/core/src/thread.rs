@@ -250,8 +250,7 @@ impl Actor {
                 TurnOutcome::Failed(err) => (TurnStatus::Failed, Some(err.message.as_str())),
                 TurnOutcome::Aborted => (TurnStatus::Interrupted, None),
             };
-            if let Err(err) =
-                store.finish_turn(&report.turn_id, status, Some(&report.usage), error)
+            if let Err(err) = store.finish_turn(&report.turn_id, status, Some(&report.usage), error)
             {
                 self.session.emit(
                     Some(report.turn_id),

@@ -29,7 +29,10 @@ pub const EXIT_USAGE: i32 = 2;
 
 /// `quest exec` arguments. Every flag `@openai/codex-sdk` passes is accepted.
 #[derive(Args, Debug, Default, Clone)]
-#[command(args_conflicts_with_subcommands = false, subcommand_precedence_over_arg = true)]
+#[command(
+    args_conflicts_with_subcommands = false,
+    subcommand_precedence_over_arg = true
+)]
 pub struct ExecArgs {
     /// Print the JSONL event stream on stdout.
     #[arg(long = "json", alias = "experimental-json", global = true)]
@@ -179,7 +182,9 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     let goal_request = GoalRequest::from_args(&args, resume.is_some())?;
     let prompt = match &goal_request {
         Some(_) if resume.is_some() => None,
-        Some(GoalRequest { objective: Some(_), .. }) => None,
+        Some(GoalRequest {
+            objective: Some(_), ..
+        }) => None,
         Some(_) => Some(read_prompt(positional.clone())?),
         None => Some(read_prompt(positional.clone())?),
     };

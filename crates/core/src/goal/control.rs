@@ -76,7 +76,11 @@ impl GoalControl {
         Ok(events)
     }
 
-    fn apply(&self, thread_id: &ThreadId, trigger: Trigger) -> Result<Option<GoalState>, GoalError> {
+    fn apply(
+        &self,
+        thread_id: &ThreadId,
+        trigger: Trigger,
+    ) -> Result<Option<GoalState>, GoalError> {
         let ctx = GoalContext {
             origin: Some(GoalOrigin::User),
             ..GoalContext::default()
@@ -109,7 +113,11 @@ impl GoalControl {
 
     /// Back to `active` with fresh breaker counters; `at_reset` opts into auto-resume instead
     /// when the goal is usage-limited.
-    pub fn resume(&self, thread_id: &ThreadId, at_reset: bool) -> Result<Option<GoalState>, GoalError> {
+    pub fn resume(
+        &self,
+        thread_id: &ThreadId,
+        at_reset: bool,
+    ) -> Result<Option<GoalState>, GoalError> {
         self.require(thread_id)?;
         if at_reset {
             return self.apply(
@@ -126,7 +134,11 @@ impl GoalControl {
     }
 
     /// Replaces the objective, keeping id, counters and status.
-    pub fn edit(&self, thread_id: &ThreadId, objective: &str) -> Result<Option<GoalState>, GoalError> {
+    pub fn edit(
+        &self,
+        thread_id: &ThreadId,
+        objective: &str,
+    ) -> Result<Option<GoalState>, GoalError> {
         self.require(thread_id)?;
         self.apply(
             thread_id,

@@ -176,10 +176,9 @@ impl GoalRuntime {
                         inner.clock = None;
                     }
                     drop(inner);
-                    self.shared.session.emit(
-                        turn_id,
-                        EventMsg::GoalUpdated(Box::new(goal.to_wire())),
-                    );
+                    self.shared
+                        .session
+                        .emit(turn_id, EventMsg::GoalUpdated(Box::new(goal.to_wire())));
                 }
                 None => {
                     self.inner().clock = None;
@@ -517,7 +516,10 @@ impl TurnObserver for GoalRuntime {
         if !executed || !self.inner().goal_turn {
             return None;
         }
-        let mode = self.inner().charge_mode.unwrap_or(AccountingMode::ActiveOnly);
+        let mode = self
+            .inner()
+            .charge_mode
+            .unwrap_or(AccountingMode::ActiveOnly);
         self.flush(mode, 0, Some(turn_id));
         let goal = self.current().ok().flatten()?;
         if goal.status != GoalStatus::BudgetLimited {
@@ -600,7 +602,13 @@ impl IdlePolicy for GoalRuntime {
         inner.previous_calls = report
             .tool_results
             .iter()
-            .map(|r| (r.call.name.clone(), r.call.payload.clone(), r.output.clone()))
+            .map(|r| {
+                (
+                    r.call.name.clone(),
+                    r.call.payload.clone(),
+                    r.output.clone(),
+                )
+            })
             .collect();
     }
 
@@ -696,7 +704,9 @@ impl IdlePolicy for GoalRuntime {
         {
             self.shared.session.emit(
                 None,
-                EventMsg::Warning(format!("could not release the goal lease of {thread_id}: {err}")),
+                EventMsg::Warning(format!(
+                    "could not release the goal lease of {thread_id}: {err}"
+                )),
             );
         }
     }
@@ -705,9 +715,10 @@ impl IdlePolicy for GoalRuntime {
 impl GoalRuntime {
     fn system_stop_as_user(&self, trigger: Trigger) {
         if let Err(err) = self.apply(trigger, Actor::User, None) {
-            self.shared
-                .session
-                .emit(None, EventMsg::Warning(format!("could not pause the goal: {err}")));
+            self.shared.session.emit(
+                None,
+                EventMsg::Warning(format!("could not pause the goal: {err}")),
+            );
         }
     }
 }
