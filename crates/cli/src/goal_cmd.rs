@@ -240,7 +240,7 @@ pub(crate) fn render_goal(goal: &GoalState) -> String {
         out.push_str(&format!(" ({} budget)", kind.as_str()));
     }
     if let Some(at) = wire.usage_limit_resets_at {
-        out.push_str(&format!(" (resets at unix {at})"));
+        out.push_str(&format!(" (resets {})", local_time(at * 1000)));
     }
     out.push('\n');
     out.push_str(&format!(
@@ -267,10 +267,10 @@ pub(crate) fn render_goal(goal: &GoalState) -> String {
     ));
     if let Some(last) = &wire.last_transition {
         out.push_str(&format!(
-            "  Last change: {} by {} ({})\n",
+            "  Last change: {} by {} at {}\n",
             last.reason.as_str(),
             last.actor.as_str(),
-            last.at
+            local_time(last.at * 1000)
         ));
     }
     out
@@ -282,11 +282,20 @@ pub(crate) fn render_event(event: &GoalEvent) -> String {
     let to = event.to_status.map_or("-", |s| s.as_wire());
     format!(
         "{}  {:<7} {:<15} {:>13} -> {:<13} {}",
-        event.at_ms,
+        local_time(event.at_ms),
         event.actor.as_str(),
         event.kind.as_str(),
         from,
         to,
         event.reason.as_str()
     )
+}
+
+/// Unix milliseconds as local `YYYY-MM-DD HH:MM:SS`.
+fn local_time(ms: i64) -> String {
+    use chrono::TimeZone;
+    match chrono::Local.timestamp_millis_opt(ms) {
+        chrono::LocalResult::Single(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        _ => ms.to_string(),
+    }
 }

@@ -5,6 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use quest_exec::{ExecArgs, run_exec};
 
+mod demo;
 mod goal_cmd;
 
 /// Quest: a coding agent that pursues goals until they are done, and stops when it cannot progress.
@@ -20,6 +21,8 @@ enum Command {
     /// Run a prompt (or a goal with --goal) without a UI.
     #[command(visible_alias = "e")]
     Exec(ExecArgs),
+    /// Offline tour: a scripted model walks goals to complete, usage-limited and blocked.
+    Demo,
     /// Read and change goals from the shell.
     Goal(goal_cmd::GoalArgs),
     /// Print shell completions.
@@ -39,6 +42,7 @@ fn main() {
         }
         Command::Exec(args) => runtime().block_on(run_exec(args)),
         Command::Goal(args) => goal_cmd::run(args),
+        Command::Demo => runtime().block_on(demo::run()),
     };
     std::process::exit(code);
 }

@@ -90,6 +90,9 @@ pub struct ExecArgs {
     pub turn_budget: Option<i64>,
     /// Prompt; `-` or absent reads stdin.
     pub prompt: Option<String>,
+    /// `$QUEST_HOME` to use instead of the environment's (set by `quest demo`).
+    #[arg(skip)]
+    pub home_override: Option<PathBuf>,
     /// `resume <THREAD_ID> [PROMPT]`.
     #[command(subcommand)]
     pub command: Option<ExecCommand>,
@@ -160,7 +163,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         None => (None, args.prompt.clone()),
     };
     let loaded = load_config(ConfigOverrides {
-        home: None,
+        home: args.home_override.clone(),
         cwd: args.cd.clone(),
         model: args.model.clone(),
         sandbox_mode: args.sandbox.clone(),

@@ -92,6 +92,8 @@ struct Inner {
     user_record: Option<String>,
     /// The lease this process holds on the thread's goal loop.
     lease: Option<Lease>,
+    /// The goal as last announced (without `updatedAt`), to skip announcing no-op writes.
+    last_announced: Option<quest_protocol::goal::ThreadGoal>,
 }
 
 fn now_ms() -> i64 {
@@ -175,10 +177,19 @@ impl GoalRuntime {
                     } else {
                         inner.clock = None;
                     }
+                    let wire = goal.to_wire();
+                    let comparable = quest_protocol::goal::ThreadGoal {
+                        updated_at: 0,
+                        ..wire.clone()
+                    };
+                    let fresh = inner.last_announced.as_ref() != Some(&comparable);
+                    inner.last_announced = Some(comparable);
                     drop(inner);
-                    self.shared
-                        .session
-                        .emit(turn_id, EventMsg::GoalUpdated(Box::new(goal.to_wire())));
+                    if fresh {
+                        self.shared
+                            .session
+                            .emit(turn_id, EventMsg::GoalUpdated(Box::new(wire)));
+                    }
                 }
                 None => {
                     self.inner().clock = None;
