@@ -85,11 +85,9 @@ async fn run_inner() -> Result<(), String> {
 
     // 3. A model that never makes progress and never says so.
     banner("3/3  The circuit breaker stops a goal that makes no progress");
-    let mock = MockModel::start(
-        Script::new([]).with_default(
-            Step::message("I am still investigating the build failure.").with_usage(usage()),
-        ),
-    )
+    let mock = MockModel::start(Script::new([]).with_default(
+        Step::message("I am still investigating the build failure.").with_usage(usage()),
+    ))
     .await;
     let code = run_goal(
         &mock,

@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Run a prompt (or a goal with --goal) without a UI.
     #[command(visible_alias = "e")]
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Offline tour: a scripted model walks goals to complete, usage-limited and blocked.
     Demo,
     /// Read and change goals from the shell.
@@ -40,7 +40,7 @@ fn main() {
             clap_complete::generate(shell, &mut Cli::command(), "quest", &mut std::io::stdout());
             0
         }
-        Command::Exec(args) => runtime().block_on(run_exec(args)),
+        Command::Exec(args) => runtime().block_on(run_exec(*args)),
         Command::Goal(args) => goal_cmd::run(args),
         Command::Demo => runtime().block_on(demo::run()),
     };

@@ -1,4 +1,5 @@
 //! `quest demo` must work offline with no API key and walk the three stops.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -19,7 +20,10 @@ fn demo_walks_completion_usage_limit_and_breaker() {
         "Status:      blocked",
         "repeated_blocker",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
     // The demo keeps its state in a temporary home, never in the user's.
     assert!(std::fs::read_dir(env.home()).unwrap().next().is_none());

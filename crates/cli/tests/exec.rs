@@ -1,4 +1,5 @@
 //! `quest exec` end to end: the real binary against the scripted model server over TCP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -214,8 +215,7 @@ fn apply_patch_edits_real_files() {
     let input = mock.input_items(2);
     let failure = input
         .iter()
-        .filter(|i| i["type"] == "function_call_output")
-        .last()
+        .rfind(|i| i["type"] == "function_call_output")
         .unwrap();
     assert!(
         failure["output"].as_str().unwrap().contains("missing line"),
@@ -251,8 +251,7 @@ fn garbage_tool_arguments_become_an_error_output() {
     let third = mock.input_items(2);
     let output = third
         .iter()
-        .filter(|i| i["type"] == "function_call_output")
-        .last()
+        .rfind(|i| i["type"] == "function_call_output")
         .unwrap();
     assert!(
         output["output"]

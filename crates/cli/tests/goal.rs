@@ -1,5 +1,6 @@
 //! Goal scenarios: `quest exec --goal` and `quest goal …` against the scripted model over TCP.
 //! Each test asserts the final status, the audit log and how many requests the model received.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -458,8 +459,7 @@ fn goal_tools_follow_the_spec_shapes() {
     let third = mock.input_items(2);
     let done = third
         .iter()
-        .filter(|i| i["type"] == "function_call_output")
-        .last()
+        .rfind(|i| i["type"] == "function_call_output")
         .unwrap();
     let done: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
     assert_eq!(done["goal"]["status"], "complete");

@@ -1,6 +1,6 @@
 //! Test support: run the real `quest` binary against a `quest-mock-model` server, print
 //! everything on failure.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
