@@ -21,6 +21,9 @@ pub mod session_telemetry;
 mod targets;
 mod trace_context;
 
+#[cfg(feature = "test-receiver")]
+pub mod test_receiver;
+
 pub use config::DEFAULT_OTEL_ENVIRONMENT;
 pub use config::DEFAULT_SHUTDOWN_TIMEOUT;
 pub use config::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT;

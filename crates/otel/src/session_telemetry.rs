@@ -195,6 +195,7 @@ macro_rules! log_event {
     ($self:expr, $name:expr, $($fields:tt)*) => {{
         let m = &$self.metadata;
         tracing::event!(
+            name: $name,
             target: crate::targets::OTEL_LOG_ONLY_TARGET,
             tracing::Level::INFO,
             event.name = $name,
@@ -218,6 +219,7 @@ macro_rules! trace_event {
     ($self:expr, $name:expr, $($fields:tt)*) => {{
         let m = &$self.metadata;
         tracing::event!(
+            name: $name,
             target: crate::targets::OTEL_TRACE_SAFE_TARGET,
             tracing::Level::INFO,
             event.name = $name,
