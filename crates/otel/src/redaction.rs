@@ -107,7 +107,7 @@ fn redact_api_keys(text: &str) -> String {
     let mut pos = 0;
     let mut i = 0;
     while i + 3 <= bytes.len() {
-        let boundary = i == 0 || !is_token_byte(bytes[i - 1]);
+        let boundary = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
         if boundary && &bytes[i..i + 3] == b"sk-" {
             let mut end = i + 3;
             while end < bytes.len()

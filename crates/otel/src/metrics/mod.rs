@@ -2,9 +2,12 @@
 //! validation, default tags, cached instruments, GenAI histograms and timers.
 
 mod names;
+mod snapshot;
 mod validation;
 
 pub use names::*;
+pub use snapshot::PointSnapshot;
+pub use snapshot::flatten_metrics;
 pub use validation::sanitize_metric_tag_value;
 pub use validation::validate_metric_name;
 pub use validation::validate_tag;
