@@ -599,11 +599,14 @@ impl OtlpReceiver {
             mode: Mutex::new(ReceiverMode::Normal),
             mode_changed,
         });
-        let (http_listener, grpc_listener) = runtime.block_on(async {
-            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            Ok::<_, io::Error>((http, grpc))
-        })?;
+        // Bound with std so `start` never blocks on a runtime (callers may be inside one).
+        let bind = || -> io::Result<tokio::net::TcpListener> {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.set_nonblocking(true)?;
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)
+        };
+        let (http_listener, grpc_listener) = (bind()?, bind()?);
         let http_addr = http_listener.local_addr()?;
         let grpc_addr = grpc_listener.local_addr()?;
         let app = Router::new()
