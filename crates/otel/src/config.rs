@@ -261,7 +261,7 @@ pub(crate) fn resolve_otlp_timeout_with(
 ) -> Duration {
     [signal.timeout_var(), "OTEL_EXPORTER_OTLP_TIMEOUT"]
         .into_iter()
-        .filter_map(|name| lookup(name))
+        .filter_map(&lookup)
         .find_map(|raw| raw.trim().parse::<u64>().ok())
         .map_or(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT, Duration::from_millis)
 }

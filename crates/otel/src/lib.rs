@@ -11,6 +11,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod config;
+pub mod gen_ai;
 mod io_runtime;
 pub mod metrics;
 mod otlp;
@@ -73,6 +74,7 @@ pub use trace_context::inject_span_w3c_trace_headers;
 pub use trace_context::merge_tracestate_entries;
 pub use trace_context::set_parent_from_context;
 pub use trace_context::set_parent_from_w3c_trace_context;
+pub use trace_context::span_trace_env;
 pub use trace_context::span_w3c_trace_context;
 pub use trace_context::traceparent_context_from_env;
 

@@ -47,7 +47,10 @@ fn metadata(headers: &HashMap<String, String>) -> MetadataMap {
     map
 }
 
-fn identity_files(tls: &OtelTlsConfig) -> Result<Option<(Vec<u8>, Vec<u8>)>, OtelError> {
+/// PEM bytes of a client certificate and its key.
+type IdentityPem = (Vec<u8>, Vec<u8>);
+
+fn identity_files(tls: &OtelTlsConfig) -> Result<Option<IdentityPem>, OtelError> {
     match (&tls.client_certificate, &tls.client_private_key) {
         (Some(cert), Some(key)) => Ok(Some((read_tls_file(cert)?, read_tls_file(key)?))),
         (None, None) => Ok(None),

@@ -155,6 +155,22 @@ pub fn inject_span_w3c_trace_headers(span: &tracing::Span, headers: &mut http::H
     true
 }
 
+/// Environment for a child process started under `span`: `TRACEPARENT` and (when non-empty)
+/// `TRACESTATE`. Empty without a valid context; callers then remove inherited values.
+pub fn span_trace_env(span: &tracing::Span) -> Vec<(&'static str, String)> {
+    let Some(context) = span_w3c_trace_context(span) else {
+        return Vec::new();
+    };
+    let mut env = Vec::with_capacity(2);
+    if let Some(traceparent) = context.traceparent {
+        env.push(("TRACEPARENT", traceparent));
+    }
+    if let Some(tracestate) = context.tracestate {
+        env.push(("TRACESTATE", tracestate));
+    }
+    env
+}
+
 /// The current span's trace id (32 lowercase hex chars).
 pub fn current_span_trace_id() -> Option<String> {
     let cx = tracing::Span::current().context();

@@ -1,4 +1,5 @@
 //! Every session event and metric through the real routing filters into in-memory exporters.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! End-to-end exports to a real OTLP receiver on 127.0.0.1:0 (HTTP protobuf, HTTP JSON, gRPC),
 //! decoded with the official opentelemetry-proto types.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -105,6 +106,23 @@ fn emit(provider: &OtelProvider) -> Option<W3cTraceContext> {
                 .to_str()
                 .unwrap()
                 .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        );
+        // A child process started under the span continues the trace.
+        let env = quest_otel::span_trace_env(&span);
+        let output = std::process::Command::new("sh")
+            .args(["-c", "printf '%s|%s' \"$TRACEPARENT\" \"$TRACESTATE\""])
+            .env_remove("TRACEPARENT")
+            .envs(env)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            printed.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{printed}"
+        );
+        assert!(
+            printed.ends_with("|example=alpha:one;keep:yes;beta:two,other=value"),
+            "{printed}"
         );
         quest_otel::current_span_w3c_trace_context()
     })
@@ -235,7 +253,7 @@ async fn grpc_from_a_current_thread_runtime() {
 #[test]
 fn full_signal_path_is_used_as_is() {
     let receiver = OtlpReceiver::start().unwrap();
-    let mut settings = OtelSettings::new("dev", "quest_test", "1.2.3", "/tmp/q");
+    let mut settings = settings(OtelExporter::None);
     settings.trace_exporter = http(
         format!("{}/v1/traces", receiver.http_endpoint()),
         OtelHttpProtocol::Binary,

@@ -231,6 +231,16 @@ pub fn otlp_temporality() -> Temporality {
     }
 }
 
+/// The instrument cached under `name`, created by `make` on first use (no allocation on hits).
+fn cached<T: Clone>(map: &mut HashMap<String, T>, name: &str, make: impl FnOnce() -> T) -> T {
+    if let Some(found) = map.get(name) {
+        return found.clone();
+    }
+    let made = make();
+    map.insert(name.to_string(), made.clone());
+    made
+}
+
 #[derive(Default)]
 struct Instruments {
     counters: HashMap<String, Counter<u64>>,
@@ -403,17 +413,13 @@ impl MetricsClient {
         }
         let counter = {
             let mut instruments = self.instruments();
-            instruments
-                .counters
-                .entry(name.to_string())
-                .or_insert_with(|| {
-                    let mut builder = self.inner.meter.u64_counter(name.to_string());
-                    if !description.is_empty() {
-                        builder = builder.with_description(description.to_string());
-                    }
-                    builder.build()
-                })
-                .clone()
+            cached(&mut instruments.counters, name, || {
+                let mut builder = self.inner.meter.u64_counter(name.to_string());
+                if !description.is_empty() {
+                    builder = builder.with_description(description.to_string());
+                }
+                builder.build()
+            })
         };
         counter.add(inc.unsigned_abs(), &attributes);
         Ok(())
@@ -428,11 +434,9 @@ impl MetricsClient {
         }
         let histogram = {
             let mut instruments = self.instruments();
-            instruments
-                .histograms
-                .entry(name.to_string())
-                .or_insert_with(|| self.inner.meter.f64_histogram(name.to_string()).build())
-                .clone()
+            cached(&mut instruments.histograms, name, || {
+                self.inner.meter.f64_histogram(name.to_string()).build()
+            })
         };
         histogram.record(value as f64, &attributes);
         Ok(())
@@ -452,18 +456,14 @@ impl MetricsClient {
         }
         let histogram = {
             let mut instruments = self.instruments();
-            instruments
-                .durations
-                .entry(name.to_string())
-                .or_insert_with(|| {
-                    self.inner
-                        .meter
-                        .f64_histogram(name.to_string())
-                        .with_unit("ms")
-                        .with_description("Duration in milliseconds.")
-                        .build()
-                })
-                .clone()
+            cached(&mut instruments.durations, name, || {
+                self.inner
+                    .meter
+                    .f64_histogram(name.to_string())
+                    .with_unit("ms")
+                    .with_description("Duration in milliseconds.")
+                    .build()
+            })
         };
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         histogram.record(millis as f64, &attributes);
@@ -485,22 +485,18 @@ impl MetricsClient {
         }
         let histogram = {
             let mut instruments = self.instruments();
-            instruments
-                .histograms
-                .entry(name.to_string())
-                .or_insert_with(|| {
-                    let mut builder = self
-                        .inner
-                        .meter
-                        .f64_histogram(name.to_string())
-                        .with_unit(spec.unit)
-                        .with_description(spec.description);
-                    if let Some(bounds) = spec.boundaries {
-                        builder = builder.with_boundaries(bounds.to_vec());
-                    }
-                    builder.build()
-                })
-                .clone()
+            cached(&mut instruments.histograms, name, || {
+                let mut builder = self
+                    .inner
+                    .meter
+                    .f64_histogram(name.to_string())
+                    .with_unit(spec.unit)
+                    .with_description(spec.description);
+                if let Some(bounds) = spec.boundaries {
+                    builder = builder.with_boundaries(bounds.to_vec());
+                }
+                builder.build()
+            })
         };
         histogram.record(value, &attributes);
         Ok(())
@@ -521,22 +517,18 @@ impl MetricsClient {
         }
         let histogram = {
             let mut instruments = self.instruments();
-            instruments
-                .u64_histograms
-                .entry(name.to_string())
-                .or_insert_with(|| {
-                    let mut builder = self
-                        .inner
-                        .meter
-                        .u64_histogram(name.to_string())
-                        .with_unit(spec.unit)
-                        .with_description(spec.description);
-                    if let Some(bounds) = spec.boundaries {
-                        builder = builder.with_boundaries(bounds.to_vec());
-                    }
-                    builder.build()
-                })
-                .clone()
+            cached(&mut instruments.u64_histograms, name, || {
+                let mut builder = self
+                    .inner
+                    .meter
+                    .u64_histogram(name.to_string())
+                    .with_unit(spec.unit)
+                    .with_description(spec.description);
+                if let Some(bounds) = spec.boundaries {
+                    builder = builder.with_boundaries(bounds.to_vec());
+                }
+                builder.build()
+            })
         };
         histogram.record(value, &attributes);
         Ok(())
