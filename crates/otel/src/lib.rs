@@ -71,6 +71,7 @@ pub use trace_context::context_from_w3c_trace_context;
 pub use trace_context::current_span_trace_id;
 pub use trace_context::current_span_w3c_trace_context;
 pub use trace_context::inject_span_w3c_trace_headers;
+pub use trace_context::link_span_to_w3c_trace_context;
 pub use trace_context::merge_tracestate_entries;
 pub use trace_context::set_parent_from_context;
 pub use trace_context::set_parent_from_w3c_trace_context;

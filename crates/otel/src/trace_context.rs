@@ -205,6 +205,19 @@ pub fn set_parent_from_w3c_trace_context(span: &tracing::Span, trace: &W3cTraceC
     }
 }
 
+/// Adds a span link from `span` to the span described by `trace` (e.g. a goal's first turn,
+/// stored with the goal, so continuation turns across restarts can be reassembled).
+/// False when the context is invalid.
+pub fn link_span_to_w3c_trace_context(span: &tracing::Span, trace: &W3cTraceContext) -> bool {
+    match context_from_w3c_trace_context(trace) {
+        Some(cx) => {
+            span.add_link(cx.span().span_context().clone());
+            true
+        }
+        None => false,
+    }
+}
+
 /// The context given by `TRACEPARENT` (and optional `TRACESTATE`), read once per process.
 pub fn traceparent_context_from_env() -> Option<Context> {
     static FROM_ENV: OnceLock<Option<W3cTraceContext>> = OnceLock::new();

@@ -598,3 +598,46 @@ fn metrics_client_validates_names_tags_and_merges_default_tags() {
     assert_eq!(timer[0].attributes["phase"], "a");
     assert_eq!(timer[0].attributes["extra"], "x");
 }
+
+#[test]
+fn statsig_deny_list_drops_listed_metrics_only() {
+    let exporter = InMemoryMetricExporter::default();
+    let client = MetricsClient::new(
+        MetricsConfig::in_memory("t", "s", "1", exporter.clone()).with_statsig_deny_list(),
+    )
+    .unwrap();
+    client.counter("codex.tool.call", 1, &[]).unwrap();
+    client.counter("codex.thread.started", 1, &[]).unwrap();
+    client.shutdown().unwrap();
+    let names: Vec<_> = flatten_metrics(&exporter.get_finished_metrics().unwrap())
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, vec!["codex.thread.started".to_string()]);
+}
+
+#[test]
+fn continuation_turn_links_to_the_goal_first_turn() {
+    let h = harness();
+    let first = quest_otel::W3cTraceContext {
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        tracestate: None,
+    };
+    let (_, spans, _) = capture(&h, || {
+        assert!(quest_otel::link_span_to_w3c_trace_context(
+            &tracing::Span::current(),
+            &first
+        ));
+        assert!(!quest_otel::link_span_to_w3c_trace_context(
+            &tracing::Span::current(),
+            &quest_otel::W3cTraceContext::default()
+        ));
+    });
+    let turn = spans.iter().find(|s| s.name == "turn").unwrap();
+    let links: Vec<_> = turn
+        .links
+        .iter()
+        .map(|l| l.span_context.trace_id().to_string())
+        .collect();
+    assert_eq!(links, vec!["0af7651916cd43dd8448eb211c80319c".to_string()]);
+}
