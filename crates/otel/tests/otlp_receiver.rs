@@ -414,3 +414,44 @@ fn resource_attributes_from_the_environment_reach_all_signals() {
         assert!(resource.contains_key("telemetry.sdk.name"), "{signal}");
     }
 }
+
+/// Runs in a child process with `TRACEPARENT`/`TRACESTATE` set (see the parent test below).
+#[test]
+#[ignore = "spawned by traceparent_from_the_environment_parents_the_run"]
+fn child_traceparent_from_env() {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = quest_otel::traceparent_context_from_env().expect("context from TRACEPARENT");
+    let span_context = cx.span().span_context().clone();
+    assert_eq!(
+        span_context.trace_id().to_string(),
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    assert!(span_context.is_remote());
+    assert_eq!(span_context.trace_state().header(), "vendor=v1");
+}
+
+#[test]
+fn traceparent_from_the_environment_parents_the_run() {
+    let run = |traceparent: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_traceparent_from_env",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("TRACEPARENT", traceparent)
+            .env("TRACESTATE", "vendor=v1")
+            .output()
+            .unwrap()
+    };
+    let good = run("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    // An invalid TRACEPARENT is ignored, so the child's expectation fails.
+    let bad = run("00-not-a-trace-01");
+    assert!(!bad.status.success());
+}
