@@ -20,10 +20,7 @@ pub struct TokenUsage {
 impl TokenUsage {
     /// Tokens a goal is charged for this usage: `(input − cached) + output`, never negative.
     pub fn goal_charge(&self) -> i64 {
-        let uncached = self
-            .input_tokens
-            .saturating_sub(self.cached_input_tokens)
-            .max(0);
+        let uncached = self.input_tokens.saturating_sub(self.cached_input_tokens).max(0);
         uncached.saturating_add(self.output_tokens.max(0))
     }
 

@@ -323,9 +323,7 @@ impl ThreadGoal {
     pub fn for_model(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let Some(map) = value.as_object_mut()
-            && map
-                .get("tokenBudget")
-                .is_some_and(serde_json::Value::is_null)
+            && map.get("tokenBudget").is_some_and(serde_json::Value::is_null)
         {
             map.remove("tokenBudget");
         }
@@ -394,10 +392,7 @@ mod tests {
     fn reasons_round_trip() {
         for reason in GoalReason::ALL {
             assert_eq!(GoalReason::parse(reason.as_str()), Some(reason));
-            assert_eq!(
-                serde_json::to_value(reason).unwrap(),
-                json!(reason.as_str())
-            );
+            assert_eq!(serde_json::to_value(reason).unwrap(), json!(reason.as_str()));
         }
     }
 
