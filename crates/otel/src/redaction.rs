@@ -1,0 +1,201 @@
+//! Content capture and redaction: prompt redaction, bounded previews of tool arguments and
+//! output, the GenAI content-capture switch, and secret scrubbing applied before any capture.
+
+/// Replaces prompt text unless prompt logging is on.
+pub const REDACTED: &str = "[REDACTED]";
+/// Appended to a truncated preview.
+pub const TRUNCATION_NOTICE: &str = "[... telemetry preview truncated ...]";
+/// Default `[otel] tool_result.max_bytes`.
+pub const DEFAULT_TOOL_RESULT_MAX_BYTES: usize = 2048;
+/// Environment switch for GenAI content capture.
+pub const CAPTURE_CONTENT_ENV: &str = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
+
+/// Cuts `text` to at most `max_bytes` (on a char boundary) and appends [`TRUNCATION_NOTICE`];
+/// returns the preview and whether it was truncated.
+pub fn truncate_preview(text: &str, max_bytes: usize) -> (String, bool) {
+    if text.len() <= max_bytes {
+        return (text.to_string(), false);
+    }
+    let mut cut = max_bytes;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    (format!("{}{TRUNCATION_NOTICE}", &text[..cut]), true)
+}
+
+/// True when GenAI content may be recorded: `[otel] capture_content = true` or the
+/// `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` environment variable.
+pub fn capture_content_enabled(config_flag: bool) -> bool {
+    config_flag
+        || std::env::var(CAPTURE_CONTENT_ENV)
+            .map(|value| value.trim().eq_ignore_ascii_case("true"))
+            .unwrap_or(false)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// Scrubs secrets from `text`: API keys (`sk-…`), bearer tokens, `authorization` values and
+/// each string in `known_secrets` (e.g. the values of configured `env_key` variables).
+pub fn redact_secrets(text: &str, known_secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in known_secrets.iter().filter(|secret| secret.len() >= 4) {
+        out = out.replace(secret.as_str(), REDACTED);
+    }
+    out = redact_after_marker(&out, "bearer ", false);
+    out = redact_after_marker(&out, "authorization", true);
+    redact_api_keys(&out)
+}
+
+/// Replaces the value that follows `marker` (case-insensitive). With `separated`, a `:` or `=`
+/// (optionally quoted / spaced) must follow the marker and the value runs to the end of the
+/// quoted string or line.
+fn redact_after_marker(text: &str, marker: &str, separated: bool) -> String {
+    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    while let Some(found) = lower[pos..].find(marker) {
+        let start = pos + found + marker.len();
+        let mut value_start = start;
+        if separated {
+            let mut i = start;
+            while i < bytes.len() && matches!(bytes[i], b'"' | b'\'' | b' ') {
+                i += 1;
+            }
+            if i >= bytes.len() || !matches!(bytes[i], b':' | b'=') {
+                out.push_str(&text[pos..start]);
+                pos = start;
+                continue;
+            }
+            i += 1;
+            while i < bytes.len() && matches!(bytes[i], b'"' | b'\'' | b' ') {
+                i += 1;
+            }
+            value_start = i;
+            let mut end = value_start;
+            while end < bytes.len() && !matches!(bytes[end], b'"' | b'\'' | b'\n' | b'\r' | b',') {
+                end += 1;
+            }
+            out.push_str(&text[pos..value_start]);
+            if end > value_start {
+                out.push_str(REDACTED);
+            }
+            pos = end;
+        } else {
+            let mut end = value_start;
+            while end < bytes.len() && is_token_byte(bytes[end]) {
+                end += 1;
+            }
+            out.push_str(&text[pos..value_start]);
+            if end > value_start && &text[value_start..end] != REDACTED {
+                out.push_str(REDACTED);
+            } else {
+                out.push_str(&text[value_start..end]);
+            }
+            pos = end;
+        }
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+fn redact_api_keys(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    let mut i = 0;
+    while i + 3 <= bytes.len() {
+        let boundary = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        if boundary && &bytes[i..i + 3] == b"sk-" {
+            let mut end = i + 3;
+            while end < bytes.len()
+                && (bytes[end].is_ascii_alphanumeric() || matches!(bytes[end], b'-' | b'_'))
+            {
+                end += 1;
+            }
+            if end - i >= 20 {
+                out.push_str(&text[pos..i]);
+                out.push_str(REDACTED);
+                pos = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// Decides whether GenAI content is recorded and scrubs it first.
+#[derive(Clone, Debug, Default)]
+pub struct ContentCapture {
+    enabled: bool,
+    known_secrets: Vec<String>,
+}
+
+impl ContentCapture {
+    /// Capture per [`capture_content_enabled`], scrubbing `known_secrets` too.
+    pub fn new(config_flag: bool, known_secrets: Vec<String>) -> Self {
+        Self {
+            enabled: capture_content_enabled(config_flag),
+            known_secrets,
+        }
+    }
+
+    /// Whether content is captured.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The scrubbed content, or `None` when capture is off.
+    pub fn capture(&self, content: &str) -> Option<String> {
+        self.enabled
+            .then(|| redact_secrets(content, &self.known_secrets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_preview("short", 10), ("short".to_string(), false));
+        let (preview, cut) = truncate_preview("héllo", 2);
+        assert!(cut);
+        assert_eq!(preview, format!("h{TRUNCATION_NOTICE}"));
+    }
+
+    #[test]
+    fn secrets_are_scrubbed() {
+        let text = "curl -H 'Authorization: Bearer abc.def' key=sk-proj-ABCDEFGHIJKLMNOPQRSTUV token MYSECRETVALUE";
+        let out = redact_secrets(text, &["MYSECRETVALUE".to_string()]);
+        assert!(!out.contains("abc.def"), "{out}");
+        assert!(!out.contains("sk-proj-ABCDEFGHIJKLMNOPQRSTUV"), "{out}");
+        assert!(!out.contains("MYSECRETVALUE"), "{out}");
+        assert!(
+            out.starts_with("curl -H 'Authorization: [REDACTED]'"),
+            "{out}"
+        );
+        let json = r#"{"authorization":"Basic xyz","other":"sk-short"}"#;
+        assert_eq!(
+            redact_secrets(json, &[]),
+            r#"{"authorization":"[REDACTED]","other":"sk-short"}"#
+        );
+        assert_eq!(redact_secrets("Bearer tok123", &[]), "Bearer [REDACTED]");
+    }
+
+    #[test]
+    fn capture_off_returns_nothing() {
+        let off = ContentCapture {
+            enabled: false,
+            known_secrets: vec![],
+        };
+        assert_eq!(off.capture("hello"), None);
+        let on = ContentCapture::new(true, vec!["hunter22".into()]);
+        assert_eq!(on.capture("pw hunter22").as_deref(), Some("pw [REDACTED]"));
+    }
+}

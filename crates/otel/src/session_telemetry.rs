@@ -1,0 +1,853 @@
+//! [`SessionTelemetry`]: one thread's event and metric API. Sensitive fields (prompt text,
+//! e-mail, account id, tool arguments and output) go only to log-only events; trace-safe
+//! copies carry lengths, counts and flags.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics;
+use crate::metrics::MetricsClient;
+use crate::metrics::Timer;
+use crate::redaction::DEFAULT_TOOL_RESULT_MAX_BYTES;
+use crate::redaction::REDACTED;
+use crate::redaction::truncate_preview;
+use crate::sanitize_metric_tag_value;
+
+/// Event: a conversation (thread) started.
+pub const CONVERSATION_STARTS_EVENT: &str = "quest.conversation_starts";
+/// Event: a user prompt was submitted.
+pub const USER_PROMPT_EVENT: &str = "quest.user_prompt";
+/// Event: one model HTTP request finished.
+pub const API_REQUEST_EVENT: &str = "quest.api_request";
+/// Event: one SSE event was handled.
+pub const SSE_EVENT_EVENT: &str = "quest.sse_event";
+/// Event: a tool call was approved or denied.
+pub const TOOL_DECISION_EVENT: &str = "quest.tool_decision";
+/// Event: a tool call finished.
+pub const TOOL_RESULT_EVENT: &str = "quest.tool_result";
+/// Event: a goal changed status.
+pub const GOAL_STATUS_CHANGED_EVENT: &str = "quest.goal_status_changed";
+
+/// How the session authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TelemetryAuthMode {
+    /// An API key.
+    ApiKey,
+    /// A ChatGPT account (or another account-token mode).
+    Chatgpt,
+}
+
+impl TelemetryAuthMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            TelemetryAuthMode::ApiKey => "api_key",
+            TelemetryAuthMode::Chatgpt => "chatgpt",
+        }
+    }
+}
+
+/// Who decided on a tool call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolDecisionSource {
+    /// An automated reviewer.
+    AutomatedReviewer,
+    /// The approval policy in config.
+    Config,
+    /// The user.
+    User,
+}
+
+impl fmt::Display for ToolDecisionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ToolDecisionSource::AutomatedReviewer => "automated_reviewer",
+            ToolDecisionSource::Config => "config",
+            ToolDecisionSource::User => "user",
+        })
+    }
+}
+
+/// One item of a user prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PromptItem {
+    /// Text typed by the user.
+    Text(String),
+    /// An image given by URL.
+    Image,
+    /// An image from a local file.
+    LocalImage,
+}
+
+/// Details of a model HTTP request beyond attempt, status, error and duration.
+#[derive(Clone, Debug, Default)]
+pub struct ApiRequestDetails {
+    /// Whether an auth header was sent.
+    pub auth_header_attached: bool,
+    /// Name of the auth header.
+    pub auth_header_name: Option<String>,
+    /// Whether this is the retry after a 401.
+    pub retry_after_unauthorized: bool,
+    /// Auth recovery mode in effect.
+    pub recovery_mode: Option<String>,
+    /// Auth recovery phase in effect.
+    pub recovery_phase: Option<String>,
+    /// Endpoint path or `unknown`.
+    pub endpoint: Option<String>,
+    /// Server request id.
+    pub request_id: Option<String>,
+    /// Cloudflare ray id.
+    pub cf_ray: Option<String>,
+    /// Auth error text.
+    pub auth_error: Option<String>,
+    /// Auth error code.
+    pub auth_error_code: Option<String>,
+}
+
+/// A goal status transition.
+#[derive(Clone, Debug, Default)]
+pub struct GoalStatusChange {
+    /// Goal id.
+    pub goal_id: String,
+    /// Previous status (wire spelling, e.g. `active`).
+    pub from: String,
+    /// New status (e.g. `budgetLimited`).
+    pub to: String,
+    /// `user`, `model` or `system`.
+    pub actor: String,
+    /// Reason vocabulary of the goal runtime.
+    pub reason: String,
+    /// Tokens charged to the goal so far.
+    pub tokens_used: u64,
+    /// Seconds the goal has run.
+    pub time_used_seconds: u64,
+    /// Turns the goal has run.
+    pub turns_used: u64,
+}
+
+/// One model call for the GenAI metrics.
+#[derive(Clone, Debug, Default)]
+pub struct GenAiCall {
+    /// `gen_ai.operation.name` (`chat`).
+    pub operation: String,
+    /// `gen_ai.provider.name`.
+    pub provider: String,
+    /// `gen_ai.request.model`.
+    pub request_model: String,
+    /// `gen_ai.response.model` when returned.
+    pub response_model: Option<String>,
+    /// `server.address`.
+    pub server_address: Option<String>,
+    /// `server.port`.
+    pub server_port: Option<u16>,
+    /// Input tokens (cached included); recorded only on success.
+    pub input_tokens: u64,
+    /// Output tokens (reasoning included); recorded only on success.
+    pub output_tokens: u64,
+    /// Request start to completion or failure.
+    pub duration: Duration,
+    /// `error.type` on failure.
+    pub error_type: Option<String>,
+}
+
+struct Metadata {
+    conversation_id: String,
+    model: String,
+    slug: String,
+    account_id: Option<String>,
+    account_email: Option<String>,
+    auth_mode: Option<TelemetryAuthMode>,
+    originator: String,
+    log_user_prompts: bool,
+    terminal_type: String,
+    session_source: String,
+    app_version: &'static str,
+    service_name: Option<String>,
+}
+
+/// Per-thread telemetry: `quest.*` events plus the metrics that go with them.
+#[derive(Clone)]
+pub struct SessionTelemetry {
+    metadata: Arc<Metadata>,
+    metrics: Option<MetricsClient>,
+    metadata_tags: Arc<Vec<(&'static str, String)>>,
+    tool_result_max_bytes: usize,
+}
+
+impl fmt::Debug for SessionTelemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionTelemetry")
+            .field("conversation_id", &self.metadata.conversation_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Emits an INFO event on the log-only target with the common session fields.
+macro_rules! log_event {
+    ($self:expr, $name:expr, $($fields:tt)*) => {{
+        let m = &$self.metadata;
+        tracing::event!(
+            name: $name,
+            target: crate::targets::OTEL_LOG_ONLY_TARGET,
+            tracing::Level::INFO,
+            event.name = $name,
+            event.timestamp = %timestamp(),
+            conversation.id = %m.conversation_id,
+            app.version = m.app_version,
+            auth_mode = m.auth_mode.map(TelemetryAuthMode::as_str),
+            originator = %m.originator,
+            user.account_id = m.account_id.as_deref(),
+            user.email = m.account_email.as_deref(),
+            terminal.type = %m.terminal_type,
+            model = %m.model,
+            slug = %m.slug,
+            $($fields)*
+        );
+    }};
+}
+
+/// Emits an INFO event on the trace-safe target (no account id or e-mail).
+macro_rules! trace_event {
+    ($self:expr, $name:expr, $($fields:tt)*) => {{
+        let m = &$self.metadata;
+        tracing::event!(
+            name: $name,
+            target: crate::targets::OTEL_TRACE_SAFE_TARGET,
+            tracing::Level::INFO,
+            event.name = $name,
+            event.timestamp = %timestamp(),
+            conversation.id = %m.conversation_id,
+            app.version = m.app_version,
+            auth_mode = m.auth_mode.map(TelemetryAuthMode::as_str),
+            originator = %m.originator,
+            terminal.type = %m.terminal_type,
+            model = %m.model,
+            slug = %m.slug,
+            $($fields)*
+        );
+    }};
+}
+
+impl SessionTelemetry {
+    /// A session for `conversation_id`; metrics go to the global client when one is installed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        conversation_id: impl fmt::Display,
+        model: &str,
+        slug: &str,
+        account_id: Option<String>,
+        account_email: Option<String>,
+        auth_mode: Option<TelemetryAuthMode>,
+        originator: String,
+        log_user_prompts: bool,
+        terminal_type: String,
+        session_source: String,
+    ) -> Self {
+        let metadata = Metadata {
+            conversation_id: conversation_id.to_string(),
+            model: model.to_string(),
+            slug: slug.to_string(),
+            account_id,
+            account_email,
+            auth_mode,
+            originator: sanitize_metric_tag_value(&originator),
+            log_user_prompts,
+            terminal_type,
+            session_source,
+            app_version: env!("CARGO_PKG_VERSION"),
+            service_name: None,
+        };
+        let mut session = Self {
+            metadata: Arc::new(metadata),
+            metrics: metrics::global(),
+            metadata_tags: Arc::new(Vec::new()),
+            tool_result_max_bytes: DEFAULT_TOOL_RESULT_MAX_BYTES,
+        };
+        session.rebuild_tags();
+        session
+    }
+
+    fn rebuild_tags(&mut self) {
+        let m = &self.metadata;
+        let mut tags: Vec<(&'static str, String)> = Vec::new();
+        if let Some(mode) = m.auth_mode {
+            tags.push((metrics::AUTH_MODE_TAG, mode.as_str().to_string()));
+        }
+        tags.push((
+            metrics::SESSION_SOURCE_TAG,
+            sanitize_metric_tag_value(&m.session_source),
+        ));
+        tags.push((metrics::ORIGINATOR_TAG, m.originator.clone()));
+        if let Some(service) = &m.service_name {
+            tags.push((
+                metrics::SERVICE_NAME_TAG,
+                sanitize_metric_tag_value(service),
+            ));
+        }
+        tags.push((metrics::MODEL_TAG, sanitize_metric_tag_value(&m.model)));
+        tags.push((
+            metrics::APP_VERSION_TAG,
+            sanitize_metric_tag_value(m.app_version),
+        ));
+        self.metadata_tags = Arc::new(tags);
+    }
+
+    fn update_metadata(&mut self, f: impl FnOnce(&mut Metadata)) {
+        let current = &self.metadata;
+        let mut next = Metadata {
+            conversation_id: current.conversation_id.clone(),
+            model: current.model.clone(),
+            slug: current.slug.clone(),
+            account_id: current.account_id.clone(),
+            account_email: current.account_email.clone(),
+            auth_mode: current.auth_mode,
+            originator: current.originator.clone(),
+            log_user_prompts: current.log_user_prompts,
+            terminal_type: current.terminal_type.clone(),
+            session_source: current.session_source.clone(),
+            app_version: current.app_version,
+            service_name: current.service_name.clone(),
+        };
+        f(&mut next);
+        self.metadata = Arc::new(next);
+        self.rebuild_tags();
+    }
+
+    /// Records metrics on `client` instead of the global client.
+    pub fn with_metrics(mut self, client: MetricsClient) -> Self {
+        self.metrics = Some(client);
+        self
+    }
+
+    /// Switches the model and slug.
+    pub fn with_model(mut self, model: &str, slug: &str) -> Self {
+        self.update_metadata(|m| {
+            m.model = model.to_string();
+            m.slug = slug.to_string();
+        });
+        self
+    }
+
+    /// Adds the `service_name` metric tag.
+    pub fn with_metrics_service_name(mut self, service_name: &str) -> Self {
+        self.update_metadata(|m| m.service_name = Some(service_name.to_string()));
+        self
+    }
+
+    /// Caps tool argument/output previews in `quest.tool_result` (default 2048 bytes).
+    pub fn with_tool_result_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.tool_result_max_bytes = max_bytes;
+        self
+    }
+
+    fn tags<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut tags: Vec<(&str, &str)> = self
+            .metadata_tags
+            .iter()
+            .map(|(key, value)| (*key, value.as_str()))
+            .collect();
+        tags.extend_from_slice(extra);
+        tags
+    }
+
+    /// Adds to a counter; failures are logged, never returned.
+    pub fn counter(&self, name: &str, inc: i64, tags: &[(&str, &str)]) {
+        if let Some(client) = &self.metrics
+            && let Err(err) = client.counter(name, inc, &self.tags(tags))
+        {
+            tracing::warn!("metrics counter [{name}] failed: {err}");
+        }
+    }
+
+    /// Records a histogram value; failures are logged.
+    pub fn histogram(&self, name: &str, value: i64, tags: &[(&str, &str)]) {
+        if let Some(client) = &self.metrics
+            && let Err(err) = client.histogram(name, value, &self.tags(tags))
+        {
+            tracing::warn!("metrics histogram [{name}] failed: {err}");
+        }
+    }
+
+    /// Records a duration in ms; failures are logged.
+    pub fn record_duration(&self, name: &str, duration: Duration, tags: &[(&str, &str)]) {
+        if let Some(client) = &self.metrics
+            && let Err(err) = client.record_duration(name, duration, &self.tags(tags))
+        {
+            tracing::warn!("metrics duration [{name}] failed: {err}");
+        }
+    }
+
+    /// Starts a timer with the session tags.
+    pub fn start_timer(&self, name: &str, tags: &[(&str, &str)]) -> metrics::Result<Timer> {
+        match &self.metrics {
+            Some(client) => client.start_timer(name, &self.tags(tags)),
+            None => Err(metrics::MetricsError::ExporterDisabled),
+        }
+    }
+
+    /// Flushes and shuts down the metrics client (bounded, 2 s default).
+    pub fn shutdown_metrics(&self) -> metrics::Result<()> {
+        match &self.metrics {
+            Some(client) => client.shutdown(),
+            None => Ok(()),
+        }
+    }
+
+    /// `quest.conversation_starts` (logs and traces) and the `codex.thread.started` counter.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conversation_starts(
+        &self,
+        provider_name: &str,
+        reasoning_effort: Option<&str>,
+        reasoning_summary: &str,
+        context_window: Option<i64>,
+        auto_compact_token_limit: Option<i64>,
+        approval_policy: &str,
+        sandbox_policy: &str,
+        mcp_servers: &[&str],
+    ) {
+        log_event!(
+            self,
+            CONVERSATION_STARTS_EVENT,
+            provider_name = provider_name,
+            reasoning_effort = reasoning_effort,
+            reasoning_summary = reasoning_summary,
+            context_window = context_window,
+            auto_compact_token_limit = auto_compact_token_limit,
+            approval_policy = approval_policy,
+            sandbox_policy = sandbox_policy,
+            mcp_servers = %mcp_servers.join(", "),
+        );
+        trace_event!(
+            self,
+            CONVERSATION_STARTS_EVENT,
+            provider_name = provider_name,
+            reasoning_effort = reasoning_effort,
+            reasoning_summary = reasoning_summary,
+            context_window = context_window,
+            auto_compact_token_limit = auto_compact_token_limit,
+            approval_policy = approval_policy,
+            sandbox_policy = sandbox_policy,
+            mcp_server_count = mcp_servers.len() as u64,
+        );
+        self.counter(metrics::THREAD_STARTED_METRIC, 1, &[]);
+    }
+
+    /// `quest.user_prompt`: the log copy has the text only with `log_user_prompts`; the trace
+    /// copy has lengths and counts.
+    pub fn user_prompt(&self, items: &[PromptItem]) {
+        let text: String = items
+            .iter()
+            .filter_map(|item| match item {
+                PromptItem::Text(text) => Some(text.as_str()),
+                PromptItem::Image | PromptItem::LocalImage => None,
+            })
+            .collect();
+        let prompt_length = text.chars().count() as u64;
+        let prompt = if self.metadata.log_user_prompts {
+            text.as_str()
+        } else {
+            REDACTED
+        };
+        let count = |wanted: fn(&PromptItem) -> bool| {
+            items.iter().filter(|item| wanted(item)).count() as u64
+        };
+        log_event!(
+            self,
+            USER_PROMPT_EVENT,
+            prompt_length = prompt_length,
+            prompt = prompt,
+        );
+        trace_event!(
+            self,
+            USER_PROMPT_EVENT,
+            prompt_length = prompt_length,
+            text_input_count = count(|item| matches!(item, PromptItem::Text(_))),
+            image_input_count = count(|item| matches!(item, PromptItem::Image)),
+            local_image_input_count = count(|item| matches!(item, PromptItem::LocalImage)),
+        );
+    }
+
+    /// `quest.api_request` plus `codex.api_request` and `codex.api_request.duration_ms`
+    /// (tags `status`, `success`).
+    pub fn record_api_request(
+        &self,
+        attempt: u64,
+        status: Option<u16>,
+        error: Option<&str>,
+        duration: Duration,
+        details: &ApiRequestDetails,
+    ) {
+        let success = status.is_some_and(|code| (200..300).contains(&code)) && error.is_none();
+        let status_tag = status.map_or_else(|| "none".to_string(), |code| code.to_string());
+        let success_tag = if success { "true" } else { "false" };
+        let tags = [("status", status_tag.as_str()), ("success", success_tag)];
+        self.counter(metrics::API_REQUEST_METRIC, 1, &tags);
+        self.record_duration(metrics::API_REQUEST_DURATION_METRIC, duration, &tags);
+        let endpoint = details.endpoint.as_deref().unwrap_or("unknown");
+        log_event!(
+            self,
+            API_REQUEST_EVENT,
+            duration_ms = millis(duration),
+            http.response.status_code = status,
+            error.message = error,
+            attempt = attempt,
+            auth.header_attached = details.auth_header_attached,
+            auth.header_name = details.auth_header_name.as_deref(),
+            auth.retry_after_unauthorized = details.retry_after_unauthorized,
+            auth.recovery_mode = details.recovery_mode.as_deref(),
+            auth.recovery_phase = details.recovery_phase.as_deref(),
+            endpoint = endpoint,
+            auth.request_id = details.request_id.as_deref(),
+            auth.cf_ray = details.cf_ray.as_deref(),
+            auth.error = details.auth_error.as_deref(),
+            auth.error_code = details.auth_error_code.as_deref(),
+        );
+        trace_event!(
+            self,
+            API_REQUEST_EVENT,
+            duration_ms = millis(duration),
+            http.response.status_code = status,
+            error.message = error,
+            attempt = attempt,
+            auth.header_attached = details.auth_header_attached,
+            auth.header_name = details.auth_header_name.as_deref(),
+            auth.retry_after_unauthorized = details.retry_after_unauthorized,
+            endpoint = endpoint,
+            auth.request_id = details.request_id.as_deref(),
+        );
+    }
+
+    /// One SSE event: `codex.sse_event` + `.duration_ms` (tags `kind`, `success`); success is a
+    /// log-only `quest.sse_event`, a failure (`response.failed` or an error) also a trace event.
+    pub fn log_sse_event(&self, kind: &str, duration: Duration, error: Option<&str>) {
+        let success = error.is_none() && kind != "response.failed";
+        let kind_tag = sanitize_metric_tag_value(kind);
+        let tags = [
+            ("kind", kind_tag.as_str()),
+            ("success", if success { "true" } else { "false" }),
+        ];
+        self.counter(metrics::SSE_EVENT_METRIC, 1, &tags);
+        self.record_duration(metrics::SSE_EVENT_DURATION_METRIC, duration, &tags);
+        if success {
+            log_event!(
+                self,
+                SSE_EVENT_EVENT,
+                event.kind = kind,
+                duration_ms = millis(duration),
+            );
+        } else {
+            let message = error.unwrap_or("response.failed");
+            log_event!(
+                self,
+                SSE_EVENT_EVENT,
+                event.kind = kind,
+                duration_ms = millis(duration),
+                error.message = message,
+            );
+            trace_event!(
+                self,
+                SSE_EVENT_EVENT,
+                event.kind = kind,
+                duration_ms = millis(duration),
+                error.message = message,
+            );
+        }
+    }
+
+    /// `quest.sse_event` of kind `response.completed` with token counts, and
+    /// `codex.turn.token_usage` (tag `token_type`).
+    pub fn sse_event_completed(
+        &self,
+        input_token_count: i64,
+        output_token_count: i64,
+        cached_token_count: Option<i64>,
+        reasoning_token_count: Option<i64>,
+        tool_token_count: i64,
+    ) {
+        log_event!(
+            self,
+            SSE_EVENT_EVENT,
+            event.kind = "response.completed",
+            input_token_count = input_token_count,
+            output_token_count = output_token_count,
+            cached_token_count = cached_token_count,
+            reasoning_token_count = reasoning_token_count,
+            tool_token_count = tool_token_count,
+        );
+        trace_event!(
+            self,
+            SSE_EVENT_EVENT,
+            event.kind = "response.completed",
+            input_token_count = input_token_count,
+            output_token_count = output_token_count,
+            cached_token_count = cached_token_count,
+            reasoning_token_count = reasoning_token_count,
+            tool_token_count = tool_token_count,
+        );
+        let mut usage = vec![("input", input_token_count), ("output", output_token_count)];
+        usage.extend(cached_token_count.map(|value| ("cached_input", value)));
+        usage.extend(reasoning_token_count.map(|value| ("reasoning_output", value)));
+        for (kind, value) in usage {
+            self.histogram(
+                metrics::TURN_TOKEN_USAGE_METRIC,
+                value,
+                &[("token_type", kind)],
+            );
+        }
+    }
+
+    /// Log-only `quest.tool_decision`.
+    pub fn tool_decision(
+        &self,
+        tool_name: &str,
+        call_id: &str,
+        decision: &str,
+        source: ToolDecisionSource,
+    ) {
+        log_event!(
+            self,
+            TOOL_DECISION_EVENT,
+            tool_name = tool_name,
+            call_id = call_id,
+            decision = %decision.to_lowercase(),
+            source = %source,
+        );
+    }
+
+    /// A finished tool call: `codex.tool.call` + `codex.tool.call.duration_ms` (tags `tool`,
+    /// `success`); log-only `quest.tool_result` with arguments and output capped at the
+    /// preview limit; trace-safe copy with lengths only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tool_result(
+        &self,
+        tool_name: &str,
+        call_id: &str,
+        arguments: &str,
+        duration: Duration,
+        success: bool,
+        output: &str,
+        mcp_server: Option<&str>,
+    ) {
+        let tool_tag = sanitize_metric_tag_value(tool_name);
+        let tags = [
+            ("tool", tool_tag.as_str()),
+            ("success", if success { "true" } else { "false" }),
+        ];
+        self.counter(metrics::TOOL_CALL_METRIC, 1, &tags);
+        self.record_duration(metrics::TOOL_CALL_DURATION_METRIC, duration, &tags);
+        let (arguments_preview, arguments_truncated) =
+            truncate_preview(arguments, self.tool_result_max_bytes);
+        let (output_preview, output_truncated) =
+            truncate_preview(output, self.tool_result_max_bytes);
+        log_event!(
+            self,
+            TOOL_RESULT_EVENT,
+            tool_name = tool_name,
+            call_id = call_id,
+            arguments = %arguments_preview,
+            arguments_truncated = arguments_truncated,
+            duration_ms = millis(duration),
+            success = success,
+            output = %output_preview,
+            output_truncated = output_truncated,
+            mcp_server = mcp_server,
+        );
+        trace_event!(
+            self,
+            TOOL_RESULT_EVENT,
+            tool_name = tool_name,
+            call_id = call_id,
+            duration_ms = millis(duration),
+            success = success,
+            arguments_length = arguments.len() as u64,
+            output_length = output.len() as u64,
+            output_line_count = output.lines().count() as u64,
+            tool_origin = if mcp_server.is_some() {
+                "mcp"
+            } else {
+                "builtin"
+            },
+        );
+    }
+
+    /// `quest.goal_status_changed` (logs and traces), counter `quest.goal.transitions` (tags
+    /// from, to, actor, reason), the matching `codex.goal.*` counter, and — when the goal
+    /// leaves `active` for any other status — `quest.goal.tokens` / `quest.goal.duration`.
+    pub fn goal_status_changed(&self, change: &GoalStatusChange) {
+        log_event!(
+            self,
+            GOAL_STATUS_CHANGED_EVENT,
+            goal.id = %change.goal_id,
+            from = %change.from,
+            to = %change.to,
+            actor = %change.actor,
+            reason = %change.reason,
+            tokens_used = change.tokens_used,
+            time_used_seconds = change.time_used_seconds,
+            turns_used = change.turns_used,
+        );
+        trace_event!(
+            self,
+            GOAL_STATUS_CHANGED_EVENT,
+            goal.id = %change.goal_id,
+            from = %change.from,
+            to = %change.to,
+            actor = %change.actor,
+            reason = %change.reason,
+            tokens_used = change.tokens_used,
+            time_used_seconds = change.time_used_seconds,
+            turns_used = change.turns_used,
+        );
+        let (from, to) = (
+            sanitize_metric_tag_value(&change.from),
+            sanitize_metric_tag_value(&change.to),
+        );
+        let (actor, reason) = (
+            sanitize_metric_tag_value(&change.actor),
+            sanitize_metric_tag_value(&change.reason),
+        );
+        let tags = [
+            ("from", from.as_str()),
+            ("to", to.as_str()),
+            ("actor", actor.as_str()),
+            ("reason", reason.as_str()),
+        ];
+        self.counter(metrics::GOAL_TRANSITIONS_METRIC, 1, &tags);
+        if let Some(name) = codex_goal_counter(&change.from, &change.to) {
+            self.counter(name, 1, &[]);
+        }
+        if change.to != "active" {
+            self.record_u64(
+                metrics::GOAL_TOKENS_METRIC,
+                metrics::GOAL_TOKENS_SPEC,
+                change.tokens_used,
+                &[("to", to.as_str())],
+            );
+            self.record_f64(
+                metrics::GOAL_DURATION_METRIC,
+                metrics::GOAL_DURATION_SPEC,
+                change.time_used_seconds as f64,
+                &[("to", to.as_str())],
+            );
+            self.histogram(
+                "codex.goal.token_count",
+                i64::try_from(change.tokens_used).unwrap_or(i64::MAX),
+                &[],
+            );
+            self.histogram(
+                "codex.goal.duration_s",
+                i64::try_from(change.time_used_seconds).unwrap_or(i64::MAX),
+                &[],
+            );
+        }
+    }
+
+    /// Counter `quest.goal.continuation_turns` (tag `outcome`: progress, no_progress, waiting).
+    pub fn goal_continuation_turn(&self, outcome: &str) {
+        let outcome = sanitize_metric_tag_value(outcome);
+        self.counter(
+            metrics::GOAL_CONTINUATION_TURNS_METRIC,
+            1,
+            &[("outcome", outcome.as_str())],
+        );
+    }
+
+    /// GenAI metrics for one model call: on success one `gen_ai.client.token.usage` record per
+    /// token type; always one `gen_ai.client.operation.duration` record.
+    pub fn record_gen_ai_call(&self, call: &GenAiCall) {
+        let operation = sanitize_metric_tag_value(&call.operation);
+        let provider = sanitize_metric_tag_value(&call.provider);
+        let request_model = sanitize_metric_tag_value(&call.request_model);
+        let response_model = call
+            .response_model
+            .as_deref()
+            .map(sanitize_metric_tag_value);
+        let address = call
+            .server_address
+            .as_deref()
+            .map(sanitize_metric_tag_value);
+        let port = call.server_port.map(|port| port.to_string());
+        let mut base: Vec<(&str, &str)> = vec![
+            ("gen_ai.operation.name", operation.as_str()),
+            ("gen_ai.provider.name", provider.as_str()),
+            ("gen_ai.request.model", request_model.as_str()),
+        ];
+        base.extend(
+            response_model
+                .as_deref()
+                .map(|value| ("gen_ai.response.model", value)),
+        );
+        base.extend(address.as_deref().map(|value| ("server.address", value)));
+        base.extend(port.as_deref().map(|value| ("server.port", value)));
+        let error_type = call.error_type.as_deref().map(sanitize_metric_tag_value);
+        if error_type.is_none() {
+            for (kind, value) in [("input", call.input_tokens), ("output", call.output_tokens)] {
+                let mut tags = base.clone();
+                tags.push(("gen_ai.token.type", kind));
+                self.record_u64(
+                    metrics::GEN_AI_CLIENT_TOKEN_USAGE,
+                    metrics::GEN_AI_TOKEN_USAGE_SPEC,
+                    value,
+                    &tags,
+                );
+            }
+        }
+        let mut tags = base;
+        tags.extend(error_type.as_deref().map(|value| ("error.type", value)));
+        self.record_f64(
+            metrics::GEN_AI_CLIENT_OPERATION_DURATION,
+            metrics::GEN_AI_OPERATION_DURATION_SPEC,
+            call.duration.as_secs_f64(),
+            &tags,
+        );
+    }
+
+    fn record_u64(
+        &self,
+        name: &str,
+        spec: metrics::HistogramSpec,
+        value: u64,
+        tags: &[(&str, &str)],
+    ) {
+        if let Some(client) = &self.metrics
+            && let Err(err) = client.record_u64(name, spec, value, &self.tags(tags))
+        {
+            tracing::warn!("metrics histogram [{name}] failed: {err}");
+        }
+    }
+
+    fn record_f64(
+        &self,
+        name: &str,
+        spec: metrics::HistogramSpec,
+        value: f64,
+        tags: &[(&str, &str)],
+    ) {
+        if let Some(client) = &self.metrics
+            && let Err(err) = client.record_f64(name, spec, value, &self.tags(tags))
+        {
+            tracing::warn!("metrics histogram [{name}] failed: {err}");
+        }
+    }
+}
+
+fn codex_goal_counter(from: &str, to: &str) -> Option<&'static str> {
+    match to {
+        "complete" => Some("codex.goal.completed"),
+        "blocked" => Some("codex.goal.blocked"),
+        "budgetLimited" => Some("codex.goal.budget_limited"),
+        "usageLimited" => Some("codex.goal.usage_limited"),
+        "active" if from.is_empty() => Some("codex.goal.created"),
+        "active" => Some("codex.goal.resumed"),
+        _ => None,
+    }
+}
