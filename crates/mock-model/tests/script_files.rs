@@ -288,3 +288,66 @@ fn binary_rejects_a_malformed_script_with_its_location() {
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn shipped_example_scripts_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        Script::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        ["failures.json", "goal-session.toml", "tool-round-trip.toml"]
+    );
+}
+
+/// Plays the shipped goal-session script the way an agent would: run every command call,
+/// send its output back, stop after the final message.
+#[tokio::test]
+async fn goal_session_example_runs_fifty_rounds_then_completes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/goal-session.toml");
+    let mock = MockModel::start(Script::from_path(&path).unwrap()).await;
+    let client = common::client();
+    let mut input = vec![
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]}),
+    ];
+    let final_text = loop {
+        assert!(mock.request_count() < 100, "the session must end");
+        let (status, _, text) = common::post_text_with(
+            &client,
+            &mock.responses_url(),
+            &common::body(Value::Array(input.clone())),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let items: Vec<Value> = common::events(&text)
+            .into_iter()
+            .filter(|e| e["type"] == "response.output_item.done")
+            .map(|e| e["item"].clone())
+            .collect();
+        input.extend(items.iter().cloned());
+        if let Some(message) = items.iter().find(|i| i["type"] == "message") {
+            break message["content"][0]["text"].as_str().unwrap().to_owned();
+        }
+        for call in items.iter().filter(|i| i["type"] == "function_call") {
+            let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+            let output = match call["name"].as_str().unwrap() {
+                "exec_command" => args["cmd"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("echo ")
+                    .to_owned(),
+                other => format!("{other} ok"),
+            };
+            input.push(json!({"type": "function_call_output", "call_id": call["call_id"], "output": output}));
+        }
+    };
+    // 50 work rounds + complete + wrap up
+    assert_eq!(mock.request_count(), 52);
+    assert_eq!(final_text, "Goal complete after 52 requests.");
+    assert!(mock.pairing_violations().is_empty());
+}
