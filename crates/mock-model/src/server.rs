@@ -200,7 +200,9 @@ impl MockModel {
         }
     }
 
-    /// Starts a server on `127.0.0.1:0` on the current tokio runtime.
+    /// Starts a server on `127.0.0.1:0` on the current tokio runtime. On a current-thread
+    /// runtime the server only answers while the test awaits; a test that blocks its thread
+    /// (e.g. `std::process::Command::output`) should use [`MockModel::start_blocking`].
     ///
     /// # Panics
     /// When no loopback port can be bound (test support: use [`MockModel::builder`] to get the

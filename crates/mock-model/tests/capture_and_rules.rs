@@ -285,3 +285,35 @@ async fn dropping_the_server_closes_the_port() {
     mock.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_each_get_one_step_in_arrival_order() {
+    let steps: Vec<Step> = (0..20)
+        .map(|i| Step::message(format!("step {i}")))
+        .collect();
+    let mock = MockModel::start(Script::new(steps)).await;
+    let client = common::client();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        let url = mock.responses_url();
+        tasks.push(tokio::spawn(async move {
+            let (_, _, text) = common::post_text_with(&client, &url, &body(json!([]))).await;
+            done_items(&text)[0]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
+    }
+    let mut texts = Vec::new();
+    for task in tasks {
+        texts.push(task.await.unwrap());
+    }
+    texts.sort_by_key(|t| t.trim_start_matches("step ").parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..20).map(|i| format!("step {i}")).collect();
+    assert_eq!(texts, expected);
+    // The capture order is the order steps were handed out.
+    let answered: Vec<String> = mock.requests().into_iter().map(|r| r.answered_by).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("steps[{i}]")).collect();
+    assert_eq!(answered, expected);
+}
