@@ -2,6 +2,8 @@
 //! TCP, with a 10 ms backoff base: request counts, gaps between requests, the final error and
 //! its user message, and the `Retrying` notices.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
