@@ -70,7 +70,9 @@
 //!
 //! Default ids are unique per request: `resp_{n}`, `msg_{n}_{i}`, `fc_{n}_{i}`, `ctc_{n}_{i}`,
 //! `rs_{n}_{i}` and call ids `call_{n}_{i}` (`n` = 1-based request number, `i` = output index).
-//! Templates (`{n}`, `{match}`, `{last_call_id}`, `{last_output}`) are filled in every step.
+//! Templates (`{n}`, `{match}`, `{last_call_id}`, `{last_output}`) are filled in the answers of
+//! rules (unless the rule says `verbatim = true`) and in the default step; listed steps are sent
+//! as written.
 #![warn(missing_docs, unreachable_pub)]
 
 mod capture;

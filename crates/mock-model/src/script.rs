@@ -17,13 +17,14 @@ use crate::error::ScriptError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Script {
-    /// Answers for the first requests, one step per accepted request, in order.
+    /// Answers for the first requests, one step per accepted request, in order, sent verbatim
+    /// (no templates).
     pub steps: Vec<Step>,
     /// Answers chosen by looking at the request once `steps` are used up; the first rule whose
     /// condition holds (and whose `max_matches` is not yet reached) answers.
     pub rules: Vec<Rule>,
-    /// The answer when no step is left and no rule matches. When absent, a short assistant
-    /// message `"mock-model: script exhausted"` is sent.
+    /// The answer when no step is left and no rule matches (templates are filled as in rules).
+    /// When absent, a short assistant message `"mock-model: script exhausted"` is sent.
     pub default: Option<Step>,
     /// Reject (HTTP 400, as the real API does) a request whose `function_call_output` or
     /// `custom_tool_call_output` names a `call_id` with no earlier call in the same input.
@@ -331,11 +332,15 @@ pub struct Rule {
     pub when: Condition,
     /// The answer. Strings in it may use `{n}` (1-based request number), `{match}` (1-based
     /// count of this rule's matches), `{last_call_id}` and `{last_output}` (the last tool output
-    /// text in the input).
+    /// text in the input), unless `verbatim` is set.
     pub then: Step,
     /// Stop matching after this many matches.
     #[serde(default)]
     pub max_matches: Option<usize>,
+    /// Send `then` as written, without filling templates (for patches or code containing
+    /// `{n}`-like text).
+    #[serde(default)]
+    pub verbatim: bool,
 }
 
 /// A condition on a request; every field that is set must hold.
@@ -957,6 +962,7 @@ impl Rule {
             when,
             then,
             max_matches: None,
+            verbatim: false,
         }
     }
 
@@ -968,6 +974,12 @@ impl Rule {
     /// Names the rule.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Sends the answer without filling templates.
+    pub fn verbatim(mut self) -> Self {
+        self.verbatim = true;
         self
     }
 

@@ -251,7 +251,8 @@ impl MockModel {
         self.addr.port()
     }
 
-    /// Queues a step to be served before the rules and the default (after the script's steps).
+    /// Queues a step to be served (verbatim) before the rules and the default, after the
+    /// script's steps.
     pub fn push_step(&self, step: Step) {
         self.inner.lock().extra_steps.push_back(step);
     }
@@ -447,10 +448,10 @@ impl Inner {
         if let Some(step) = self.script.steps.get(state.next_step) {
             let label = format!("steps[{}]", state.next_step);
             state.next_step += 1;
-            return (label, view.render(step, 1));
+            return (label, step.clone());
         }
         if let Some(step) = state.extra_steps.pop_front() {
-            return ("pushed".into(), view.render(&step, 1));
+            return ("pushed".into(), step);
         }
         for (i, rule) in self.script.rules.iter().enumerate() {
             let used = state.rule_matches[i];
@@ -459,7 +460,12 @@ impl Inner {
             }
             state.rule_matches[i] = used + 1;
             let label = rule.name.clone().unwrap_or_else(|| format!("rules[{i}]"));
-            return (label, view.render(&rule.then, used + 1));
+            let step = if rule.verbatim {
+                rule.then.clone()
+            } else {
+                view.render(&rule.then, used + 1)
+            };
+            return (label, step);
         }
         match &self.script.default {
             Some(step) => ("default".into(), view.render(step, 1)),

@@ -317,3 +317,19 @@ async fn concurrent_requests_each_get_one_step_in_arrival_order() {
     let expected: Vec<String> = (0..20).map(|i| format!("steps[{i}]")).collect();
     assert_eq!(answered, expected);
 }
+
+#[tokio::test]
+async fn listed_steps_and_verbatim_rules_keep_braces_as_written() {
+    let patch =
+        "*** Begin Patch\n*** Add File: a.rs\n+fn f(n: u8) { println!(\"{n}\"); }\n*** End Patch\n";
+    let script = Script::new([Step::apply_patch(patch)])
+        .with_rule(Rule::always(Step::apply_patch(patch)).verbatim().at_most(1))
+        .with_default(Step::message("request {n}"));
+    let mock = MockModel::start(script).await;
+    for _ in 0..2 {
+        let (_, _, text) = post_text(&mock.responses_url(), &body(json!([]))).await;
+        assert_eq!(done_items(&text)[0]["input"], patch);
+    }
+    let (_, _, text) = post_text(&mock.responses_url(), &body(json!([]))).await;
+    assert_eq!(done_items(&text)[0]["content"][0]["text"], "request 3");
+}

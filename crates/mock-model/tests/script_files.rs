@@ -351,3 +351,54 @@ async fn goal_session_example_runs_fifty_rounds_then_completes() {
     assert_eq!(final_text, "Goal complete after 52 requests.");
     assert!(mock.pairing_violations().is_empty());
 }
+
+#[tokio::test]
+async fn binary_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(
+        dir.path(),
+        "script.json",
+        r#"{"steps": [{"output": [{"type": "message", "text": "hi"}]}]}"#,
+    );
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_quest-mock-model"))
+            .arg("--script")
+            .arg(&script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let base_url = tokio::time::timeout(Duration::from_secs(30), first_line)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (status, _, _) = common::post_text(
+        &format!("{}/responses", base_url.trim()),
+        &common::body(json!([])),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut process = child;
+    let status = tokio::task::spawn_blocking(move || process.0.wait());
+    let status = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
