@@ -35,6 +35,8 @@ pub struct CapturedRequest {
     /// What answered: `steps[i]`, `rules[i]` (or the rule name), `default`, or a rejection
     /// (`not_found`, `invalid_json`, `pairing`).
     pub answered_by: String,
+    /// The HTTP status answered (a stream is `200`, even when it later fails).
+    pub status: u16,
     /// Call ids of tool outputs in `input` that have no earlier matching call.
     pub unpaired_outputs: Vec<String>,
 }

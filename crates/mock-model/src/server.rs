@@ -419,10 +419,21 @@ impl Inner {
             Answer::Stream(Box::new(step), number)
         };
         match &answer {
-            Answer::NotFound => request.answered_by = "not_found".into(),
-            Answer::InvalidJson => request.answered_by = "invalid_json".into(),
-            Answer::Unpaired(_) => request.answered_by = "pairing".into(),
-            Answer::Stream(..) => {}
+            Answer::NotFound => {
+                request.answered_by = "not_found".into();
+                request.status = 404;
+            }
+            Answer::InvalidJson => {
+                request.answered_by = "invalid_json".into();
+                request.status = 400;
+            }
+            Answer::Unpaired(_) => {
+                request.answered_by = "pairing".into();
+                request.status = 400;
+            }
+            Answer::Stream(step, _) => {
+                request.status = step.http_error.as_ref().map_or(200, |e| e.status);
+            }
         }
         if let Some(log) = &self.log
             && let Ok(line) = serde_json::to_string(&request)
@@ -524,6 +535,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             .unwrap_or_default(),
         elapsed_ms: received_at.duration_since(inner.started).as_secs_f64() * 1000.0,
         answered_by: String::new(),
+        status: 0,
     };
     match inner.accept(captured, route_ok, json_ok) {
         Answer::NotFound => json_error(

@@ -110,6 +110,8 @@ async fn other_paths_and_bad_json_are_rejected_but_recorded_without_using_a_step
     assert_eq!(done_items(&text)[0]["content"][0]["text"], "first");
     let answered: Vec<String> = mock.requests().into_iter().map(|r| r.answered_by).collect();
     assert_eq!(answered, ["not_found", "invalid_json", "steps[0]"]);
+    let statuses: Vec<u16> = mock.requests().into_iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [404, 400, 200]);
 }
 
 #[tokio::test]

@@ -263,6 +263,10 @@ async fn binary_serves_a_script_file_writes_the_port_file_and_logs_requests() {
     assert_eq!(lines[0]["body"]["input"][0]["content"][0]["text"], "go");
     assert_eq!(lines[0]["answered_by"], "steps[0]");
     assert_eq!(lines[1]["index"], 1);
+    assert_eq!(
+        (lines[0]["status"].as_u64(), lines[1]["status"].as_u64()),
+        (Some(200), Some(429))
+    );
     assert!(lines[1]["received_at_unix_ms"].is_u64());
 }
 
