@@ -85,6 +85,15 @@ impl CapturedRequest {
             .unwrap_or_default()
     }
 
+    /// The `input` items decoded as Quest's [`quest_protocol::ResponseItem`]s (fails on the
+    /// first item that does not decode).
+    pub fn typed_input(&self) -> Result<Vec<quest_protocol::ResponseItem>, serde_json::Error> {
+        self.input()
+            .iter()
+            .map(|item| serde_json::from_value(item.clone()))
+            .collect()
+    }
+
     /// Input items of this `type` (a message without `type` counts as `message`).
     pub fn items_of_type(&self, item_type: &str) -> Vec<&Value> {
         self.input()

@@ -250,6 +250,20 @@ impl Usage {
     }
 }
 
+impl From<&quest_protocol::TokenUsage> for Usage {
+    /// The wire usage that decodes back to `usage` (negative counts become 0).
+    fn from(usage: &quest_protocol::TokenUsage) -> Self {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Self {
+            input_tokens: count(usage.input_tokens),
+            cached_tokens: count(usage.cached_input_tokens),
+            output_tokens: count(usage.output_tokens),
+            reasoning_tokens: count(usage.reasoning_output_tokens),
+            total_tokens: Some(count(usage.total_tokens)),
+        }
+    }
+}
+
 /// How a streamed response ends.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]

@@ -335,3 +335,40 @@ async fn listed_steps_and_verbatim_rules_keep_braces_as_written() {
     let (_, _, text) = post_text(&mock.responses_url(), &body(json!([]))).await;
     assert_eq!(done_items(&text)[0]["content"][0]["text"], "request 3");
 }
+
+/// Items the mock streams, echoed back as input, decode as Quest's protocol items.
+#[tokio::test]
+async fn streamed_items_echoed_back_decode_as_protocol_items() {
+    let usage = quest_protocol::TokenUsage {
+        input_tokens: 1200,
+        cached_input_tokens: 1000,
+        output_tokens: 7,
+        reasoning_output_tokens: 2,
+        total_tokens: 1207,
+    };
+    let step = Step::calls([
+        Output::reasoning("plan").encrypted("gAAAA"),
+        Output::function_call("exec_command", json!({"cmd": "ls"})).call_id("c1"),
+        Output::apply_patch("*** Begin Patch\n*** End Patch\n").call_id("c2"),
+        Output::message("hi"),
+    ])
+    .with_usage(quest_mock_model::Usage::from(&usage));
+    let mock = MockModel::start(Script::new([step, Step::message("done")])).await;
+    let (_, _, text) = post_text(&mock.responses_url(), &body(json!([user("go")]))).await;
+    let all = events(&text);
+    assert_eq!(
+        all.last().unwrap()["response"]["usage"],
+        json!({"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 1000}, "output_tokens": 7,
+               "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 1207})
+    );
+    let mut input = vec![user("go")];
+    input.extend(done_items(&text));
+    input.push(json!({"type": "function_call_output", "call_id": "c1", "output": "a\nb\n"}));
+    input.push(json!({"type": "custom_tool_call_output", "call_id": "c2", "output": "Success."}));
+    post_text(&mock.responses_url(), &body(Value::Array(input))).await;
+    let typed = mock.request(1).unwrap().typed_input().unwrap();
+    assert_eq!(typed.len(), 7);
+    assert!(
+        matches!(&typed[2], quest_protocol::ResponseItem::FunctionCall { call_id, .. } if call_id == "c1")
+    );
+}
