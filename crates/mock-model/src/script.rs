@@ -71,8 +71,8 @@ pub struct Step {
     pub event_delay_ms: u64,
     /// Keep the connection open this long after the last frame.
     pub keep_open_ms: u64,
-    /// Stop after this many frames: the body ends cleanly (or is aborted, see `abort`) without
-    /// the remaining frames.
+    /// Stop after this many frames: the body ends cleanly and the connection is closed
+    /// (`connection: close`), or the connection is reset mid-body with `abort`.
     pub cut_after: Option<usize>,
     /// With `cut_after`: drop the connection abruptly (an incomplete chunked body) instead of
     /// ending the body cleanly.

@@ -675,6 +675,10 @@ fn stream_response(inner: &Arc<Inner>, step: &Step, number: usize) -> Response {
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if step.cut_after.is_some() {
+        // A cut stream also closes its connection, as a dropped upstream would.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

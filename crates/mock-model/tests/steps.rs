@@ -310,6 +310,7 @@ async fn cut_after_n_events_ends_the_body_cleanly_without_completed() {
         .cut_after(2)]))
     .await;
     let mut response = post(&mock.responses_url(), &hello()).await;
+    assert_eq!(response.headers()["connection"], "close");
     let (text, ended) = read_until_quiet(&mut response, Duration::from_secs(5)).await;
     assert_eq!(ended, Ok(true));
     assert_eq!(
@@ -458,4 +459,18 @@ async fn steps_then_default() {
     let (status, _, text) = post_text(&mock.uri().replace("/v1", "/responses"), &hello()).await;
     assert_eq!(status, 200);
     assert!(text.contains("mock-model: script exhausted"));
+}
+
+#[tokio::test]
+async fn stall_after_zero_sends_headers_and_no_event() {
+    let mock = MockModel::start(Script::new([Step::message("x").stall_after(0)])).await;
+    let mut response = tokio::time::timeout(
+        Duration::from_secs(5),
+        post(&mock.responses_url(), &hello()),
+    )
+    .await
+    .expect("the response head arrives before any event");
+    assert_eq!(response.status(), 200);
+    let (text, ended) = read_until_quiet(&mut response, Duration::from_millis(200)).await;
+    assert_eq!((text.as_str(), ended), ("", Ok(false)));
 }
