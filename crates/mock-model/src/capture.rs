@@ -383,6 +383,32 @@ mod tests {
     }
 
     #[test]
+    fn condition_builders_combine_with_and_and_negate() {
+        let mut headers = BTreeMap::new();
+        headers.insert("x-codex-turn-state".to_owned(), "ts-1".to_owned());
+        let body = json!({"input": [
+            {"type": "function_call", "call_id": "c1", "name": "update_goal", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        ]});
+        let view = RequestView {
+            number: 2,
+            body: &body,
+            headers: &headers,
+        };
+        let after_goal = Condition::last_call_name("update_goal")
+            .and(Condition::last_item_type("function_call_output"));
+        assert!(view.matches(&after_goal));
+        assert!(!view.matches(&after_goal.clone().negate()));
+        assert!(!view.matches(&after_goal.and(Condition::has_tool("exec_command"))));
+        assert!(view.matches(&Condition::header("X-Codex-Turn-State", "ts-1")));
+        assert!(!view.matches(&Condition::header("x-codex-turn-state", "other")));
+        let both_nots = Condition::input_contains("zzz")
+            .negate()
+            .and(Condition::input_contains("ok").negate());
+        assert!(!view.matches(&both_nots));
+    }
+
+    #[test]
     fn templates_fill_request_number_and_last_call() {
         let headers = BTreeMap::new();
         let body = json!({"input": [

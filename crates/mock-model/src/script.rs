@@ -1037,6 +1037,81 @@ impl Condition {
         }
     }
 
+    /// The last call in the input (`function_call` / `custom_tool_call`) has this name.
+    pub fn last_call_name(name: &str) -> Self {
+        Self {
+            last_call_name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The request offers a tool with this name.
+    pub fn has_tool(name: &str) -> Self {
+        Self {
+            has_tool: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The request carries this header with exactly this value.
+    pub fn header(name: &str, value: &str) -> Self {
+        let headers = BTreeMap::from([(name.to_ascii_lowercase(), value.to_owned())]);
+        Self {
+            header: Some(headers),
+            ..Self::default()
+        }
+    }
+
+    /// Both this and `other` hold (fields of `other` that are set replace those of `self`;
+    /// `any` lists are concatenated).
+    pub fn and(self, other: Condition) -> Self {
+        let any = match (self.any, other.any) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        let not = match (self.not, other.not) {
+            (Some(a), Some(b)) => Some(Box::new(Condition {
+                any: Some(vec![*a, *b]),
+                ..Condition::default()
+            })),
+            (a, b) => a.or(b),
+        };
+        let header = match (self.header, other.header) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        Self {
+            last_item_type: other.last_item_type.or(self.last_item_type),
+            last_role: other.last_role.or(self.last_role),
+            input_contains: other.input_contains.or(self.input_contains),
+            last_user_text_contains: other
+                .last_user_text_contains
+                .or(self.last_user_text_contains),
+            last_output_contains: other.last_output_contains.or(self.last_output_contains),
+            last_call_name: other.last_call_name.or(self.last_call_name),
+            has_tool: other.has_tool.or(self.has_tool),
+            min_request: other.min_request.or(self.min_request),
+            max_request: other.max_request.or(self.max_request),
+            header,
+            any,
+            not,
+        }
+    }
+
+    /// This does not hold.
+    pub fn negate(self) -> Self {
+        Self {
+            not: Some(Box::new(self)),
+            ..Self::default()
+        }
+    }
+
     /// The request number (1-based) is within `min..=max`.
     pub fn requests(min: usize, max: usize) -> Self {
         Self {
