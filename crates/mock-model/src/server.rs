@@ -134,6 +134,7 @@ impl MockModelBuilder {
         ),
         MockError,
     > {
+        self.script.validate("script")?;
         let addr = listener.local_addr().map_err(|source| MockError::Bind {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
             source,

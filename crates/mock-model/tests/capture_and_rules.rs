@@ -372,3 +372,16 @@ async fn streamed_items_echoed_back_decode_as_protocol_items() {
         matches!(&typed[2], quest_protocol::ResponseItem::FunctionCall { call_id, .. } if call_id == "c1")
     );
 }
+
+#[tokio::test]
+async fn an_invalid_rust_built_script_is_refused_at_start() {
+    let step = Step::message("x").with_header("bad header", "v");
+    let error = MockModel::builder(Script::new([step]))
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "script: steps[0]: header name \"bad header\" is not valid"
+    );
+}
