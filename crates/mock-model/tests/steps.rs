@@ -335,9 +335,14 @@ async fn abort_after_n_events_drops_the_connection() {
 async fn stall_after_n_events_keeps_the_socket_open_until_shutdown() {
     let mock = MockModel::start(Script::new([Step::message("abc").stall_after(2)])).await;
     let mut response = post(&mock.responses_url(), &hello()).await;
-    let (text, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
-    assert_eq!(ended, Ok(false), "stream must stall, not end");
+    let text = common::read_events(&mut response, 2, Duration::from_secs(10)).await;
     assert_eq!(events(&text).len(), 2);
+    let (more, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
+    assert_eq!(
+        (more.as_str(), ended),
+        ("", Ok(false)),
+        "stream must stall, not end"
+    );
     // Stopping the server ends the stalled stream.
     let shutdown = tokio::spawn(mock.shutdown());
     let (_, ended) = read_until_quiet(&mut response, Duration::from_secs(5)).await;
@@ -387,9 +392,14 @@ async fn keep_open_after_completed_holds_the_body() {
     ]))
     .await;
     let mut response = post(&mock.responses_url(), &hello()).await;
-    let (text, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
-    assert_eq!(ended, Ok(false));
+    let text = common::read_events(&mut response, 5, Duration::from_secs(10)).await;
     assert_eq!(types(&events(&text)).last().unwrap(), "response.completed");
+    let (more, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
+    assert_eq!(
+        (more.as_str(), ended),
+        ("", Ok(false)),
+        "the body stays open after completed"
+    );
 }
 
 #[tokio::test]
