@@ -765,6 +765,19 @@ mod tests {
     }
 
     #[test]
+    fn client_and_stream_future_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        fn is_sync<T: Send + Sync>() {}
+        is_sync::<ModelClient>();
+        let client =
+            ModelClient::new(ModelProviderInfo::default(), ClientOptions::default()).unwrap();
+        let prompt = Prompt::default();
+        let mut sink = |_: ResponseEvent| {};
+        let fut = client.stream(&prompt, &mut sink);
+        is_send(&fut);
+    }
+
+    #[test]
     fn user_agent_shape() {
         let ua = user_agent("quest_exec", Some("xterm (quest_exec; 1.0)"));
         let prefix = format!("quest_exec/{} (", env!("CARGO_PKG_VERSION"));
