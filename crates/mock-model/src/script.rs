@@ -716,6 +716,45 @@ impl Step {
         self
     }
 
+    /// Adds the `x-codex-primary-*` rate-limit headers (used percent, window minutes, reset
+    /// time in Unix seconds).
+    pub fn with_primary_rate_limit(
+        self,
+        used_percent: f64,
+        window_minutes: u64,
+        reset_at: i64,
+    ) -> Self {
+        self.with_rate_limit("primary", used_percent, window_minutes, reset_at)
+    }
+
+    /// Adds the `x-codex-secondary-*` rate-limit headers.
+    pub fn with_secondary_rate_limit(
+        self,
+        used_percent: f64,
+        window_minutes: u64,
+        reset_at: i64,
+    ) -> Self {
+        self.with_rate_limit("secondary", used_percent, window_minutes, reset_at)
+    }
+
+    fn with_rate_limit(
+        self,
+        window: &str,
+        used_percent: f64,
+        window_minutes: u64,
+        reset_at: i64,
+    ) -> Self {
+        self.with_header(
+            format!("x-codex-{window}-used-percent"),
+            used_percent.to_string(),
+        )
+        .with_header(
+            format!("x-codex-{window}-window-minutes"),
+            window_minutes.to_string(),
+        )
+        .with_header(format!("x-codex-{window}-reset-at"), reset_at.to_string())
+    }
+
     /// Adds `retry-after: <seconds>`.
     pub fn retry_after_secs(self, seconds: u64) -> Self {
         self.with_header("retry-after", seconds.to_string())

@@ -422,11 +422,16 @@ async fn raw_events_and_custom_stream_headers() {
         Frame::Event(ev_completed("r1", None)),
     ])
     .with_header("x-codex-turn-state", "ts-1")
-    .with_header("x-codex-primary-used-percent", "42.5");
+    .with_primary_rate_limit(42.5, 300, 1_795_600_000)
+    .with_secondary_rate_limit(10.0, 10_080, 1_796_000_000);
     let mock = MockModel::start(Script::new([step])).await;
     let (_, headers, text) = post_text(&mock.responses_url(), &hello()).await;
     assert_eq!(headers["x-codex-turn-state"], "ts-1");
     assert_eq!(headers["x-codex-primary-used-percent"], "42.5");
+    assert_eq!(headers["x-codex-primary-window-minutes"], "300");
+    assert_eq!(headers["x-codex-primary-reset-at"], "1795600000");
+    assert_eq!(headers["x-codex-secondary-used-percent"], "10");
+    assert_eq!(headers["x-codex-secondary-window-minutes"], "10080");
     assert!(text.contains("\n\n: a comment\n\n"));
     assert_eq!(
         types(&events(&text)),
