@@ -35,6 +35,8 @@ pub struct CapturedRequest {
     /// What answered: `steps[i]`, `rules[i]` (or the rule name), `default`, or a rejection
     /// (`not_found`, `invalid_json`, `pairing`).
     pub answered_by: String,
+    /// The HTTP status answered (a stream is `200`, even when it later fails).
+    pub status: u16,
     /// Call ids of tool outputs in `input` that have no earlier matching call.
     pub unpaired_outputs: Vec<String>,
 }
@@ -81,6 +83,15 @@ impl CapturedRequest {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The `input` items decoded as Quest's [`quest_protocol::ResponseItem`]s (fails on the
+    /// first item that does not decode).
+    pub fn typed_input(&self) -> Result<Vec<quest_protocol::ResponseItem>, serde_json::Error> {
+        self.input()
+            .iter()
+            .map(|item| serde_json::from_value(item.clone()))
+            .collect()
     }
 
     /// Input items of this `type` (a message without `type` counts as `message`).
@@ -369,6 +380,32 @@ mod tests {
             ..Condition::default()
         };
         assert!(view.matches(&any));
+    }
+
+    #[test]
+    fn condition_builders_combine_with_and_and_negate() {
+        let mut headers = BTreeMap::new();
+        headers.insert("x-codex-turn-state".to_owned(), "ts-1".to_owned());
+        let body = json!({"input": [
+            {"type": "function_call", "call_id": "c1", "name": "update_goal", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        ]});
+        let view = RequestView {
+            number: 2,
+            body: &body,
+            headers: &headers,
+        };
+        let after_goal = Condition::last_call_name("update_goal")
+            .and(Condition::last_item_type("function_call_output"));
+        assert!(view.matches(&after_goal));
+        assert!(!view.matches(&after_goal.clone().negate()));
+        assert!(!view.matches(&after_goal.and(Condition::has_tool("exec_command"))));
+        assert!(view.matches(&Condition::header("X-Codex-Turn-State", "ts-1")));
+        assert!(!view.matches(&Condition::header("x-codex-turn-state", "other")));
+        let both_nots = Condition::input_contains("zzz")
+            .negate()
+            .and(Condition::input_contains("ok").negate());
+        assert!(!view.matches(&both_nots));
     }
 
     #[test]

@@ -186,19 +186,24 @@ fn split_text(text: &str, n: usize) -> Vec<&str> {
     if n == 0 {
         return Vec::new();
     }
-    let boundaries: Vec<usize> = text
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain([text.len()])
-        .collect();
-    let chars = boundaries.len() - 1;
+    let chars = text.chars().count();
     if chars == 0 {
         return vec![text];
     }
     let n = n.min(chars);
-    (0..n)
-        .map(|k| &text[boundaries[k * chars / n]..boundaries[(k + 1) * chars / n]])
-        .collect()
+    let mut pieces = Vec::with_capacity(n);
+    let mut start = 0;
+    let mut next_cut = 1;
+    for (count, (byte, _)) in text.char_indices().enumerate() {
+        // Piece k ends before character k * chars / n.
+        if next_cut < n && count == next_cut * chars / n {
+            pieces.push(&text[start..byte]);
+            start = byte;
+            next_cut += 1;
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces
 }
 
 /// The call arguments as the JSON string sent on the wire.
@@ -408,6 +413,17 @@ mod tests {
         assert_eq!(split_text("ab", 5), vec!["a", "b"]);
         assert!(split_text("abc", 0).is_empty());
         assert_eq!(split_text("", 3), vec![""]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_text_pieces_concatenate_to_the_text(text in "\\PC{0,40}", n in 1usize..12) {
+            let pieces = split_text(&text, n);
+            proptest::prop_assert_eq!(pieces.concat(), text.clone());
+            let chars = text.chars().count();
+            proptest::prop_assert_eq!(pieces.len(), n.min(chars).max(1));
+            proptest::prop_assert!(chars == 0 || pieces.iter().all(|p| !p.is_empty()));
+        }
     }
 
     #[test]

@@ -17,13 +17,14 @@ use crate::error::ScriptError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Script {
-    /// Answers for the first requests, one step per accepted request, in order.
+    /// Answers for the first requests, one step per accepted request, in order, sent verbatim
+    /// (no templates).
     pub steps: Vec<Step>,
     /// Answers chosen by looking at the request once `steps` are used up; the first rule whose
     /// condition holds (and whose `max_matches` is not yet reached) answers.
     pub rules: Vec<Rule>,
-    /// The answer when no step is left and no rule matches. When absent, a short assistant
-    /// message `"mock-model: script exhausted"` is sent.
+    /// The answer when no step is left and no rule matches (templates are filled as in rules).
+    /// When absent, a short assistant message `"mock-model: script exhausted"` is sent.
     pub default: Option<Step>,
     /// Reject (HTTP 400, as the real API does) a request whose `function_call_output` or
     /// `custom_tool_call_output` names a `call_id` with no earlier call in the same input.
@@ -70,8 +71,8 @@ pub struct Step {
     pub event_delay_ms: u64,
     /// Keep the connection open this long after the last frame.
     pub keep_open_ms: u64,
-    /// Stop after this many frames: the body ends cleanly (or is aborted, see `abort`) without
-    /// the remaining frames.
+    /// Stop after this many frames: the body ends cleanly and the connection is closed
+    /// (`connection: close`), or the connection is reset mid-body with `abort`.
     pub cut_after: Option<usize>,
     /// With `cut_after`: drop the connection abruptly (an incomplete chunked body) instead of
     /// ending the body cleanly.
@@ -249,6 +250,20 @@ impl Usage {
     }
 }
 
+impl From<&quest_protocol::TokenUsage> for Usage {
+    /// The wire usage that decodes back to `usage` (negative counts become 0).
+    fn from(usage: &quest_protocol::TokenUsage) -> Self {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Self {
+            input_tokens: count(usage.input_tokens),
+            cached_tokens: count(usage.cached_input_tokens),
+            output_tokens: count(usage.output_tokens),
+            reasoning_tokens: count(usage.reasoning_output_tokens),
+            total_tokens: Some(count(usage.total_tokens)),
+        }
+    }
+}
+
 /// How a streamed response ends.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -331,11 +346,15 @@ pub struct Rule {
     pub when: Condition,
     /// The answer. Strings in it may use `{n}` (1-based request number), `{match}` (1-based
     /// count of this rule's matches), `{last_call_id}` and `{last_output}` (the last tool output
-    /// text in the input).
+    /// text in the input), unless `verbatim` is set.
     pub then: Step,
     /// Stop matching after this many matches.
     #[serde(default)]
     pub max_matches: Option<usize>,
+    /// Send `then` as written, without filling templates (for patches or code containing
+    /// `{n}`-like text).
+    #[serde(default)]
+    pub verbatim: bool,
 }
 
 /// A condition on a request; every field that is set must hold.
@@ -697,6 +716,45 @@ impl Step {
         self
     }
 
+    /// Adds the `x-codex-primary-*` rate-limit headers (used percent, window minutes, reset
+    /// time in Unix seconds).
+    pub fn with_primary_rate_limit(
+        self,
+        used_percent: f64,
+        window_minutes: u64,
+        reset_at: i64,
+    ) -> Self {
+        self.with_rate_limit("primary", used_percent, window_minutes, reset_at)
+    }
+
+    /// Adds the `x-codex-secondary-*` rate-limit headers.
+    pub fn with_secondary_rate_limit(
+        self,
+        used_percent: f64,
+        window_minutes: u64,
+        reset_at: i64,
+    ) -> Self {
+        self.with_rate_limit("secondary", used_percent, window_minutes, reset_at)
+    }
+
+    fn with_rate_limit(
+        self,
+        window: &str,
+        used_percent: f64,
+        window_minutes: u64,
+        reset_at: i64,
+    ) -> Self {
+        self.with_header(
+            format!("x-codex-{window}-used-percent"),
+            used_percent.to_string(),
+        )
+        .with_header(
+            format!("x-codex-{window}-window-minutes"),
+            window_minutes.to_string(),
+        )
+        .with_header(format!("x-codex-{window}-reset-at"), reset_at.to_string())
+    }
+
     /// Adds `retry-after: <seconds>`.
     pub fn retry_after_secs(self, seconds: u64) -> Self {
         self.with_header("retry-after", seconds.to_string())
@@ -957,6 +1015,7 @@ impl Rule {
             when,
             then,
             max_matches: None,
+            verbatim: false,
         }
     }
 
@@ -968,6 +1027,12 @@ impl Rule {
     /// Names the rule.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Sends the answer without filling templates.
+    pub fn verbatim(mut self) -> Self {
+        self.verbatim = true;
         self
     }
 
@@ -1007,6 +1072,81 @@ impl Condition {
     pub fn last_output_contains(text: &str) -> Self {
         Self {
             last_output_contains: Some(text.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The last call in the input (`function_call` / `custom_tool_call`) has this name.
+    pub fn last_call_name(name: &str) -> Self {
+        Self {
+            last_call_name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The request offers a tool with this name.
+    pub fn has_tool(name: &str) -> Self {
+        Self {
+            has_tool: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The request carries this header with exactly this value.
+    pub fn header(name: &str, value: &str) -> Self {
+        let headers = BTreeMap::from([(name.to_ascii_lowercase(), value.to_owned())]);
+        Self {
+            header: Some(headers),
+            ..Self::default()
+        }
+    }
+
+    /// Both this and `other` hold (fields of `other` that are set replace those of `self`;
+    /// `any` lists are concatenated).
+    pub fn and(self, other: Condition) -> Self {
+        let any = match (self.any, other.any) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        let not = match (self.not, other.not) {
+            (Some(a), Some(b)) => Some(Box::new(Condition {
+                any: Some(vec![*a, *b]),
+                ..Condition::default()
+            })),
+            (a, b) => a.or(b),
+        };
+        let header = match (self.header, other.header) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        Self {
+            last_item_type: other.last_item_type.or(self.last_item_type),
+            last_role: other.last_role.or(self.last_role),
+            input_contains: other.input_contains.or(self.input_contains),
+            last_user_text_contains: other
+                .last_user_text_contains
+                .or(self.last_user_text_contains),
+            last_output_contains: other.last_output_contains.or(self.last_output_contains),
+            last_call_name: other.last_call_name.or(self.last_call_name),
+            has_tool: other.has_tool.or(self.has_tool),
+            min_request: other.min_request.or(self.min_request),
+            max_request: other.max_request.or(self.max_request),
+            header,
+            any,
+            not,
+        }
+    }
+
+    /// This does not hold.
+    pub fn negate(self) -> Self {
+        Self {
+            not: Some(Box::new(self)),
             ..Self::default()
         }
     }

@@ -134,6 +134,7 @@ impl MockModelBuilder {
         ),
         MockError,
     > {
+        self.script.validate("script")?;
         let addr = listener.local_addr().map_err(|source| MockError::Bind {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
             source,
@@ -200,7 +201,9 @@ impl MockModel {
         }
     }
 
-    /// Starts a server on `127.0.0.1:0` on the current tokio runtime.
+    /// Starts a server on `127.0.0.1:0` on the current tokio runtime. On a current-thread
+    /// runtime the server only answers while the test awaits; a test that blocks its thread
+    /// (e.g. `std::process::Command::output`) should use [`MockModel::start_blocking`].
     ///
     /// # Panics
     /// When no loopback port can be bound (test support: use [`MockModel::builder`] to get the
@@ -249,7 +252,8 @@ impl MockModel {
         self.addr.port()
     }
 
-    /// Queues a step to be served before the rules and the default (after the script's steps).
+    /// Queues a step to be served (verbatim) before the rules and the default, after the
+    /// script's steps.
     pub fn push_step(&self, step: Step) {
         self.inner.lock().extra_steps.push_back(step);
     }
@@ -416,10 +420,21 @@ impl Inner {
             Answer::Stream(Box::new(step), number)
         };
         match &answer {
-            Answer::NotFound => request.answered_by = "not_found".into(),
-            Answer::InvalidJson => request.answered_by = "invalid_json".into(),
-            Answer::Unpaired(_) => request.answered_by = "pairing".into(),
-            Answer::Stream(..) => {}
+            Answer::NotFound => {
+                request.answered_by = "not_found".into();
+                request.status = 404;
+            }
+            Answer::InvalidJson => {
+                request.answered_by = "invalid_json".into();
+                request.status = 400;
+            }
+            Answer::Unpaired(_) => {
+                request.answered_by = "pairing".into();
+                request.status = 400;
+            }
+            Answer::Stream(step, _) => {
+                request.status = step.http_error.as_ref().map_or(200, |e| e.status);
+            }
         }
         if let Some(log) = &self.log
             && let Ok(line) = serde_json::to_string(&request)
@@ -445,10 +460,10 @@ impl Inner {
         if let Some(step) = self.script.steps.get(state.next_step) {
             let label = format!("steps[{}]", state.next_step);
             state.next_step += 1;
-            return (label, view.render(step, 1));
+            return (label, step.clone());
         }
         if let Some(step) = state.extra_steps.pop_front() {
-            return ("pushed".into(), view.render(&step, 1));
+            return ("pushed".into(), step);
         }
         for (i, rule) in self.script.rules.iter().enumerate() {
             let used = state.rule_matches[i];
@@ -457,7 +472,12 @@ impl Inner {
             }
             state.rule_matches[i] = used + 1;
             let label = rule.name.clone().unwrap_or_else(|| format!("rules[{i}]"));
-            return (label, view.render(&rule.then, used + 1));
+            let step = if rule.verbatim {
+                rule.then.clone()
+            } else {
+                view.render(&rule.then, used + 1)
+            };
+            return (label, step);
         }
         match &self.script.default {
             Some(step) => ("default".into(), view.render(step, 1)),
@@ -516,6 +536,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             .unwrap_or_default(),
         elapsed_ms: received_at.duration_since(inner.started).as_secs_f64() * 1000.0,
         answered_by: String::new(),
+        status: 0,
     };
     match inner.accept(captured, route_ok, json_ok) {
         Answer::NotFound => json_error(
@@ -655,6 +676,10 @@ fn stream_response(inner: &Arc<Inner>, step: &Step, number: usize) -> Response {
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if step.cut_after.is_some() {
+        // A cut stream also closes its connection, as a dropped upstream would.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

@@ -110,6 +110,8 @@ async fn other_paths_and_bad_json_are_rejected_but_recorded_without_using_a_step
     assert_eq!(done_items(&text)[0]["content"][0]["text"], "first");
     let answered: Vec<String> = mock.requests().into_iter().map(|r| r.answered_by).collect();
     assert_eq!(answered, ["not_found", "invalid_json", "steps[0]"]);
+    let statuses: Vec<u16> = mock.requests().into_iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [404, 400, 200]);
 }
 
 #[tokio::test]
@@ -284,4 +286,102 @@ async fn dropping_the_server_closes_the_port() {
         .unwrap();
     mock.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_each_get_one_step_in_arrival_order() {
+    let steps: Vec<Step> = (0..20)
+        .map(|i| Step::message(format!("step {i}")))
+        .collect();
+    let mock = MockModel::start(Script::new(steps)).await;
+    let client = common::client();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        let url = mock.responses_url();
+        tasks.push(tokio::spawn(async move {
+            let (_, _, text) = common::post_text_with(&client, &url, &body(json!([]))).await;
+            done_items(&text)[0]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
+    }
+    let mut texts = Vec::new();
+    for task in tasks {
+        texts.push(task.await.unwrap());
+    }
+    texts.sort_by_key(|t| t.trim_start_matches("step ").parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..20).map(|i| format!("step {i}")).collect();
+    assert_eq!(texts, expected);
+    // The capture order is the order steps were handed out.
+    let answered: Vec<String> = mock.requests().into_iter().map(|r| r.answered_by).collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("steps[{i}]")).collect();
+    assert_eq!(answered, expected);
+}
+
+#[tokio::test]
+async fn listed_steps_and_verbatim_rules_keep_braces_as_written() {
+    let patch =
+        "*** Begin Patch\n*** Add File: a.rs\n+fn f(n: u8) { println!(\"{n}\"); }\n*** End Patch\n";
+    let script = Script::new([Step::apply_patch(patch)])
+        .with_rule(Rule::always(Step::apply_patch(patch)).verbatim().at_most(1))
+        .with_default(Step::message("request {n}"));
+    let mock = MockModel::start(script).await;
+    for _ in 0..2 {
+        let (_, _, text) = post_text(&mock.responses_url(), &body(json!([]))).await;
+        assert_eq!(done_items(&text)[0]["input"], patch);
+    }
+    let (_, _, text) = post_text(&mock.responses_url(), &body(json!([]))).await;
+    assert_eq!(done_items(&text)[0]["content"][0]["text"], "request 3");
+}
+
+/// Items the mock streams, echoed back as input, decode as Quest's protocol items.
+#[tokio::test]
+async fn streamed_items_echoed_back_decode_as_protocol_items() {
+    let usage = quest_protocol::TokenUsage {
+        input_tokens: 1200,
+        cached_input_tokens: 1000,
+        output_tokens: 7,
+        reasoning_output_tokens: 2,
+        total_tokens: 1207,
+    };
+    let step = Step::calls([
+        Output::reasoning("plan").encrypted("gAAAA"),
+        Output::function_call("exec_command", json!({"cmd": "ls"})).call_id("c1"),
+        Output::apply_patch("*** Begin Patch\n*** End Patch\n").call_id("c2"),
+        Output::message("hi"),
+    ])
+    .with_usage(quest_mock_model::Usage::from(&usage));
+    let mock = MockModel::start(Script::new([step, Step::message("done")])).await;
+    let (_, _, text) = post_text(&mock.responses_url(), &body(json!([user("go")]))).await;
+    let all = events(&text);
+    assert_eq!(
+        all.last().unwrap()["response"]["usage"],
+        json!({"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 1000}, "output_tokens": 7,
+               "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 1207})
+    );
+    let mut input = vec![user("go")];
+    input.extend(done_items(&text));
+    input.push(json!({"type": "function_call_output", "call_id": "c1", "output": "a\nb\n"}));
+    input.push(json!({"type": "custom_tool_call_output", "call_id": "c2", "output": "Success."}));
+    post_text(&mock.responses_url(), &body(Value::Array(input))).await;
+    let typed = mock.request(1).unwrap().typed_input().unwrap();
+    assert_eq!(typed.len(), 7);
+    assert!(
+        matches!(&typed[2], quest_protocol::ResponseItem::FunctionCall { call_id, .. } if call_id == "c1")
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_rust_built_script_is_refused_at_start() {
+    let step = Step::message("x").with_header("bad header", "v");
+    let error = MockModel::builder(Script::new([step]))
+        .start()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "script: steps[0]: header name \"bad header\" is not valid"
+    );
 }

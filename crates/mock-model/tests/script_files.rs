@@ -263,6 +263,10 @@ async fn binary_serves_a_script_file_writes_the_port_file_and_logs_requests() {
     assert_eq!(lines[0]["body"]["input"][0]["content"][0]["text"], "go");
     assert_eq!(lines[0]["answered_by"], "steps[0]");
     assert_eq!(lines[1]["index"], 1);
+    assert_eq!(
+        (lines[0]["status"].as_u64(), lines[1]["status"].as_u64()),
+        (Some(200), Some(429))
+    );
     assert!(lines[1]["received_at_unix_ms"].is_u64());
 }
 
@@ -287,4 +291,118 @@ fn binary_rejects_a_malformed_script_with_its_location() {
     );
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn shipped_example_scripts_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        Script::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        ["failures.json", "goal-session.toml", "tool-round-trip.toml"]
+    );
+}
+
+/// Plays the shipped goal-session script the way an agent would: run every command call,
+/// send its output back, stop after the final message.
+#[tokio::test]
+async fn goal_session_example_runs_fifty_rounds_then_completes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/goal-session.toml");
+    let mock = MockModel::start(Script::from_path(&path).unwrap()).await;
+    let client = common::client();
+    let mut input = vec![
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]}),
+    ];
+    let final_text = loop {
+        assert!(mock.request_count() < 100, "the session must end");
+        let (status, _, text) = common::post_text_with(
+            &client,
+            &mock.responses_url(),
+            &common::body(Value::Array(input.clone())),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let items: Vec<Value> = common::events(&text)
+            .into_iter()
+            .filter(|e| e["type"] == "response.output_item.done")
+            .map(|e| e["item"].clone())
+            .collect();
+        input.extend(items.iter().cloned());
+        if let Some(message) = items.iter().find(|i| i["type"] == "message") {
+            break message["content"][0]["text"].as_str().unwrap().to_owned();
+        }
+        for call in items.iter().filter(|i| i["type"] == "function_call") {
+            let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+            let output = match call["name"].as_str().unwrap() {
+                "exec_command" => args["cmd"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("echo ")
+                    .to_owned(),
+                other => format!("{other} ok"),
+            };
+            input.push(json!({"type": "function_call_output", "call_id": call["call_id"], "output": output}));
+        }
+    };
+    // 50 work rounds + complete + wrap up
+    assert_eq!(mock.request_count(), 52);
+    assert_eq!(final_text, "Goal complete after 52 requests.");
+    assert!(mock.pairing_violations().is_empty());
+}
+
+#[tokio::test]
+async fn binary_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(
+        dir.path(),
+        "script.json",
+        r#"{"steps": [{"output": [{"type": "message", "text": "hi"}]}]}"#,
+    );
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_quest-mock-model"))
+            .arg("--script")
+            .arg(&script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    });
+    let base_url = tokio::time::timeout(Duration::from_secs(30), first_line)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (status, _, _) = common::post_text(
+        &format!("{}/responses", base_url.trim()),
+        &common::body(json!([])),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut process = child;
+    let status = tokio::task::spawn_blocking(move || process.0.wait());
+    let status = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }

@@ -310,6 +310,7 @@ async fn cut_after_n_events_ends_the_body_cleanly_without_completed() {
         .cut_after(2)]))
     .await;
     let mut response = post(&mock.responses_url(), &hello()).await;
+    assert_eq!(response.headers()["connection"], "close");
     let (text, ended) = read_until_quiet(&mut response, Duration::from_secs(5)).await;
     assert_eq!(ended, Ok(true));
     assert_eq!(
@@ -334,9 +335,14 @@ async fn abort_after_n_events_drops_the_connection() {
 async fn stall_after_n_events_keeps_the_socket_open_until_shutdown() {
     let mock = MockModel::start(Script::new([Step::message("abc").stall_after(2)])).await;
     let mut response = post(&mock.responses_url(), &hello()).await;
-    let (text, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
-    assert_eq!(ended, Ok(false), "stream must stall, not end");
+    let text = common::read_events(&mut response, 2, Duration::from_secs(10)).await;
     assert_eq!(events(&text).len(), 2);
+    let (more, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
+    assert_eq!(
+        (more.as_str(), ended),
+        ("", Ok(false)),
+        "stream must stall, not end"
+    );
     // Stopping the server ends the stalled stream.
     let shutdown = tokio::spawn(mock.shutdown());
     let (_, ended) = read_until_quiet(&mut response, Duration::from_secs(5)).await;
@@ -386,9 +392,14 @@ async fn keep_open_after_completed_holds_the_body() {
     ]))
     .await;
     let mut response = post(&mock.responses_url(), &hello()).await;
-    let (text, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
-    assert_eq!(ended, Ok(false));
+    let text = common::read_events(&mut response, 5, Duration::from_secs(10)).await;
     assert_eq!(types(&events(&text)).last().unwrap(), "response.completed");
+    let (more, ended) = read_until_quiet(&mut response, Duration::from_millis(300)).await;
+    assert_eq!(
+        (more.as_str(), ended),
+        ("", Ok(false)),
+        "the body stays open after completed"
+    );
 }
 
 #[tokio::test]
@@ -411,11 +422,16 @@ async fn raw_events_and_custom_stream_headers() {
         Frame::Event(ev_completed("r1", None)),
     ])
     .with_header("x-codex-turn-state", "ts-1")
-    .with_header("x-codex-primary-used-percent", "42.5");
+    .with_primary_rate_limit(42.5, 300, 1_795_600_000)
+    .with_secondary_rate_limit(10.0, 10_080, 1_796_000_000);
     let mock = MockModel::start(Script::new([step])).await;
     let (_, headers, text) = post_text(&mock.responses_url(), &hello()).await;
     assert_eq!(headers["x-codex-turn-state"], "ts-1");
     assert_eq!(headers["x-codex-primary-used-percent"], "42.5");
+    assert_eq!(headers["x-codex-primary-window-minutes"], "300");
+    assert_eq!(headers["x-codex-primary-reset-at"], "1795600000");
+    assert_eq!(headers["x-codex-secondary-used-percent"], "10");
+    assert_eq!(headers["x-codex-secondary-window-minutes"], "10080");
     assert!(text.contains("\n\n: a comment\n\n"));
     assert_eq!(
         types(&events(&text)),
@@ -458,4 +474,18 @@ async fn steps_then_default() {
     let (status, _, text) = post_text(&mock.uri().replace("/v1", "/responses"), &hello()).await;
     assert_eq!(status, 200);
     assert!(text.contains("mock-model: script exhausted"));
+}
+
+#[tokio::test]
+async fn stall_after_zero_sends_headers_and_no_event() {
+    let mock = MockModel::start(Script::new([Step::message("x").stall_after(0)])).await;
+    let mut response = tokio::time::timeout(
+        Duration::from_secs(5),
+        post(&mock.responses_url(), &hello()),
+    )
+    .await
+    .expect("the response head arrives before any event");
+    assert_eq!(response.status(), 200);
+    let (text, ended) = read_until_quiet(&mut response, Duration::from_millis(200)).await;
+    assert_eq!((text.as_str(), ended), ("", Ok(false)));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use quest_protocol::{ResponseItem, TokenUsage};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::ModelError;
 use crate::provider::ModelProviderInfo;
@@ -637,35 +637,45 @@ fn classify_failed(
     }
 }
 
+/// The request body, serialized straight from borrowed prompt parts (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct RequestBody<'a> {
+    model: &'a str,
+    input: Vec<&'a ResponseItem>,
+    tools: &'a [Value],
+    tool_choice: &'static str,
+    parallel_tool_calls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<&'a Value>,
+    store: bool,
+    stream: bool,
+    include: [&'static str; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_cache_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_metadata: Option<&'a Value>,
+}
+
 /// The JSON body of a request: the prompt plus items already received in this call.
 pub fn request_body(prompt: &Prompt, received: &[ResponseItem]) -> Vec<u8> {
-    let input: Vec<&ResponseItem> = prompt
-        .input
-        .iter()
-        .chain(received)
-        .filter(|item| **item != ResponseItem::Other)
-        .collect();
-    let mut body = json!({
-        "model": prompt.model,
-        "input": input,
-        "tools": prompt.tools,
-        "tool_choice": "auto",
-        "parallel_tool_calls": prompt.parallel_tool_calls,
-        "store": false,
-        "stream": true,
-        "include": ["reasoning.encrypted_content"],
-    });
-    if let Some(map) = body.as_object_mut() {
-        if let Some(reasoning) = &prompt.reasoning {
-            map.insert("reasoning".to_string(), reasoning.clone());
-        }
-        if let Some(key) = &prompt.prompt_cache_key {
-            map.insert("prompt_cache_key".to_string(), Value::String(key.clone()));
-        }
-        if let Some(meta) = &prompt.client_metadata {
-            map.insert("client_metadata".to_string(), meta.clone());
-        }
-    }
+    let body = RequestBody {
+        model: &prompt.model,
+        input: prompt
+            .input
+            .iter()
+            .chain(received)
+            .filter(|item| **item != ResponseItem::Other)
+            .collect(),
+        tools: &prompt.tools,
+        tool_choice: "auto",
+        parallel_tool_calls: prompt.parallel_tool_calls,
+        reasoning: prompt.reasoning.as_ref(),
+        store: false,
+        stream: true,
+        include: ["reasoning.encrypted_content"],
+        prompt_cache_key: prompt.prompt_cache_key.as_deref(),
+        client_metadata: prompt.client_metadata.as_ref(),
+    };
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
@@ -709,6 +719,7 @@ fn os_name_version() -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn body_has_spec_fields_and_appends_received_items() {
@@ -751,6 +762,19 @@ mod tests {
         ] {
             assert!(body.get(key).is_none(), "{key}");
         }
+    }
+
+    #[test]
+    fn client_and_stream_future_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        fn is_sync<T: Send + Sync>() {}
+        is_sync::<ModelClient>();
+        let client =
+            ModelClient::new(ModelProviderInfo::default(), ClientOptions::default()).unwrap();
+        let prompt = Prompt::default();
+        let mut sink = |_: ResponseEvent| {};
+        let fut = client.stream(&prompt, &mut sink);
+        is_send(&fut);
     }
 
     #[test]

@@ -36,7 +36,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Index of the first `\n` or `\r`.
 fn find_line_end(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n' || b == b'\r')
+    memchr::memchr2(b'\n', b'\r', bytes)
 }
 
 impl SseDecoder {

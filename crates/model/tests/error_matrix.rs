@@ -2,6 +2,8 @@
 //! TCP, with a 10 ms backoff base: request counts, gaps between requests, the final error and
 //! its user message, and the `Retrying` notices.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -530,4 +532,22 @@ async fn cut_stream_retry_resends_received_items_and_outcome_keeps_them() {
             ..
         })
     ));
+}
+
+#[tokio::test]
+async fn server_silent_before_headers_times_out_after_transport_retries() {
+    let (mock, run) = run_script(
+        always(Step::message("late").delay(Duration::from_secs(3))),
+        |p| {
+            p.stream_idle_timeout_ms = Some(200);
+            p.request_max_retries = Some(1);
+        },
+    )
+    .await;
+    assert_eq!(mock.request_count(), 2);
+    assert_eq!(
+        run.err().user_message(),
+        "Connection failed: timed out waiting for response headers"
+    );
+    assert!(run.retries().is_empty());
 }

@@ -1,6 +1,8 @@
 //! What the client sends (headers, body, URL) and how it decodes successful streams, against the
 //! mock server over TCP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;

@@ -115,3 +115,15 @@ pub async fn read_until_quiet(
         }
     }
 }
+
+/// Reads body chunks until the text holds `n` parseable events (or `timeout` passes per chunk).
+pub async fn read_events(response: &mut reqwest::Response, n: usize, timeout: Duration) -> String {
+    let mut text = String::new();
+    while events(&text).len() < n {
+        match tokio::time::timeout(timeout, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("wanted {n} events, got {text:?} then {other:?}"),
+        }
+    }
+    text
+}

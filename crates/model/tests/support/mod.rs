@@ -1,7 +1,7 @@
 //! Shared fixtures: a client pointed at a mock server with short backoffs, and a runner that
 //! collects every event.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
