@@ -4,7 +4,7 @@
 // Usage:
 //   node run-thread.mjs --quest <quest binary> --base-url <http://127.0.0.1:PORT/v1> --cd <dir>
 //        [--provider custom|builtin] [--api-key KEY] [--model SLUG]
-//        [--prompt TEXT]... [--streamed-prompt TEXT]
+//        [--prompt TEXT]... [--streamed-prompt TEXT] [--turn-timeout-ms MS]
 //   env: QUEST_HOME (inherited by quest), TEST_API_KEY (the custom provider's env_key).
 //
 // Every `--prompt` is one `thread.run()` turn on the same thread (the first starts the thread,
@@ -47,6 +47,7 @@ const { values } = parseArgs({
     model: { type: "string", default: "gpt-test" },
     prompt: { type: "string", multiple: true },
     "streamed-prompt": { type: "string" },
+    "turn-timeout-ms": { type: "string", default: "60000" },
   },
   strict: true,
 });
@@ -63,6 +64,12 @@ if (!questPath) fail("--quest <path to the quest binary> (or QUEST_BIN) is requi
 if (!baseUrl) fail("--base-url <mock model base URL> is required");
 if (!workingDirectory) fail("--cd <working directory> is required");
 const prompts = values.prompt ?? ["first turn"];
+const turnTimeoutMs = Number(values["turn-timeout-ms"]);
+if (!Number.isInteger(turnTimeoutMs) || turnTimeoutMs <= 0) {
+  fail(`--turn-timeout-ms must be a positive integer, not ${JSON.stringify(values["turn-timeout-ms"])}`);
+}
+// The SDK passes the turn's `signal` to `spawn`, so a hung binary is killed when it fires.
+const turnOptions = () => ({ signal: AbortSignal.timeout(turnTimeoutMs) });
 
 /** The `Codex` options for one provider mode. */
 function codexOptions() {
@@ -205,7 +212,7 @@ async function main() {
   let turn = 0;
   for (const prompt of prompts) {
     turn += 1;
-    const result = await thread.run(prompt);
+    const result = await thread.run(prompt, turnOptions());
     result.items.forEach(checkItem);
     if (result.usage !== null) checkUsage(result.usage);
     check(isString(thread.id), `no thread id after turn ${turn}`, thread.id);
@@ -224,7 +231,10 @@ async function main() {
     turn += 1;
     // A fresh client re-opening the thread by id, as a process restarting would.
     const resumed = new Codex(codexOptions()).resumeThread(thread.id, threadOptions);
-    const { events } = await resumed.runStreamed(streamedPrompt, { cyberAccessProgram: "standard" });
+    const { events } = await resumed.runStreamed(streamedPrompt, {
+      ...turnOptions(),
+      cyberAccessProgram: "standard",
+    });
     const eventTypes = [];
     const items = [];
     let finalResponse = "";
@@ -247,6 +257,9 @@ async function main() {
 }
 
 main().catch((error) => {
+  if (error?.name === "AbortError") {
+    fail(`a turn did not finish within ${turnTimeoutMs} ms; the binary was killed`);
+  }
   process.stderr.write(`run-thread: ${error?.stack ?? error}\n`);
   process.exit(1);
 });
