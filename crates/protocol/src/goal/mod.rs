@@ -6,6 +6,15 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod transition;
+
+pub use transition::{
+    AccountingMode, BreakerThresholds, BudgetChange, CreateGoal, CreateMode, GoalEvent,
+    GoalEventKind, GoalLimits, GoalOrigin, GoalState, GuardStop, LastTransitionMs, Transition,
+    TransitionError, Trigger, TurnOutcome, UpdateGoal, blocker_fingerprint, transition,
+    validate_objective,
+};
+
 /// Longest objective accepted, in Unicode scalar values (`MAX_THREAD_GOAL_OBJECTIVE_CHARS`).
 pub const MAX_THREAD_GOAL_OBJECTIVE_CHARS: usize = 4_000;
 

@@ -1,0 +1,341 @@
+//! What the client sends (headers, body, URL) and how it decodes successful streams, against the
+//! mock server over TCP.
+
+mod support;
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use quest_mock_model::{MockModel, Output, Script, Step, Usage};
+use quest_model::{ModelClient, ModelError, ModelProviderInfo, ResponseEvent};
+use quest_protocol::{ResponseItem, TokenUsage};
+use serde_json::json;
+use support::*;
+use tracing::Instrument;
+
+#[tokio::test]
+async fn plain_message_streams_events_and_maps_usage() {
+    let script = Script::new([Step::message("Hello there")
+        .with_deltas(3)
+        .with_usage(Usage::new(1200, 1000, 7, 2))
+        .with_response_id("resp_1")]);
+    let (mock, run) = run_script(script, |_| {}).await;
+    assert_eq!(mock.request_count(), 1);
+    let outcome = run.ok();
+    assert_eq!(outcome.response_id, "resp_1");
+    assert_eq!(outcome.http_requests, 1);
+    let usage = TokenUsage {
+        input_tokens: 1200,
+        cached_input_tokens: 1000,
+        output_tokens: 7,
+        reasoning_output_tokens: 2,
+        total_tokens: 1207,
+    };
+    assert_eq!(outcome.usage, usage);
+    assert_eq!(outcome.items.len(), 1);
+    assert_eq!(
+        outcome.items[0].message_text().as_deref(),
+        Some("Hello there")
+    );
+
+    let deltas: String = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ResponseEvent::OutputTextDelta(d) => Some(d.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, "Hello there");
+    assert!(
+        matches!(&run.events[0], ResponseEvent::Created { response_id } if response_id == "resp_1")
+    );
+    assert!(matches!(
+        &run.events[1],
+        ResponseEvent::OutputItemAdded(ResponseItem::Message { .. })
+    ));
+    assert_eq!(
+        run.events.last(),
+        Some(&ResponseEvent::Completed {
+            response_id: "resp_1".into(),
+            usage
+        })
+    );
+}
+
+#[tokio::test]
+async fn parallel_calls_reasoning_and_apply_patch_are_decoded_in_order() {
+    let script = Script::new([Step::calls([
+        Output::reasoning("thinking").encrypted("gAAAA"),
+        Output::function_call("exec_command", json!({"cmd": "echo a"})).call_id("call_a"),
+        Output::function_call("exec_command", json!({"cmd": "echo b"})).call_id("call_b"),
+        Output::apply_patch("*** Begin Patch\n*** End Patch\n"),
+    ])]);
+    let (_mock, run) = run_script(script, |_| {}).await;
+    let items = &run.ok().items;
+    assert_eq!(items.len(), 4);
+    assert!(
+        matches!(&items[0], ResponseItem::Reasoning { encrypted_content: Some(e), .. } if e == "gAAAA")
+    );
+    match &items[1] {
+        ResponseItem::FunctionCall {
+            call_id,
+            arguments,
+            name,
+            ..
+        } => {
+            assert_eq!(call_id, "call_a");
+            assert_eq!(name, "exec_command");
+            let args: serde_json::Value = serde_json::from_str(arguments).unwrap();
+            assert_eq!(args, json!({"cmd": "echo a"}));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(&items[2], ResponseItem::FunctionCall { call_id, .. } if call_id == "call_b"));
+    assert!(
+        matches!(&items[3], ResponseItem::CustomToolCall { name, .. } if name == "apply_patch")
+    );
+    assert!(items.iter().filter(|i| i.is_tool_call()).count() == 3);
+}
+
+#[tokio::test]
+async fn request_headers_body_and_url_follow_the_spec() {
+    let mock = MockModel::start(Script::new([Step::message("ok")])).await;
+    let mut p = provider(&mock);
+    p.http_headers
+        .insert("x-static".into(), "static-value".into());
+    p.env_http_headers
+        .insert("x-from-env".into(), "PATH".into());
+    p.env_http_headers
+        .insert("x-unset".into(), "QUEST_MODEL_TEST_SURELY_UNSET".into());
+    p.query_params
+        .insert("api-version".into(), "2025-01-01".into());
+    let mut opts = options();
+    opts.user_agent_suffix = Some("xterm (quest_exec; 0.1.0)".into());
+    let client = ModelClient::new(p, opts).unwrap();
+    let mut prompt = prompt();
+    prompt.tools = vec![
+        json!({"type":"function","name":"exec_command","strict":false,"parameters":{"type":"object"}}),
+    ];
+    prompt.reasoning = Some(json!({"effort":"medium"}));
+    prompt.client_metadata = Some(json!({"thread_id":"thread-1"}));
+    prompt
+        .extra_headers
+        .insert("session-id", HeaderValue::from_static("thread-1"));
+    prompt
+        .extra_headers
+        .insert("thread-id", HeaderValue::from_static("thread-1"));
+    run_with(&client, &prompt).await.ok();
+
+    let req = mock.single_request();
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/v1/responses");
+    assert_eq!(req.query.as_deref(), Some("api-version=2025-01-01"));
+    assert_eq!(req.header("authorization"), Some("Bearer sk-test"));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("accept"), Some("text/event-stream"));
+    assert_eq!(req.header("originator"), Some("quest_exec"));
+    let ua = req.header("user-agent").unwrap();
+    assert!(
+        ua.starts_with(&format!("quest_exec/{} (", env!("CARGO_PKG_VERSION"))),
+        "{ua}"
+    );
+    assert!(ua.ends_with(") xterm (quest_exec; 0.1.0)"), "{ua}");
+    assert_eq!(req.header("session-id"), Some("thread-1"));
+    assert_eq!(req.header("thread-id"), Some("thread-1"));
+    assert_eq!(req.header("x-static"), Some("static-value"));
+    assert_eq!(
+        req.header("x-from-env"),
+        Some(std::env::var("PATH").unwrap().as_str())
+    );
+    assert_eq!(req.header("x-unset"), None);
+    assert_eq!(req.header("accept-encoding"), None);
+    assert_eq!(req.header("transfer-encoding"), None);
+    assert_eq!(
+        req.header("content-length"),
+        Some(req.body_len.to_string().as_str())
+    );
+    assert_eq!(req.header("traceparent"), None, "no span, no trace context");
+
+    let body = &req.body;
+    assert_eq!(body["model"], "gpt-5.5");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["store"], false);
+    assert_eq!(body["tool_choice"], "auto");
+    assert_eq!(body["parallel_tool_calls"], true);
+    assert_eq!(body["include"], json!(["reasoning.encrypted_content"]));
+    assert_eq!(body["prompt_cache_key"], "thread-1");
+    assert_eq!(body["reasoning"], json!({"effort":"medium"}));
+    assert_eq!(body["client_metadata"], json!({"thread_id":"thread-1"}));
+    assert_eq!(body["tools"][0]["name"], "exec_command");
+    assert_eq!(
+        body["input"],
+        json!([{"type":"message","role":"user","content":[{"type":"input_text","text":"hello"}]}])
+    );
+    for absent in [
+        "instructions",
+        "previous_response_id",
+        "max_output_tokens",
+        "temperature",
+    ] {
+        assert!(body.get(absent).is_none(), "{absent}");
+    }
+}
+
+#[tokio::test]
+async fn missing_api_key_fails_before_any_request() {
+    let mock = MockModel::start(Script::new([Step::message("never")])).await;
+    let mut opts = options();
+    opts.api_key_override = None;
+    let err = ModelClient::new(provider(&mock), opts).unwrap_err();
+    assert_eq!(
+        err,
+        ModelError::MissingEnvVar {
+            var: "QUEST_MODEL_TEST_KEY_NEVER_SET".into()
+        }
+    );
+    assert_eq!(
+        err.user_message(),
+        "Missing environment variable: `QUEST_MODEL_TEST_KEY_NEVER_SET`."
+    );
+    assert_eq!(mock.request_count(), 0);
+}
+
+#[tokio::test]
+async fn provider_without_env_key_sends_no_authorization() {
+    let mock = MockModel::start(Script::new([Step::message("ok")])).await;
+    let mut p = provider(&mock);
+    p.env_key = None;
+    let mut opts = options();
+    opts.api_key_override = None;
+    let client = ModelClient::new(p, opts).unwrap();
+    run_with(&client, &prompt()).await.ok();
+    assert_eq!(mock.single_request().header("authorization"), None);
+}
+
+#[tokio::test]
+async fn completed_returns_without_waiting_for_the_connection_to_close() {
+    let (_mock, run) = run_script(
+        Script::new([Step::message("ok").keep_open(Duration::from_secs(20))]),
+        |_| {},
+    )
+    .await;
+    run.ok();
+    assert!(run.elapsed < Duration::from_secs(10), "{:?}", run.elapsed);
+}
+
+#[tokio::test]
+async fn data_only_frames_and_garbage_frames_are_handled() {
+    let script = Script::new([Step::message("fine").data_only().garbage_at(1)]);
+    let (_mock, run) = run_script(script, |_| {}).await;
+    assert_eq!(run.ok().items[0].message_text().as_deref(), Some("fine"));
+}
+
+#[tokio::test]
+async fn minimal_stream_without_created_or_ids_works() {
+    let script = Script::new([Step::message("bare")
+        .without_created()
+        .without_added()
+        .without_ids()]);
+    let (mock, run) = run_script(script, |_| {}).await;
+    let outcome = run.ok();
+    assert_eq!(outcome.items.len(), 1);
+    assert_eq!(mock.request_count(), 1);
+}
+
+#[tokio::test]
+async fn one_client_serves_concurrent_calls() {
+    let mock = MockModel::start(Script::new([]).with_default(Step::message("ok"))).await;
+    let client = ModelClient::new(provider(&mock), options()).unwrap();
+    let runs = futures_util::future::join_all((0..8).map(|_| {
+        let c = client.clone();
+        async move { run_with(&c, &prompt()).await }
+    }))
+    .await;
+    assert!(runs.iter().all(|r| r.result.is_ok()));
+    assert_eq!(mock.request_count(), 8);
+}
+
+fn otel_subscriber() -> (
+    opentelemetry_sdk::trace::SdkTracerProvider,
+    impl tracing::Subscriber + Send + Sync,
+) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let tracer = provider.tracer("quest-model-test");
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    (provider, subscriber)
+}
+
+async fn traceparent_for_span() -> (String, String) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let mock = MockModel::start(Script::new([Step::message("ok")])).await;
+    let client = ModelClient::new(provider(&mock), options()).unwrap();
+    let span = tracing::info_span!("chat", model = "gpt-5.5");
+    let trace_id = span.context().span().span_context().trace_id().to_string();
+    let span_id = span.context().span().span_context().span_id().to_string();
+    run_with(&client, &prompt()).instrument(span).await.ok();
+    let header = mock
+        .single_request()
+        .header("traceparent")
+        .map(str::to_string)
+        .unwrap_or_default();
+    (header, format!("00-{trace_id}-{span_id}-01"))
+}
+
+#[tokio::test]
+async fn traceparent_is_injected_from_the_current_span() {
+    let (_provider, subscriber) = otel_subscriber();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (header, expected) = traceparent_for_span().await;
+    assert_eq!(header, expected);
+}
+
+#[tokio::test]
+async fn traceparent_uses_the_global_propagator_when_installed() {
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let (_provider, subscriber) = otel_subscriber();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (header, expected) = traceparent_for_span().await;
+    assert_eq!(header, expected);
+}
+
+#[tokio::test]
+async fn invalid_provider_settings_are_reported() {
+    let p = ModelProviderInfo {
+        name: "x".into(),
+        base_url: Some("not a url".into()),
+        ..Default::default()
+    };
+    let err = ModelClient::new(p, options()).unwrap_err();
+    assert!(err.user_message().contains("base_url `not a url`"), "{err}");
+    let mut p = ModelProviderInfo::default();
+    p.http_headers.insert("bad header".into(), "v".into());
+    let err = ModelClient::new(p, options()).unwrap_err();
+    assert!(
+        err.user_message()
+            .contains("`bad header` is not a valid header name"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn response_headers_are_returned_with_the_outcome() {
+    let mock = MockModel::start(Script::new([Step::message("ok")
+        .with_header("x-codex-turn-state", "sticky-1")
+        .with_header("x-codex-primary-used-percent", "42.5")]))
+    .await;
+    let client = ModelClient::new(provider(&mock), options()).unwrap();
+    let (outcome, meta) = client
+        .stream_with_meta(&prompt(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(outcome.items.len(), 1);
+    assert_eq!(meta.turn_state(), Some("sticky-1"));
+    assert_eq!(meta.header("x-codex-primary-used-percent"), Some("42.5"));
+}

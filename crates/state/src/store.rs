@@ -1,0 +1,182 @@
+//! Opening the database, connection settings, migrations and transaction helpers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::error::StateError;
+
+/// File name of the database inside the Quest home.
+pub const STATE_DB_FILE_NAME: &str = "state.sqlite";
+
+/// Migrations in order; migration `i` (0-based) brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for another process's write lock before failing with
+/// `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Current wall-clock time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A handle to the state database. Cheap to clone; clones share one connection, so calls from
+/// several threads of one process serialize on it, and calls from several processes serialize
+/// on SQLite's write lock.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StateError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |source| StateError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// Opens `$quest_home/state.sqlite`, creating the directory if needed.
+    pub fn open_in(quest_home: impl AsRef<Path>) -> Result<Store, StateError> {
+        let home = quest_home.as_ref();
+        std::fs::create_dir_all(home).map_err(|source| StateError::CreateDir {
+            path: home.to_path_buf(),
+            source,
+        })?;
+        Store::open(home.join(STATE_DB_FILE_NAME))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// `PRAGMA user_version` of the open database.
+    pub fn schema_version(&self) -> Result<i64, StateError> {
+        self.read(|conn| Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?))
+    }
+
+    /// Runs `PRAGMA integrity_check`; returns `"ok"` for a healthy database, otherwise SQLite's
+    /// description of the damage.
+    pub fn integrity_check(&self) -> Result<String, StateError> {
+        self.read(|conn| {
+            Ok(conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))?)
+        })
+    }
+
+    /// Runs `f` with the connection (reads; a single statement is its own transaction).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let conn = self.inner.conn.lock().map_err(|_| StateError::Poisoned)?;
+        f(&conn)
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction and commits it; any error rolls back.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let mut conn = self.inner.conn.lock().map_err(|_| StateError::Poisoned)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StateError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StateError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let applied = usize::try_from(found.max(0)).unwrap_or(usize::MAX);
+    for sql in MIGRATIONS.iter().skip(applied) {
+        tx.execute_batch(sql)?;
+    }
+    if found != SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_is_durable_and_shared_safely() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
+        store
+            .read(|conn| {
+                let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+                let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+                let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+                let busy: i64 = conn.pragma_query_value(None, "busy_timeout", |r| r.get(0))?;
+                assert_eq!((sync, fk, mode.as_str()), (2, 1, "wal"));
+                assert!(busy >= 1000);
+                Ok(())
+            })
+            .unwrap();
+        fn assert_clone_send_sync<T: Clone + Send + Sync>() {}
+        assert_clone_send_sync::<Store>();
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.sqlite")).unwrap();
+        let result: Result<(), StateError> = store.write(|tx| {
+            tx.execute(
+                "INSERT INTO threads (id, cwd, model, model_provider, created_at_ms, updated_at_ms)
+                 VALUES ('x', '/', 'm', 'p', 0, 0)",
+                [],
+            )?;
+            Err(StateError::Poisoned)
+        });
+        assert!(result.is_err());
+        let count: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM threads", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+}
