@@ -5,6 +5,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use quest_exec::{ExecArgs, run_exec};
 
+mod demo;
+mod goal_cmd;
+
 /// Quest: a coding agent that pursues goals until they are done, and stops when it cannot progress.
 #[derive(Parser, Debug)]
 #[command(name = "quest", version, about)]
@@ -18,6 +21,10 @@ enum Command {
     /// Run a prompt (or a goal with --goal) without a UI.
     #[command(visible_alias = "e")]
     Exec(ExecArgs),
+    /// Offline tour: a scripted model walks goals to complete, usage-limited and blocked.
+    Demo,
+    /// Read and change goals from the shell.
+    Goal(goal_cmd::GoalArgs),
     /// Print shell completions.
     Completion {
         /// Shell to generate for.
@@ -34,6 +41,8 @@ fn main() {
             0
         }
         Command::Exec(args) => runtime().block_on(run_exec(args)),
+        Command::Goal(args) => goal_cmd::run(args),
+        Command::Demo => runtime().block_on(demo::run()),
     };
     std::process::exit(code);
 }

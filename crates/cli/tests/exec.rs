@@ -16,9 +16,17 @@ fn plain_turn_prints_the_sdk_event_stream() {
     let events = jsonl(&out);
     assert_eq!(
         types(&events),
-        ["thread.started", "turn.started", "item.completed", "turn.completed"]
+        [
+            "thread.started",
+            "turn.started",
+            "item.completed",
+            "turn.completed"
+        ]
     );
-    assert_eq!(events[2]["item"], json!({"id":"item_0","type":"agent_message","text":"Hello there"}));
+    assert_eq!(
+        events[2]["item"],
+        json!({"id":"item_0","type":"agent_message","text":"Hello there"})
+    );
     assert_eq!(
         events[3]["usage"],
         json!({"input_tokens":1200,"cached_input_tokens":1000,"cache_write_input_tokens":0,"output_tokens":7,"reasoning_output_tokens":0})
@@ -30,7 +38,10 @@ fn plain_turn_prints_the_sdk_event_stream() {
     assert_eq!(request.body["store"], false);
     assert_eq!(request.body["model"], "gpt-test");
     assert_eq!(request.body["prompt_cache_key"], thread_id(&events));
-    assert_eq!(request.header("thread-id"), Some(thread_id(&events).as_str()));
+    assert_eq!(
+        request.header("thread-id"),
+        Some(thread_id(&events).as_str())
+    );
     let input = request.body["input"].as_array().unwrap();
     assert_eq!(input[0]["role"], "developer");
     assert_eq!(input.last().unwrap()["content"][0]["text"], "say hello");
@@ -40,8 +51,8 @@ fn plain_turn_prints_the_sdk_event_stream() {
 fn human_mode_prints_the_final_message_on_stdout() {
     let mock = MockModel::start_blocking(Script::new([Step::message("All done.")]));
     let env = TestEnv::new();
-    let mut cmd = env.quest(&mock);
-    cmd.args(["exec", "--skip-git-repo-check", "hi"]);
+    let mut cmd = env.quest(&mock, "exec");
+    cmd.args(["--skip-git-repo-check", "hi"]);
     let out = run(&mut cmd, 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "All done.\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -67,7 +78,11 @@ fn prompt_is_read_from_stdin() {
         .write_all(b"prompt from stdin")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let input = mock.single_request().body["input"].clone();
     assert_eq!(
         input.as_array().unwrap().last().unwrap()["content"][0]["text"],
@@ -78,13 +93,19 @@ fn prompt_is_read_from_stdin() {
 #[test]
 fn shell_round_trip_runs_a_real_process() {
     let mock = MockModel::start_blocking(Script::new([
-        Step::function_call("exec_command", json!({"cmd": "echo hi; echo oops >&2; exit 3"})),
+        Step::function_call(
+            "exec_command",
+            json!({"cmd": "echo hi; echo oops >&2; exit 3"}),
+        ),
         Step::message("The command printed hi."),
     ]));
     let env = TestEnv::new();
     let out = run(env.exec(&mock).arg("run it"), 0);
     let events = jsonl(&out);
-    let started: Vec<_> = events.iter().filter(|e| e["type"] == "item.started").collect();
+    let started: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "item.started")
+        .collect();
     assert_eq!(started.len(), 1);
     assert_eq!(started[0]["item"]["status"], "in_progress");
     assert_eq!(started[0]["item"]["exit_code"], json!(null));
@@ -108,7 +129,10 @@ fn shell_round_trip_runs_a_real_process() {
         .to_string();
     let result = mock.function_call_output(&call_id).unwrap();
     let text = result["output"].as_str().unwrap();
-    assert!(text.contains("exit code: 3") || text.contains("Exit code: 3"), "{text}");
+    assert!(
+        text.contains("exit code: 3") || text.contains("Exit code: 3"),
+        "{text}"
+    );
     assert!(mock.pairing_violations().is_empty());
 }
 
@@ -117,9 +141,8 @@ fn parallel_tool_calls_run_together_and_answer_in_call_order() {
     let mock = MockModel::start_blocking(Script::new([
         Step::calls([
             Output::function_call("exec_command", json!({"cmd": "sleep 0.3; echo first"}))
-                .with_call_id("call_a"),
-            Output::function_call("exec_command", json!({"cmd": "echo second"}))
-                .with_call_id("call_b"),
+                .call_id("call_a"),
+            Output::function_call("exec_command", json!({"cmd": "echo second"})).call_id("call_b"),
         ]),
         Step::message("both ran"),
     ]));
@@ -139,12 +162,19 @@ fn parallel_tool_calls_run_together_and_answer_in_call_order() {
         .collect();
     assert_eq!(
         calls_then_outputs,
-        ["function_call", "function_call", "function_call_output", "function_call_output"]
+        [
+            "function_call",
+            "function_call",
+            "function_call_output",
+            "function_call_output"
+        ]
     );
-    assert!(mock.function_call_output("call_a").unwrap()["output"]
-        .as_str()
-        .unwrap()
-        .contains("first"));
+    assert!(
+        mock.function_call_output("call_a").unwrap()["output"]
+            .as_str()
+            .unwrap()
+            .contains("first")
+    );
 }
 
 #[test]
@@ -155,11 +185,17 @@ fn apply_patch_edits_real_files() {
     let patch = "*** Begin Patch\n*** Add File: hello.txt\n+hello\n*** Update File: notes.txt\n@@\n alpha\n-beta\n+BETA\n gamma\n*** Delete File: old.txt\n*** End Patch\n";
     let mock = MockModel::start_blocking(Script::new([
         Step::apply_patch(patch),
-        Step::function_call("apply_patch", json!({"input": "*** Begin Patch\n*** Update File: notes.txt\n@@\n-missing line\n+x\n*** End Patch\n"})),
+        Step::function_call(
+            "apply_patch",
+            json!({"input": "*** Begin Patch\n*** Update File: notes.txt\n@@\n-missing line\n+x\n*** End Patch\n"}),
+        ),
         Step::message("patched"),
     ]));
     let out = run(env.exec(&mock).arg("edit"), 0);
-    assert_eq!(std::fs::read_to_string(env.work().join("hello.txt")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(env.work().join("hello.txt")).unwrap(),
+        "hello\n"
+    );
     assert_eq!(
         std::fs::read_to_string(env.work().join("notes.txt")).unwrap(),
         "alpha\nBETA\ngamma\n"
@@ -181,7 +217,10 @@ fn apply_patch_edits_real_files() {
         .filter(|i| i["type"] == "function_call_output")
         .last()
         .unwrap();
-    assert!(failure["output"].as_str().unwrap().contains("missing line"), "{failure}");
+    assert!(
+        failure["output"].as_str().unwrap().contains("missing line"),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -193,16 +232,34 @@ fn garbage_tool_arguments_become_an_error_output() {
     ]));
     let env = TestEnv::new();
     let out = run(env.exec(&mock).arg("x"), 0);
-    assert_eq!(completed_items(&jsonl(&out), "agent_message")[0]["text"], "recovered");
+    assert_eq!(
+        completed_items(&jsonl(&out), "agent_message")[0]["text"],
+        "recovered"
+    );
     let second = mock.input_items(1);
-    let output = second.iter().find(|i| i["type"] == "function_call_output").unwrap();
+    let output = second
+        .iter()
+        .find(|i| i["type"] == "function_call_output")
+        .unwrap();
     assert!(
-        output["output"].as_str().unwrap().contains("failed to parse function arguments"),
+        output["output"]
+            .as_str()
+            .unwrap()
+            .contains("failed to parse function arguments"),
         "{output}"
     );
     let third = mock.input_items(2);
-    let output = third.iter().filter(|i| i["type"] == "function_call_output").last().unwrap();
-    assert!(output["output"].as_str().unwrap().contains("unsupported call: no_such_tool"));
+    let output = third
+        .iter()
+        .filter(|i| i["type"] == "function_call_output")
+        .last()
+        .unwrap();
+    assert!(
+        output["output"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported call: no_such_tool")
+    );
 }
 
 #[test]
@@ -215,7 +272,10 @@ fn resume_rebuilds_the_exact_history() {
     let env = TestEnv::new();
     let first = jsonl(&run(env.exec(&mock).arg("first prompt"), 0));
     let id = thread_id(&first);
-    let second = jsonl(&run(env.exec(&mock).args(["resume", &id, "second prompt"]), 0));
+    let second = jsonl(&run(
+        env.exec(&mock).args(["resume", &id, "second prompt"]),
+        0,
+    ));
     assert_eq!(thread_id(&second), id);
     let before = mock.input_items(1);
     let after = mock.input_items(2);
@@ -259,7 +319,10 @@ fn codex_api_key_replaces_the_provider_key() {
             .arg("x"),
         0,
     );
-    assert_eq!(mock.single_request().header("authorization"), Some("Bearer sk-codex"));
+    assert_eq!(
+        mock.single_request().header("authorization"),
+        Some("Bearer sk-codex")
+    );
 }
 
 #[test]
@@ -294,8 +357,8 @@ fn unknown_config_keys_warn_but_run() {
 fn outside_a_git_repo_without_the_flag_is_refused() {
     let mock = MockModel::start_blocking(Script::new([]));
     let env = TestEnv::new();
-    let mut cmd = env.quest(&mock);
-    cmd.args(["exec", "--json", "hi"]);
+    let mut cmd = env.quest(&mock, "exec");
+    cmd.args(["--json", "hi"]);
     let out = run(&mut cmd, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--skip-git-repo-check"));
 }

@@ -13,6 +13,40 @@ use serde_json::{Value, json};
 
 const FAST_BACKOFF: [&str; 2] = ["-c", "goals.no_progress_backoff=[\"10ms\"]"];
 
+/// A model that makes progress every turn: it runs `cmd`, then reports; after a budget
+/// wind-down message it only wraps up.
+fn progress_model(cmd: &str, usage: Option<Usage>) -> Script {
+    let with_usage = |step: Step| match usage {
+        Some(u) => step.with_usage(u),
+        None => step,
+    };
+    Script::new([])
+        .with_rule(Rule {
+            name: Some("wind-down".into()),
+            when: Condition {
+                last_user_text_contains: Some("budget has been reached".into()),
+                ..Condition::default()
+            },
+            then: with_usage(Step::message(
+                "Wrapping up: progress so far, next step noted.",
+            )),
+            max_matches: None,
+        })
+        .with_rule(Rule {
+            name: Some("reply".into()),
+            when: Condition {
+                last_item_type: Some("function_call_output".into()),
+                ..Condition::default()
+            },
+            then: with_usage(Step::message("step done")),
+            max_matches: None,
+        })
+        .with_default(with_usage(Step::function_call(
+            "exec_command",
+            json!({"cmd": cmd}),
+        )))
+}
+
 fn goal_updates(events: &[Value]) -> Vec<&Value> {
     events
         .iter()
@@ -36,14 +70,23 @@ fn goal_log(env: &TestEnv, id: &str) -> Vec<Value> {
 
 fn reasons(log: &[Value]) -> Vec<String> {
     log.iter()
-        .map(|e| format!("{}:{}", e["actor"].as_str().unwrap(), e["reason"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["actor"].as_str().unwrap(),
+                e["reason"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
 #[test]
 fn goal_runs_to_completion_with_real_tools() {
     let mock = MockModel::start_blocking(Script::new([
-        Step::function_call("exec_command", json!({"cmd": "echo working > progress.txt"})),
+        Step::function_call(
+            "exec_command",
+            json!({"cmd": "echo working > progress.txt"}),
+        ),
         Step::message("Wrote progress.txt; verifying next turn."),
         Step::function_call("exec_command", json!({"cmd": "cat progress.txt"})),
         Step::update_goal("complete"),
@@ -57,15 +100,31 @@ fn goal_runs_to_completion_with_real_tools() {
     assert_eq!(updates.first().unwrap()["status"], "active");
     assert_eq!(updates.last().unwrap()["status"], "complete");
     assert_eq!(
-        events.iter().filter(|e| e["type"] == "turn.started").count(),
+        events
+            .iter()
+            .filter(|e| e["type"] == "turn.started")
+            .count(),
         2
     );
     assert_eq!(mock.request_count(), 5);
     // Continuation turns carry the goal prompt and the goal trigger.
     let first = mock.request(0).unwrap();
-    assert!(first.body["input"].to_string().contains("create progress.txt"));
-    assert!(first.body["input"].to_string().contains("source=\\\"goal\\\""));
-    assert!(first.header("x-codex-turn-metadata").unwrap().contains("\"turn_trigger\":\"goal\""));
+    assert!(
+        first.body["input"]
+            .to_string()
+            .contains("create progress.txt")
+    );
+    assert!(
+        first.body["input"]
+            .to_string()
+            .contains("source=\\\"goal\\\"")
+    );
+    assert!(
+        first
+            .header("x-codex-turn-metadata")
+            .unwrap()
+            .contains("\"turn_trigger\":\"goal\"")
+    );
     let goal = goal_json(&env, &id);
     assert_eq!(goal["status"], "complete");
     assert_eq!(goal["turnsUsed"], 2);
@@ -73,7 +132,10 @@ fn goal_runs_to_completion_with_real_tools() {
         reasons(&goal_log(&env, &id)),
         ["user:user_request", "model:tool_update_goal"]
     );
-    assert_eq!(std::fs::read_to_string(env.work().join("progress.txt")).unwrap(), "working\n");
+    assert_eq!(
+        std::fs::read_to_string(env.work().join("progress.txt")).unwrap(),
+        "working\n"
+    );
 }
 
 #[test]
@@ -87,7 +149,10 @@ fn goal_blocked_by_the_model_exits_3() {
     let id = thread_id(&jsonl(&out));
     assert_eq!(goal_json(&env, &id)["status"], "blocked");
     assert_eq!(mock.request_count(), 2);
-    assert_eq!(reasons(&goal_log(&env, &id)).last().unwrap(), "model:tool_update_goal");
+    assert_eq!(
+        reasons(&goal_log(&env, &id)).last().unwrap(),
+        "model:tool_update_goal"
+    );
 }
 
 #[test]
@@ -96,7 +161,12 @@ fn breaker_blocks_a_model_that_never_calls_update_goal() {
         Script::new([]).with_default(Step::message("I am still looking into the failure.")),
     );
     let env = TestEnv::new();
-    let out = run(env.exec(&mock).args(FAST_BACKOFF).args(["--goal", "fix it"]), 3);
+    let out = run(
+        env.exec(&mock)
+            .args(FAST_BACKOFF)
+            .args(["--goal", "fix it"]),
+        3,
+    );
     let id = thread_id(&jsonl(&out));
     let goal = goal_json(&env, &id);
     assert_eq!(goal["status"], "blocked");
@@ -122,13 +192,19 @@ fn breaker_counts_failing_commands_as_no_progress() {
                 then: Step::message("Try {n} failed."),
                 max_matches: None,
             })
-            .with_default(Step::function_call("exec_command", json!({"cmd": "exit 1"}))),
+            .with_default(Step::function_call(
+                "exec_command",
+                json!({"cmd": "exit 1"}),
+            )),
     );
     let env = TestEnv::new();
     let out = run(
-        env.exec(&mock)
-            .args(FAST_BACKOFF)
-            .args(["-c", "goals.max_no_progress_turns=2", "--goal", "fix it"]),
+        env.exec(&mock).args(FAST_BACKOFF).args([
+            "-c",
+            "goals.max_no_progress_turns=2",
+            "--goal",
+            "fix it",
+        ]),
         3,
     );
     let id = thread_id(&jsonl(&out));
@@ -151,7 +227,10 @@ fn usage_limit_stops_after_one_request_and_resume_costs_one_more() {
     let goal = goal_json(&env, &id);
     assert_eq!(goal["status"], "usageLimited");
     assert_eq!(goal["usageLimitResetsAt"], resets_at);
-    assert_eq!(reasons(&goal_log(&env, &id)).last().unwrap(), "system:usage_limit");
+    assert_eq!(
+        reasons(&goal_log(&env, &id)).last().unwrap(),
+        "system:usage_limit"
+    );
 
     // Resuming while still limited: exactly one more request, back to usageLimited.
     run(env.exec(&mock).args(["resume", &id, "--goal"]), 4);
@@ -161,21 +240,10 @@ fn usage_limit_stops_after_one_request_and_resume_costs_one_more() {
 
 #[test]
 fn token_budget_stops_the_goal_after_the_crossing_turn() {
-    let mock = MockModel::start_blocking(
-        Script::new([]).with_default(
-            Step::function_call("exec_command", json!({"cmd": "echo step {n}"}))
-                .with_usage(Usage::new(1100, 900, 12, 0)),
-        )
-        .with_rule(Rule {
-            name: Some("reply".into()),
-            when: Condition {
-                last_item_type: Some("function_call_output".into()),
-                ..Condition::default()
-            },
-            then: Step::message("step done").with_usage(Usage::new(1100, 900, 12, 0)),
-            max_matches: None,
-        }),
-    );
+    let mock = MockModel::start_blocking(progress_model(
+        "echo step {n}",
+        Some(Usage::new(1100, 900, 12, 0)),
+    ));
     let env = TestEnv::new();
     let out = run(
         env.exec(&mock)
@@ -197,21 +265,13 @@ fn token_budget_stops_the_goal_after_the_crossing_turn() {
 
 #[test]
 fn turn_budget_stops_after_n_goal_turns() {
-    let mock = MockModel::start_blocking(
-        Script::new([])
-            .with_rule(Rule {
-                name: Some("reply".into()),
-                when: Condition {
-                    last_item_type: Some("function_call_output".into()),
-                    ..Condition::default()
-                },
-                then: Step::message("made progress"),
-                max_matches: None,
-            })
-            .with_default(Step::function_call("exec_command", json!({"cmd": "echo {n}"}))),
-    );
+    let mock = MockModel::start_blocking(progress_model("echo {n}", None));
     let env = TestEnv::new();
-    let out = run(env.exec(&mock).args(["--goal", "loop", "--turn-budget", "2"]), 5);
+    let out = run(
+        env.exec(&mock)
+            .args(["--goal", "loop", "--turn-budget", "2"]),
+        5,
+    );
     let id = thread_id(&jsonl(&out));
     let goal = goal_json(&env, &id);
     assert_eq!(goal["status"], "budgetLimited");
@@ -222,21 +282,13 @@ fn turn_budget_stops_after_n_goal_turns() {
 
 #[test]
 fn time_budget_stops_the_goal() {
-    let mock = MockModel::start_blocking(
-        Script::new([])
-            .with_rule(Rule {
-                name: Some("reply".into()),
-                when: Condition {
-                    last_item_type: Some("function_call_output".into()),
-                    ..Condition::default()
-                },
-                then: Step::message("waited"),
-                max_matches: None,
-            })
-            .with_default(Step::function_call("exec_command", json!({"cmd": "sleep 1.2; echo {n}"}))),
-    );
+    let mock = MockModel::start_blocking(progress_model("sleep 1.2; echo {n}", None));
     let env = TestEnv::new();
-    let out = run(env.exec(&mock).args(["--goal", "slow", "--time-budget", "2s"]), 5);
+    let out = run(
+        env.exec(&mock)
+            .args(["--goal", "slow", "--time-budget", "2s"]),
+        5,
+    );
     let id = thread_id(&jsonl(&out));
     let goal = goal_json(&env, &id);
     assert_eq!(goal["status"], "budgetLimited");
@@ -247,19 +299,7 @@ fn time_budget_stops_the_goal() {
 
 #[test]
 fn pause_from_another_process_stops_the_loop_before_its_next_turn() {
-    let mock = MockModel::start_blocking(
-        Script::new([])
-            .with_rule(Rule {
-                name: Some("reply".into()),
-                when: Condition {
-                    last_item_type: Some("function_call_output".into()),
-                    ..Condition::default()
-                },
-                then: Step::message("progress"),
-                max_matches: None,
-            })
-            .with_default(Step::function_call("exec_command", json!({"cmd": "sleep 0.5; echo {n}"}))),
-    );
+    let mock = MockModel::start_blocking(progress_model("sleep 0.5; echo {n}", None));
     let env = TestEnv::new();
     let mut child = env
         .exec(&mock)
@@ -271,7 +311,8 @@ fn pause_from_another_process_stops_the_loop_before_its_next_turn() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     let id = first["thread_id"].as_str().unwrap().to_string();
-    mock.wait_for_requests_blocking(1, Duration::from_secs(20)).unwrap();
+    mock.wait_for_requests_blocking(1, Duration::from_secs(20))
+        .unwrap();
     let paused = run(env.quest_bare().args(["goal", "pause", &id, "--json"]), 0);
     let paused: Value = serde_json::from_slice(&paused.stdout).unwrap();
     assert_eq!(paused["goal"]["status"], "paused");
@@ -279,16 +320,23 @@ fn pause_from_another_process_stops_the_loop_before_its_next_turn() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(6));
     // At most the turn in flight finished; no new turn started.
-    assert!(mock.request_count() <= at_pause + 1, "{} vs {at_pause}", mock.request_count());
+    assert!(
+        mock.request_count() <= at_pause + 1,
+        "{} vs {at_pause}",
+        mock.request_count()
+    );
     assert_eq!(goal_json(&env, &id)["status"], "paused");
-    assert_eq!(reasons(&goal_log(&env, &id)).last().unwrap(), "user:user_request");
+    assert_eq!(
+        reasons(&goal_log(&env, &id)).last().unwrap(),
+        "user:user_request"
+    );
 }
 
 #[cfg(unix)]
 #[test]
 fn sigkill_while_active_comes_back_paused() {
     let mock = MockModel::start_blocking(
-        Script::new([]).with_default(Step::message("thinking").with_delay_ms(60_000)),
+        Script::new([]).with_default(Step::message("thinking").delay(Duration::from_secs(60))),
     );
     let env = TestEnv::new();
     let mut child = env
@@ -301,7 +349,8 @@ fn sigkill_while_active_comes_back_paused() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     let id = first["thread_id"].as_str().unwrap().to_string();
-    mock.wait_for_requests_blocking(1, Duration::from_secs(20)).unwrap();
+    mock.wait_for_requests_blocking(1, Duration::from_secs(20))
+        .unwrap();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let goal = goal_json(&env, &id);
@@ -314,21 +363,42 @@ fn sigkill_while_active_comes_back_paused() {
     // The history survived: resuming sends the original goal prompt again.
     let resumed = MockModel::start_blocking(Script::new([Step::message("back")]));
     run(env.exec(&resumed).args(["resume", &id, "status?"]), 0);
-    assert!(resumed.single_request().body["input"].to_string().contains("survive a crash"));
+    assert!(
+        resumed.single_request().body["input"]
+            .to_string()
+            .contains("survive a crash")
+    );
     assert_eq!(goal_json(&env, &id)["status"], "paused");
 }
 
 #[test]
 fn goal_commands_edit_budget_resume_and_clear() {
-    let mock = MockModel::start_blocking(Script::new([Step::update_goal("blocked"), Step::message("blocked")]));
+    let mock = MockModel::start_blocking(Script::new([
+        Step::update_goal("blocked"),
+        Step::message("blocked"),
+    ]));
     let env = TestEnv::new();
-    let id = thread_id(&jsonl(&run(env.exec(&mock).args(["--goal", "first objective"]), 3)));
-    let edited = run(env.quest_bare().args(["goal", "edit", &id, "second objective", "--json"]), 0);
+    let id = thread_id(&jsonl(&run(
+        env.exec(&mock).args(["--goal", "first objective"]),
+        3,
+    )));
+    let edited = run(
+        env.quest_bare()
+            .args(["goal", "edit", &id, "second objective", "--json"]),
+        0,
+    );
     let edited: Value = serde_json::from_slice(&edited.stdout).unwrap();
     assert_eq!(edited["goal"]["objective"], "second objective");
     let budget = run(
-        env.quest_bare()
-            .args(["goal", "budget", &id, "5000", "--turn-budget", "7", "--json"]),
+        env.quest_bare().args([
+            "goal",
+            "budget",
+            &id,
+            "5000",
+            "--turn-budget",
+            "7",
+            "--json",
+        ]),
         0,
     );
     let budget: Value = serde_json::from_slice(&budget.stdout).unwrap();
@@ -341,9 +411,15 @@ fn goal_commands_edit_budget_resume_and_clear() {
     let list: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(list["goals"].as_array().unwrap().len(), 1);
     let cleared = run(env.quest_bare().args(["goal", "clear", &id, "--json"]), 0);
-    assert_eq!(serde_json::from_slice::<Value>(&cleared.stdout).unwrap(), json!({"cleared": true}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&cleared.stdout).unwrap(),
+        json!({"cleared": true})
+    );
     let again = run(env.quest_bare().args(["goal", "clear", &id, "--json"]), 0);
-    assert_eq!(serde_json::from_slice::<Value>(&again.stdout).unwrap(), json!({"cleared": false}));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again.stdout).unwrap(),
+        json!({"cleared": false})
+    );
     assert_eq!(goal_json(&env, &id), Value::Null);
     // The audit trail survives the clear.
     assert!(goal_log(&env, &id).len() >= 4);
@@ -362,7 +438,11 @@ fn goal_tools_follow_the_spec_shapes() {
         Step::message("done"),
     ]));
     let env = TestEnv::new();
-    run(env.exec(&mock).args(["--goal", "shape check", "--token-budget", "100000"]), 0);
+    run(
+        env.exec(&mock)
+            .args(["--goal", "shape check", "--token-budget", "100000"]),
+        0,
+    );
     let second = mock.input_items(1);
     let outputs: Vec<_> = second
         .iter()
@@ -386,6 +466,10 @@ fn goal_tools_follow_the_spec_shapes() {
     assert!(done["completionBudgetReport"].is_string());
     // The tools were offered in the spec's order, after the built-ins.
     let names = mock.request(0).unwrap().tool_names();
-    let goal_tools: Vec<_> = names.iter().filter(|n| n.contains("goal")).cloned().collect();
+    let goal_tools: Vec<_> = names
+        .iter()
+        .filter(|n| n.contains("goal"))
+        .cloned()
+        .collect();
     assert_eq!(goal_tools, ["get_goal", "create_goal", "update_goal"]);
 }

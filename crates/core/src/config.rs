@@ -151,7 +151,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!(
                 "invalid duration `{text}`: expected a number like 90s, 30m, 2h or 1h30m"
@@ -161,7 +163,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -377,10 +381,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
         current = match entry {
             toml::Value::Table(t) => t,
             _ => {
-                return Err(format!(
-                    "`{}` is not a table",
-                    parents[..=i].join(".")
-                ));
+                return Err(format!("`{}` is not a table", parents[..=i].join(".")));
             }
         };
     }
@@ -417,13 +418,18 @@ fn resolve(
 ) -> Result<LoadedConfig, ConfigError> {
     let mut warnings = Vec::new();
     let value = toml::Value::Table(table);
-    let ignored = serde_ignored::Deserializer::new(value, &mut |path: serde_ignored::Path<'_>| {
+    let mut on_ignored = |path: serde_ignored::Path<'_>| {
         warnings.push(format!("unknown config key `{path}` ignored"));
-    });
+    };
+    let ignored = serde_ignored::Deserializer::new(value, &mut on_ignored);
     let parsed: ConfigToml = serde_path_to_error::deserialize(ignored).map_err(|err| {
         let key = err.path().to_string();
         ConfigError::InvalidValue {
-            key: if key == "." { "(root)".to_string() } else { key },
+            key: if key == "." {
+                "(root)".to_string()
+            } else {
+                key
+            },
             reason: err.into_inner().to_string(),
         }
     })?;
@@ -440,7 +446,9 @@ fn resolve(
         .remove(&provider_id)
         .ok_or_else(|| ConfigError::UnknownProvider(provider_id.clone()))?;
     if provider_id == DEFAULT_PROVIDER {
-        let env_base = std::env::var("OPENAI_BASE_URL").ok().filter(|v| !v.is_empty());
+        let env_base = std::env::var("OPENAI_BASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty());
         if let Some(url) = parsed.openai_base_url.clone().or(env_base) {
             model_provider.base_url = Some(url);
         }

@@ -88,15 +88,15 @@ pub fn start_thread(
     let items = session::initial_items(&spec.config);
     if let Some(store) = &spec.store {
         store
-            .create_thread(
-                thread_id,
-                &spec.config.cwd,
-                &spec.config.model,
-                &spec.config.model_provider_id,
-            )
+            .create_thread(&quest_state::NewThread {
+                id: thread_id,
+                cwd: spec.config.cwd.display().to_string(),
+                model: spec.config.model.clone(),
+                model_provider: spec.config.model_provider_id.clone(),
+            })
             .map_err(|e| CoreError::State(e.to_string()))?;
         store
-            .append_items(thread_id, None, &items)
+            .append_rollout(&thread_id, None, &items)
             .map_err(|e| CoreError::State(e.to_string()))?;
     }
     Ok(launch(spec, thread_id, items, policy))
@@ -113,14 +113,14 @@ pub fn resume_thread(
         .as_ref()
         .ok_or_else(|| CoreError::State("resume needs a persistent store".to_string()))?;
     if store
-        .get_thread(thread_id)
+        .get_thread(&thread_id)
         .map_err(|e| CoreError::State(e.to_string()))?
         .is_none()
     {
         return Err(CoreError::ThreadNotFound(thread_id));
     }
     let items = store
-        .load_rollout(thread_id)
+        .load_rollout(&thread_id)
         .map_err(|e| CoreError::State(e.to_string()))?;
     Ok(launch(spec, thread_id, items, policy))
 }

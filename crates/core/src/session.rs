@@ -10,8 +10,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::protocol::{Event, EventMsg, TurnTrigger};
 use crate::prompts;
+use crate::protocol::{Event, EventMsg, TurnTrigger};
 
 /// What every turn of one thread shares.
 pub struct Session {
@@ -43,14 +43,20 @@ impl Session {
     pub fn persist(&self, turn_id: Option<TurnId>, items: &[ResponseItem]) -> Result<(), String> {
         match &self.store {
             Some(store) => store
-                .append_items(self.thread_id, turn_id, items)
+                .append_rollout(&self.thread_id, turn_id.as_ref(), items)
+                .map(|_| ())
                 .map_err(|e| format!("failed to record the conversation: {e}")),
             None => Ok(()),
         }
     }
 
     /// The model request for the current history.
-    pub fn prompt(&self, history: &[ResponseItem], turn_id: TurnId, trigger: TurnTrigger) -> Prompt {
+    pub fn prompt(
+        &self,
+        history: &[ResponseItem],
+        turn_id: TurnId,
+        trigger: TurnTrigger,
+    ) -> Prompt {
         let thread = self.thread_id.to_string();
         let metadata = json!({
             "session_id": thread,
@@ -75,7 +81,10 @@ impl Session {
                 headers.insert(HeaderName::from_static(name), value);
             }
         }
-        let reasoning = match (&self.config.reasoning_effort, &self.config.reasoning_summary) {
+        let reasoning = match (
+            &self.config.reasoning_effort,
+            &self.config.reasoning_summary,
+        ) {
             (None, None) => None,
             (effort, summary) => {
                 let mut r = serde_json::Map::new();

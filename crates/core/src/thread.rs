@@ -202,7 +202,14 @@ impl Actor {
     fn start_turn(&mut self, trigger: TurnTrigger, input: Vec<ResponseItem>) {
         let turn_id = TurnId::new();
         if let Some(store) = &self.session.store
-            && let Err(err) = store.start_turn(self.session.thread_id, turn_id, trigger.as_str())
+            && let Err(err) = store.begin_turn(
+                &self.session.thread_id,
+                &turn_id,
+                match trigger {
+                    TurnTrigger::User => quest_state::TurnTrigger::User,
+                    TurnTrigger::Goal => quest_state::TurnTrigger::Goal,
+                },
+            )
         {
             self.session.emit(
                 Some(turn_id),
@@ -237,12 +244,14 @@ impl Actor {
 
     fn finish_turn(&mut self, report: TurnReport) {
         if let Some(store) = &self.session.store {
+            use quest_state::TurnStatus;
             let (status, error) = match &report.outcome {
-                TurnOutcome::Completed { .. } => ("completed", None),
-                TurnOutcome::Failed(err) => ("failed", Some(err.message.as_str())),
-                TurnOutcome::Aborted => ("interrupted", None),
+                TurnOutcome::Completed { .. } => (TurnStatus::Completed, None),
+                TurnOutcome::Failed(err) => (TurnStatus::Failed, Some(err.message.as_str())),
+                TurnOutcome::Aborted => (TurnStatus::Interrupted, None),
             };
-            if let Err(err) = store.finish_turn(report.turn_id, status, &report.usage, error) {
+            if let Err(err) = store.finish_turn(&report.turn_id, status, Some(&report.usage), error)
+            {
                 self.session.emit(
                     Some(report.turn_id),
                     EventMsg::Warning(format!("failed to record the turn end: {err}")),
@@ -268,7 +277,7 @@ impl Actor {
 
     fn reload_history(&mut self) {
         if let Some(store) = &self.session.store
-            && let Ok(items) = store.load_rollout(self.session.thread_id)
+            && let Ok(items) = store.load_rollout(&self.session.thread_id)
         {
             self.history = Some(items);
         }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use quest_protocol::ResponseItem;
 use quest_protocol::exec_events::{FileUpdateChange, PatchApplyStatus};
 use quest_tools::apply_patch::{apply_patch, parse_patch};
-use quest_tools::shell::{CommandLine, ExecRequest, display_command, format_for_model, run_command};
+use quest_tools::shell::{
+    CommandLine, ExecRequest, display_command, format_for_model, run_command,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -232,7 +234,10 @@ fn parse_args<T: serde::de::DeserializeOwned>(call: &ToolCall) -> Result<T, Tool
     serde_json::from_str(&call.payload).map_err(|err| {
         ToolResult::refused(
             call,
-            format!("failed to parse function arguments for `{}`: {err}", call.name),
+            format!(
+                "failed to parse function arguments for `{}`: {err}",
+                call.name
+            ),
         )
     })
 }

@@ -29,7 +29,10 @@ pub const EXIT_USAGE: i32 = 2;
 
 /// `quest exec` arguments. Every flag `@openai/codex-sdk` passes is accepted.
 #[derive(Args, Debug, Default, Clone)]
-#[command(args_conflicts_with_subcommands = false, subcommand_precedence_over_arg = true)]
+#[command(
+    args_conflicts_with_subcommands = false,
+    subcommand_precedence_over_arg = true
+)]
 pub struct ExecArgs {
     /// Print the JSONL event stream on stdout.
     #[arg(long = "json", alias = "experimental-json", global = true)]
@@ -87,6 +90,9 @@ pub struct ExecArgs {
     pub turn_budget: Option<i64>,
     /// Prompt; `-` or absent reads stdin.
     pub prompt: Option<String>,
+    /// `$QUEST_HOME` to use instead of the environment's (set by `quest demo`).
+    #[arg(skip)]
+    pub home_override: Option<PathBuf>,
     /// `resume <THREAD_ID> [PROMPT]`.
     #[command(subcommand)]
     pub command: Option<ExecCommand>,
@@ -157,7 +163,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         None => (None, args.prompt.clone()),
     };
     let loaded = load_config(ConfigOverrides {
-        home: None,
+        home: args.home_override.clone(),
         cwd: args.cd.clone(),
         model: args.model.clone(),
         sandbox_mode: args.sandbox.clone(),
@@ -179,7 +185,9 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     let goal_request = GoalRequest::from_args(&args, resume.is_some())?;
     let prompt = match &goal_request {
         Some(_) if resume.is_some() => None,
-        Some(GoalRequest { objective: Some(_), .. }) => None,
+        Some(GoalRequest {
+            objective: Some(_), ..
+        }) => None,
         Some(_) => Some(read_prompt(positional.clone())?),
         None => Some(read_prompt(positional.clone())?),
     };
@@ -217,7 +225,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             let thread_id = resolve_thread(resume, store.as_ref())?;
             if let Some(store) = &store
                 && let Err(err) =
-                    store.reconcile_on_load(thread_id, config.goals.auto_continue_on_resume)
+                    store.reconcile_on_load(&thread_id, config.goals.auto_continue_on_resume)
             {
                 eprintln!("warning: could not check the goal of {thread_id}: {err}");
             }
@@ -409,8 +417,9 @@ fn resolve_thread(resume: &ResumeArgs, store: Option<&Store>) -> Result<ThreadId
     }
     if resume.last {
         return store
-            .latest_thread()
+            .latest_thread(None)
             .map_err(|e| failure(format!("state database: {e}")))?
+            .map(|thread| thread.id)
             .ok_or_else(|| usage("no recorded thread to resume"));
     }
     Err(usage("exec resume needs a THREAD_ID or --last"))

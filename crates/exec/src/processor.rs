@@ -210,9 +210,7 @@ impl EventProcessor {
                     }
                 }
                 OutputMode::Human { .. } => {
-                    let budget = goal
-                        .token_budget
-                        .map_or(String::new(), |b| format!("/{b}"));
+                    let budget = goal.token_budget.map_or(String::new(), |b| format!("/{b}"));
                     self.human(
                         &format!(
                             "goal {}: {} tokens{budget}, {}s, {} turns",

@@ -30,10 +30,10 @@ impl TestEnv {
         self.work.path()
     }
 
-    /// `quest` with the environment pointed at `mock` and fast retries.
-    pub fn quest(&self, mock: &MockModel) -> Command {
+    /// `quest <subcommand>` with the environment pointed at `mock` and fast retries.
+    pub fn quest(&self, mock: &MockModel, subcommand: &str) -> Command {
         let mut cmd = self.quest_bare();
-        cmd.args(provider_args(&mock.uri()));
+        cmd.arg(subcommand).args(provider_args(&mock.uri()));
         cmd
     }
 

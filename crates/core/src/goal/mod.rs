@@ -5,6 +5,7 @@
 //! store's transaction, so this module only decides *when* to ask for a change: at turn start and
 //! end, after tools, on errors, while idle, on interrupt and on exit.
 
+pub mod control;
 pub mod prompts;
 pub mod tools;
 
@@ -12,13 +13,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use quest_protocol::goal::transition::TurnOutcome as GoalTurnOutcome;
 use quest_protocol::goal::transition::{
     AccountingMode, BreakerThresholds, CreateGoal, CreateMode, GoalLimits, GoalState, Trigger,
-    TurnOutcome as GoalTurnOutcome,
 };
 use quest_protocol::goal::{Actor, GoalStatus};
 use quest_protocol::{ResponseItem, TokenUsage, TurnId};
-use quest_state::{ApplyContext, Store};
+use quest_state::{GoalContext, Lease, LeaseAcquire, StateError, Store};
 use serde_json::json;
 
 use crate::config::GoalsConfig;
@@ -89,6 +90,10 @@ struct Inner {
     auto_resume_for: Option<i64>,
     /// The user's goal record, written into history with the next goal turn.
     user_record: Option<String>,
+    /// The lease this process holds on the thread's goal loop.
+    lease: Option<Lease>,
+    /// The goal as last announced (without `updatedAt`), to skip announcing no-op writes.
+    last_announced: Option<quest_protocol::goal::ThreadGoal>,
 }
 
 fn now_ms() -> i64 {
@@ -138,7 +143,7 @@ impl GoalRuntime {
     pub fn current(&self) -> Result<Option<GoalState>, GoalError> {
         self.shared
             .store
-            .get_goal(self.shared.session.thread_id)
+            .get_goal(&self.shared.session.thread_id)
             .map_err(|e| GoalError::Storage(e.to_string()))
     }
 
@@ -151,17 +156,17 @@ impl GoalRuntime {
         turn_id: Option<TurnId>,
     ) -> Result<Option<GoalState>, GoalError> {
         let thread_id = self.shared.session.thread_id;
-        let ctx = ApplyContext {
+        let ctx = GoalContext {
             turn_id: turn_id.map(|t| t.to_string()),
-            ..ApplyContext::default()
+            ..GoalContext::default()
         };
         let outcome = self
             .shared
             .store
-            .apply_goal(thread_id, &trigger, actor, &ctx)
-            .map_err(|e| match e.refusal() {
-                Some(refusal) => GoalError::Refused(refusal.to_string()),
-                None => GoalError::Storage(e.to_string()),
+            .apply_goal(&thread_id, &trigger, actor, &ctx)
+            .map_err(|e| match e {
+                StateError::Transition(refusal) => GoalError::Refused(refusal.to_string()),
+                other => GoalError::Storage(other.to_string()),
             })?;
         if outcome.changed {
             match &outcome.goal {
@@ -172,11 +177,19 @@ impl GoalRuntime {
                     } else {
                         inner.clock = None;
                     }
+                    let wire = goal.to_wire();
+                    let comparable = quest_protocol::goal::ThreadGoal {
+                        updated_at: 0,
+                        ..wire.clone()
+                    };
+                    let fresh = inner.last_announced.as_ref() != Some(&comparable);
+                    inner.last_announced = Some(comparable);
                     drop(inner);
-                    self.shared.session.emit(
-                        turn_id,
-                        EventMsg::GoalUpdated(Box::new(goal.to_wire())),
-                    );
+                    if fresh {
+                        self.shared
+                            .session
+                            .emit(turn_id, EventMsg::GoalUpdated(Box::new(wire)));
+                    }
                 }
                 None => {
                     self.inner().clock = None;
@@ -209,31 +222,105 @@ impl GoalRuntime {
             .apply(Trigger::Create(create), Actor::User, None)?
             .ok_or_else(|| GoalError::Storage("goal vanished after creation".to_string()))?;
         self.inner().user_record = Some(prompts::user_set_goal(&goal.objective));
-        self.acquire_lease();
+        self.acquire_lease()?;
         Ok(goal)
     }
 
     /// User resume (`quest exec resume <id> --goal`): back to `active`, breaker counters reset.
     pub fn resume(&self) -> Result<Option<GoalState>, GoalError> {
+        self.acquire_lease()?;
         let before = self.current()?;
         let goal = self.apply(Trigger::Resume, Actor::User, None)?;
         if before.is_some_and(|g| g.status != GoalStatus::Active) {
             self.inner().resume_note = true;
         }
-        self.acquire_lease();
         Ok(goal)
     }
 
-    fn acquire_lease(&self) {
-        if let Err(err) = self
+    /// Takes (or renews) the lease that says this process runs the goal loop, and starts the
+    /// heartbeat that keeps it live and flushes active wall-clock time every 15 s.
+    fn acquire_lease(&self) -> Result<(), GoalError> {
+        let thread_id = self.shared.session.thread_id;
+        let acquired = self
             .shared
             .store
-            .acquire_lease(self.shared.session.thread_id, std::process::id())
-        {
-            self.shared.session.emit(
-                None,
-                EventMsg::Warning(format!("could not record the goal lease: {err}")),
-            );
+            .acquire_lease(&thread_id)
+            .map_err(|e| GoalError::Storage(e.to_string()))?;
+        let lease = match acquired {
+            LeaseAcquire::Acquired(lease) => lease,
+            LeaseAcquire::HeldBy(other) => {
+                return Err(GoalError::Refused(format!(
+                    "the goal of thread {thread_id} is being pursued by another quest process (pid {})",
+                    other.pid
+                )));
+            }
+        };
+        let start_heartbeat = {
+            let mut inner = self.inner();
+            let first = inner.lease.is_none();
+            inner.lease = Some(lease);
+            first
+        };
+        if start_heartbeat {
+            let weak = Arc::downgrade(&self.shared);
+            tokio::spawn(async move {
+                let period = Duration::from_millis(quest_state::LEASE_HEARTBEAT_INTERVAL_MS as u64);
+                loop {
+                    tokio::time::sleep(period).await;
+                    let Some(shared) = weak.upgrade() else { break };
+                    let runtime = GoalRuntime { shared };
+                    if !runtime.heartbeat() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// One heartbeat; false when the lease is gone and the heartbeat should stop.
+    fn heartbeat(&self) -> bool {
+        let (lease, seconds) = {
+            let mut inner = self.inner();
+            let Some(lease) = inner.lease.clone() else {
+                return false;
+            };
+            let seconds = match inner.clock.as_mut() {
+                Some(start) => {
+                    let whole = start.elapsed().as_secs();
+                    *start += Duration::from_secs(whole);
+                    whole as i64
+                }
+                None => 0,
+            };
+            (lease, seconds)
+        };
+        match self.shared.store.heartbeat(&lease, seconds) {
+            Ok((renewed, outcome)) => {
+                self.inner().lease = Some(renewed);
+                if outcome.changed
+                    && let Some(goal) = &outcome.goal
+                {
+                    if goal.status != GoalStatus::Active {
+                        self.inner().clock = None;
+                    }
+                    self.shared
+                        .session
+                        .emit(None, EventMsg::GoalUpdated(Box::new(goal.to_wire())));
+                }
+                true
+            }
+            Err(err) => {
+                let message = format!("goal lease heartbeat failed: {err}");
+                let mut inner = self.inner();
+                if matches!(err, StateError::LeaseLost { .. }) {
+                    inner.lease = None;
+                    inner.suspended = Some(message.clone());
+                }
+                drop(inner);
+                self.shared.session.emit(None, EventMsg::Warning(message));
+                !matches!(err, StateError::LeaseLost { .. })
+            }
         }
     }
 
@@ -329,7 +416,11 @@ impl GoalRuntime {
                             inner.charge_mode = None;
                             inner.clock = Some(Instant::now());
                         }
-                        self.acquire_lease();
+                        if let Err(err) = self.acquire_lease() {
+                            self.shared
+                                .session
+                                .emit(Some(turn_id), EventMsg::Warning(err.to_string()));
+                        }
                         self.tool_result(call, Self::tool_payload(goal.as_ref(), false), true)
                     }
                     Err(err) => self.tool_result(call, err.to_string(), false),
@@ -436,7 +527,10 @@ impl TurnObserver for GoalRuntime {
         if !executed || !self.inner().goal_turn {
             return None;
         }
-        let mode = self.inner().charge_mode.unwrap_or(AccountingMode::ActiveOnly);
+        let mode = self
+            .inner()
+            .charge_mode
+            .unwrap_or(AccountingMode::ActiveOnly);
         self.flush(mode, 0, Some(turn_id));
         let goal = self.current().ok().flatten()?;
         if goal.status != GoalStatus::BudgetLimited {
@@ -519,7 +613,13 @@ impl IdlePolicy for GoalRuntime {
         inner.previous_calls = report
             .tool_results
             .iter()
-            .map(|r| (r.call.name.clone(), r.call.payload.clone(), r.output.clone()))
+            .map(|r| {
+                (
+                    r.call.name.clone(),
+                    r.call.payload.clone(),
+                    r.output.clone(),
+                )
+            })
             .collect();
     }
 
@@ -609,19 +709,27 @@ impl IdlePolicy for GoalRuntime {
             self.flush(AccountingMode::ActiveOrStopped, 0, None);
             self.system_stop(Trigger::ProcessExit { clean: true }, None);
         }
-        let _ = self
-            .shared
-            .store
-            .release_lease(thread_id, std::process::id());
+        let lease = self.inner().lease.take();
+        if let Some(lease) = lease
+            && let Err(err) = self.shared.store.release_lease(&lease)
+        {
+            self.shared.session.emit(
+                None,
+                EventMsg::Warning(format!(
+                    "could not release the goal lease of {thread_id}: {err}"
+                )),
+            );
+        }
     }
 }
 
 impl GoalRuntime {
     fn system_stop_as_user(&self, trigger: Trigger) {
         if let Err(err) = self.apply(trigger, Actor::User, None) {
-            self.shared
-                .session
-                .emit(None, EventMsg::Warning(format!("could not pause the goal: {err}")));
+            self.shared.session.emit(
+                None,
+                EventMsg::Warning(format!("could not pause the goal: {err}")),
+            );
         }
     }
 }
