@@ -29,6 +29,9 @@ pub struct ClientOptions {
     pub max_retry_delay: Duration,
     /// Appended to the user agent after a space, e.g. `xterm (quest_exec; 0.1.0)`.
     pub user_agent_suffix: Option<String>,
+    /// Send W3C `traceparent`/`tracestate` (`[otel] propagate_model_requests`, default true).
+    /// When the prompt's headers already carry a `traceparent`, those are sent as given.
+    pub propagate_trace_context: bool,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +42,7 @@ impl Default for ClientOptions {
             backoff_base: Duration::from_millis(200),
             max_retry_delay: Duration::from_secs(120),
             user_agent_suffix: None,
+            propagate_trace_context: true,
         }
     }
 }
@@ -338,7 +342,14 @@ impl ModelClient {
         for (name, value) in &prompt.extra_headers {
             headers.insert(name.clone(), value.clone());
         }
-        crate::trace::inject_current_context(&mut headers);
+        if !self.inner.opts.propagate_trace_context {
+            headers.remove("traceparent");
+            headers.remove("tracestate");
+        } else if !headers.contains_key("traceparent") {
+            // The caller did not supply a context (with its configured tracestate members):
+            // propagate the current span's.
+            crate::trace::inject_current_context(&mut headers);
+        }
         headers
     }
 
