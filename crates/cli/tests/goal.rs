@@ -32,6 +32,7 @@ fn progress_model(cmd: &str, usage: Option<Usage>) -> Script {
                 "Wrapping up: progress so far, next step noted.",
             )),
             max_matches: None,
+            verbatim: false,
         })
         .with_rule(Rule {
             name: Some("reply".into()),
@@ -41,6 +42,7 @@ fn progress_model(cmd: &str, usage: Option<Usage>) -> Script {
             },
             then: with_usage(Step::message("step done")),
             max_matches: None,
+            verbatim: false,
         })
         .with_default(with_usage(Step::function_call(
             "exec_command",
@@ -192,6 +194,7 @@ fn breaker_counts_failing_commands_as_no_progress() {
                 },
                 then: Step::message("Try {n} failed."),
                 max_matches: None,
+                verbatim: false,
             })
             .with_default(Step::function_call(
                 "exec_command",

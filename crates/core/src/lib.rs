@@ -11,6 +11,7 @@ pub mod goal;
 pub mod prompts;
 pub mod protocol;
 pub mod session;
+pub mod telemetry;
 pub mod thread;
 pub mod tools;
 pub mod turn;
@@ -43,7 +44,11 @@ pub enum CoreError {
 
 /// Builds the model client for a configuration. `CODEX_API_KEY` or `QUEST_API_KEY`, when set,
 /// replace the provider's key variable.
-pub fn build_client(config: &Config, originator: &str) -> Result<ModelClient, ModelError> {
+pub fn build_client(
+    config: &Config,
+    originator: &str,
+    propagate_trace: bool,
+) -> Result<ModelClient, ModelError> {
     let api_key_override = ["QUEST_API_KEY", "CODEX_API_KEY"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
@@ -52,6 +57,7 @@ pub fn build_client(config: &Config, originator: &str) -> Result<ModelClient, Mo
         api_key_override,
         backoff_base: std::time::Duration::from_millis(config.model_tuning.retry_backoff_base_ms),
         max_retry_delay: std::time::Duration::from_secs(config.model_tuning.max_retry_delay_s),
+        propagate_trace_context: propagate_trace,
         ..ClientOptions::default()
     };
     ModelClient::new(config.model_provider.clone(), options)
@@ -77,6 +83,10 @@ pub struct ThreadSpec {
     pub store: Option<Store>,
     /// Extra tool specs (goal tools) appended to the built-in ones.
     pub extra_tools: Vec<serde_json::Value>,
+    /// Telemetry for the thread; `None` when off.
+    pub telemetry: Option<telemetry::ThreadTelemetry>,
+    /// Send W3C trace context on model requests.
+    pub propagate_trace: bool,
 }
 
 /// Creates a new thread (recorded unless ephemeral) and starts its actor.
@@ -134,6 +144,22 @@ fn launch(
     let (tx, rx) = mpsc::unbounded_channel();
     let mut tools = tools::builtin_tool_specs();
     tools.extend(spec.extra_tools);
+    let telemetry = spec
+        .telemetry
+        .as_ref()
+        .map(|t| t.session(&thread_id.to_string(), &spec.config));
+    if let Some(t) = &telemetry {
+        t.conversation_starts(
+            &spec.config.model_provider_id,
+            spec.config.reasoning_effort.as_deref(),
+            spec.config.reasoning_summary.as_deref().unwrap_or("auto"),
+            None,
+            None,
+            "never",
+            &spec.config.sandbox_mode,
+            &[],
+        );
+    }
     let session = Arc::new(Session {
         thread_id,
         config: spec.config,
@@ -141,6 +167,8 @@ fn launch(
         store: spec.store,
         events: tx,
         tools,
+        telemetry,
+        propagate_trace: spec.propagate_trace,
     });
     let policy = policy(&session);
     let handle = spawn_thread(session.clone(), history, policy);

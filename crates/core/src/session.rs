@@ -27,9 +27,30 @@ pub struct Session {
     pub events: mpsc::UnboundedSender<Event>,
     /// Tool specs sent with every request.
     pub tools: Vec<serde_json::Value>,
+    /// Session events and metrics; `None` when telemetry is off.
+    pub telemetry: Option<Arc<quest_otel::SessionTelemetry>>,
+    /// Send `traceparent`/`tracestate` (with configured members) on model requests.
+    pub propagate_trace: bool,
 }
 
 impl Session {
+    /// `gen_ai.provider.name`: `openai` for the built-in provider, else the provider id.
+    pub fn provider_name(&self) -> &str {
+        &self.config.model_provider_id
+    }
+
+    /// Host and port of the provider's base URL, for `server.address` / `server.port`.
+    pub fn server_address(&self) -> (Option<String>, Option<u16>) {
+        let url = self.config.model_provider.base_url();
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or_default();
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (Some(host.to_string()), port.parse().ok()),
+            None if !authority.is_empty() => (Some(authority.to_string()), None),
+            None => (None, None),
+        }
+    }
+
     /// Sends an event; a closed receiver only means nobody listens any more.
     pub fn emit(&self, turn_id: Option<TurnId>, msg: EventMsg) {
         let _ = self.events.send(Event {

@@ -8,6 +8,7 @@ use quest_protocol::{ResponseItem, ThreadId, TurnId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::protocol::{EventMsg, Op, TurnTrigger};
 use crate::session::Session;
@@ -39,8 +40,14 @@ impl ThreadHandle {
 
 /// Decides what happens between turns; implemented by the goal runtime.
 pub trait IdlePolicy: Send {
-    /// Called when a turn starts, with its trigger.
-    fn on_turn_start(&mut self, turn_id: TurnId, trigger: TurnTrigger);
+    /// Called when a turn starts, with its trigger and its root span (to link it to the goal's
+    /// first turn). Returns the goal status to record on the span, if there is a goal.
+    fn on_turn_start(
+        &mut self,
+        turn_id: TurnId,
+        trigger: TurnTrigger,
+        span: &tracing::Span,
+    ) -> Option<&'static str>;
     /// Called with every finished turn before its end event is sent.
     fn on_turn_end(&mut self, report: &TurnReport);
     /// Called when the thread goes idle: after how long a hidden turn should start, if at all.
@@ -192,6 +199,9 @@ impl Actor {
 
     fn start_next_user_turn(&mut self) {
         if let Some(text) = self.queue.pop_front() {
+            if let Some(telemetry) = &self.session.telemetry {
+                telemetry.user_prompt(&[quest_otel::PromptItem::Text(text.clone())]);
+            }
             self.start_turn(
                 TurnTrigger::User,
                 vec![ResponseItem::text_message("user", text)],
@@ -216,8 +226,28 @@ impl Actor {
                 EventMsg::Warning(format!("failed to record the turn start: {err}")),
             );
         }
-        if let Some(policy) = self.policy.as_mut() {
-            policy.on_turn_start(turn_id, trigger);
+        let span = tracing::info_span!(
+            target: "quest::turn",
+            parent: None,
+            "invoke_agent",
+            otel.name = "invoke_agent quest",
+            otel.kind = "internal",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = "quest",
+            gen_ai.conversation.id = %self.session.thread_id,
+            quest.turn.id = %turn_id,
+            quest.turn.trigger = trigger.as_str(),
+            quest.goal.status = tracing::field::Empty,
+            quest.turn.outcome = tracing::field::Empty,
+        );
+        if let Some(parent) = quest_otel::traceparent_context_from_env() {
+            quest_otel::set_parent_from_context(&span, parent);
+        }
+        if let Some(policy) = self.policy.as_mut()
+            && let Some(status) = policy.on_turn_start(turn_id, trigger, &span)
+        {
+            span.record("quest.goal.status", status);
         }
         self.session
             .emit(Some(turn_id), EventMsg::TurnStarted { trigger });
@@ -226,19 +256,31 @@ impl Actor {
         let mut history = self.history.take().unwrap_or_default();
         let observer = self.policy.as_ref().and_then(|p| p.observer());
         let token = cancel.clone();
-        let handle = tokio::spawn(async move {
-            let report = run_turn(
-                session,
-                &mut history,
-                turn_id,
-                trigger,
-                input,
-                token,
-                observer,
-            )
-            .await;
-            (history, report)
-        });
+        let handle = tokio::spawn(
+            async move {
+                let report = run_turn(
+                    session,
+                    &mut history,
+                    turn_id,
+                    trigger,
+                    input,
+                    token,
+                    observer,
+                )
+                .await;
+                let span = tracing::Span::current();
+                match &report.outcome {
+                    TurnOutcome::Completed { .. } => span.record("quest.turn.outcome", "completed"),
+                    TurnOutcome::Failed(_) => {
+                        span.record("otel.status_code", "ERROR");
+                        span.record("quest.turn.outcome", "failed")
+                    }
+                    TurnOutcome::Aborted => span.record("quest.turn.outcome", "interrupted"),
+                };
+                (history, report)
+            }
+            .instrument(span),
+        );
         self.running = Some(Running { cancel, handle });
     }
 

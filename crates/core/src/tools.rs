@@ -97,6 +97,8 @@ pub struct ToolResult {
     pub success: bool,
     /// A file change was applied.
     pub changed_files: bool,
+    /// Exit code of a shell command.
+    pub exit_code: Option<i32>,
 }
 
 impl ToolResult {
@@ -107,6 +109,7 @@ impl ToolResult {
             executed: false,
             success: false,
             changed_files: false,
+            exit_code: None,
         }
     }
 
@@ -286,6 +289,7 @@ async fn run_shell(
                 executed: true,
                 success,
                 changed_files: false,
+                exit_code: output.exit_code,
             }
         }
         Err(err) => {
@@ -303,6 +307,7 @@ async fn run_shell(
                 executed: true,
                 success: false,
                 changed_files: false,
+                exit_code: None,
             }
         }
     }
@@ -340,6 +345,7 @@ fn run_patch(
                 executed: true,
                 success: true,
                 changed_files: true,
+                exit_code: None,
             }
         }
         Err(message) => {
@@ -355,6 +361,7 @@ fn run_patch(
                 executed: true,
                 success: false,
                 changed_files: false,
+                exit_code: None,
             }
         }
     }

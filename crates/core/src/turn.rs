@@ -6,6 +6,8 @@ use std::sync::Arc;
 use quest_model::ResponseEvent;
 use quest_protocol::{ResponseItem, TokenUsage, TurnId};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::protocol::{EventMsg, TurnError, TurnTrigger};
 use crate::session::Session;
@@ -77,8 +79,13 @@ pub async fn run_turn(
     }
     let mut last_message = None;
     loop {
-        let prompt = session.prompt(history, turn_id, trigger);
+        let mut prompt = session.prompt(history, turn_id, trigger);
+        let chat = chat_span(&session);
+        if session.propagate_trace {
+            quest_otel::inject_span_w3c_trace_headers(&chat, &mut prompt.extra_headers);
+        }
         let events_session = session.clone();
+        let retry_span = chat.clone();
         let mut on_event = move |event: ResponseEvent| match event {
             ResponseEvent::OutputTextDelta(delta) => {
                 events_session.emit(Some(turn_id), EventMsg::AgentMessageDelta(delta));
@@ -87,26 +94,39 @@ pub async fn run_turn(
                 attempt,
                 max_attempts,
                 reason,
-                ..
-            } => events_session.emit(
+                delay,
+            } => {
+                tracing::info!(
+                    target: "codex_otel.trace_safe",
+                    parent: &retry_span,
+                    reason = %reason,
+                    attempt,
+                    max_attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    "gen_ai.request.retry"
+                );
+                events_session.emit(
                 Some(turn_id),
                 EventMsg::Retrying {
                     attempt,
                     max_attempts,
                     reason,
                 },
-            ),
+            )
+            }
             _ => {}
         };
         report.model_requests += 1;
+        let started = std::time::Instant::now();
         let result = tokio::select! {
             biased;
             _ = cancel.cancelled() => {
                 report.outcome = TurnOutcome::Aborted;
                 return report;
             }
-            result = session.client.stream(&prompt, &mut on_event) => result,
+            result = session.client.stream(&prompt, &mut on_event).instrument(chat.clone()) => result,
         };
+        record_model_call(&session, &chat, started.elapsed(), &result);
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -114,6 +134,7 @@ pub async fn run_turn(
                 return report;
             }
         };
+        let response_id = outcome.response_id.clone();
         report.usage.add(&outcome.usage);
         if let Some(observer) = &observer {
             observer.on_usage(turn_id, &outcome.usage);
@@ -153,7 +174,7 @@ pub async fn run_turn(
                 report.outcome = TurnOutcome::Aborted;
                 return report;
             }
-            results = run_calls(&session, turn_id, calls, &cancel, observer.as_ref()) => results,
+            results = run_calls(&session, turn_id, &response_id, calls, &cancel, observer.as_ref()) => results,
         };
         let mut outputs: Vec<ResponseItem> = results.iter().map(ToolResult::output_item).collect();
         if let Some(observer) = &observer
@@ -192,6 +213,7 @@ fn record(
 async fn run_calls(
     session: &Arc<Session>,
     turn_id: TurnId,
+    response_id: &str,
     calls: Vec<ToolCall>,
     cancel: &CancellationToken,
     observer: Option<&Arc<dyn TurnObserver>>,
@@ -206,23 +228,50 @@ async fn run_calls(
     let mut slots: Vec<Option<ToolResult>> = Vec::with_capacity(calls.len());
     let mut handles = Vec::new();
     for (index, call) in calls.into_iter().enumerate() {
-        if let Some(result) = observer.and_then(|o| o.goal_tool(turn_id, &call)) {
+        let span = tool_span(&call, response_id);
+        if let Some(telemetry) = &session.telemetry {
+            telemetry.tool_decision(
+                &call.name,
+                &call.call_id,
+                "approved",
+                quest_otel::ToolDecisionSource::Config,
+            );
+        }
+        let goal_result = {
+            let _entered = span.enter();
+            let started = std::time::Instant::now();
+            observer
+                .and_then(|o| o.goal_tool(turn_id, &call))
+                .map(|result| (result, started.elapsed()))
+        };
+        if let Some((result, elapsed)) = goal_result {
+            finish_tool(session, &span, &result, elapsed);
             slots.push(Some(result));
             continue;
         }
         slots.push(None);
-        let ctx = ctx.clone();
+        let mut ctx = (*ctx).clone();
+        ctx.env = quest_otel::span_trace_env(&span)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
         let session = session.clone();
+        let task_span = span.clone();
         handles.push((
             index,
             call.clone(),
-            tokio::spawn(async move {
-                let emit = |msg: EventMsg| session.emit(Some(turn_id), msg);
-                run_builtin_tool(&call, &ctx, &emit).await
-            }),
+            span,
+            std::time::Instant::now(),
+            tokio::spawn(
+                async move {
+                    let emit = |msg: EventMsg| session.emit(Some(turn_id), msg);
+                    run_builtin_tool(&call, &ctx, &emit).await
+                }
+                .instrument(task_span),
+            ),
         ));
     }
-    for (index, call, handle) in handles {
+    for (index, call, span, started, handle) in handles {
         let result = match handle.await {
             Ok(result) => result,
             Err(err) => ToolResult {
@@ -231,9 +280,145 @@ async fn run_calls(
                 executed: true,
                 success: false,
                 changed_files: false,
+                exit_code: None,
             },
         };
+        finish_tool(session, &span, &result, started.elapsed());
         slots[index] = Some(result);
     }
     slots.into_iter().flatten().collect()
+}
+
+/// The `chat {model}` span of one model request (GenAI semantic conventions).
+fn chat_span(session: &Session) -> tracing::Span {
+    let (address, port) = session.server_address();
+    tracing::info_span!(
+        target: "quest::model",
+        "chat",
+        otel.name = %format!("chat {}", session.config.model),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = %session.provider_name(),
+        gen_ai.request.model = %session.config.model,
+        gen_ai.response.id = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        gen_ai.usage.cache_read.input_tokens = Empty,
+        error.type = Empty,
+        server.address = address.as_deref().unwrap_or_default(),
+        server.port = port.unwrap_or_default(),
+        quest.http_requests = Empty,
+    )
+}
+
+/// Records a model call on its span, as session events and as GenAI metrics.
+fn record_model_call(
+    session: &Session,
+    span: &tracing::Span,
+    elapsed: std::time::Duration,
+    result: &Result<quest_model::ResponseOutcome, quest_model::ModelError>,
+) {
+    let (address, port) = session.server_address();
+    let mut call = quest_otel::GenAiCall {
+        operation: "chat".to_string(),
+        provider: session.provider_name().to_string(),
+        request_model: session.config.model.clone(),
+        response_model: None,
+        server_address: address,
+        server_port: port,
+        input_tokens: 0,
+        output_tokens: 0,
+        duration: elapsed,
+        error_type: None,
+    };
+    match result {
+        Ok(outcome) => {
+            let usage = &outcome.usage;
+            span.record("gen_ai.response.id", outcome.response_id.as_str());
+            span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+            span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+            span.record("gen_ai.usage.cache_read.input_tokens", usage.cached_input_tokens);
+            span.record("quest.http_requests", outcome.http_requests);
+            call.input_tokens = usage.input_tokens.max(0) as u64;
+            call.output_tokens = usage.output_tokens.max(0) as u64;
+            if let Some(t) = &session.telemetry {
+                t.record_api_request(
+                    u64::from(outcome.http_requests),
+                    Some(200),
+                    None,
+                    elapsed,
+                    &quest_otel::ApiRequestDetails::default(),
+                );
+                t.sse_event_completed(
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    Some(usage.cached_input_tokens),
+                    Some(usage.reasoning_output_tokens),
+                    0,
+                );
+            }
+        }
+        Err(err) => {
+            span.record("error.type", err.error_type());
+            span.record("otel.status_code", "ERROR");
+            call.error_type = Some(err.error_type().to_string());
+            if let Some(t) = &session.telemetry {
+                t.record_api_request(
+                    1,
+                    None,
+                    Some(err.error_type()),
+                    elapsed,
+                    &quest_otel::ApiRequestDetails::default(),
+                );
+            }
+        }
+    }
+    if let Some(t) = &session.telemetry {
+        t.record_gen_ai_call(&call);
+    }
+}
+
+/// The `execute_tool {tool}` span of one tool call.
+fn tool_span(call: &ToolCall, response_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "quest::tool",
+        "execute_tool",
+        otel.name = %format!("execute_tool {}", call.name),
+        otel.kind = "internal",
+        otel.status_code = Empty,
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %call.name,
+        gen_ai.tool.call.id = %call.call_id,
+        gen_ai.tool.type = "function",
+        gen_ai.response.id = %response_id,
+        quest.tool.exit_code = Empty,
+        quest.tool.success = Empty,
+    )
+}
+
+fn finish_tool(
+    session: &Session,
+    span: &tracing::Span,
+    result: &ToolResult,
+    elapsed: std::time::Duration,
+) {
+    if let Some(code) = result.exit_code {
+        span.record("quest.tool.exit_code", code);
+    }
+    span.record("quest.tool.success", result.success);
+    if !result.success {
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(t) = &session.telemetry {
+        t.tool_result(
+            &result.call.name,
+            &result.call.call_id,
+            &result.call.payload,
+            elapsed,
+            result.success,
+            &result.output,
+            None,
+        );
+    }
 }

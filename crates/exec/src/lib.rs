@@ -191,7 +191,16 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         Some(_) => Some(read_prompt(positional.clone())?),
         None => Some(read_prompt(positional.clone())?),
     };
-    let client = build_client(&config, &originator()).map_err(|e| failure(e.user_message()))?;
+    let originator = originator();
+    let telemetry_config = quest_core::telemetry::telemetry_config(&config, &originator)
+        .map_err(|e| usage(e.to_string()))?;
+    let telemetry = quest_core::telemetry::Telemetry::install(&telemetry_config).map_err(failure)?;
+    let client = build_client(
+        &config,
+        &originator,
+        telemetry_config.propagate_model_requests,
+    )
+    .map_err(|e| failure(e.user_message()))?;
     let store = if args.ephemeral {
         if goal_request.is_some() {
             return Err(usage(
@@ -211,6 +220,8 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         } else {
             Vec::new()
         },
+        telemetry: telemetry.as_ref().map(|t| t.thread_options(&originator)),
+        propagate_trace: telemetry_config.propagate_model_requests,
     };
     let mut runtime: Option<GoalRuntime> = None;
     let goals_config = config.goals.clone();
@@ -239,7 +250,12 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     })?;
     let mut processor = EventProcessor::new(mode, goal_request.is_some());
     processor.thread_started(&started.handle.thread_id.to_string());
-    for warning in &loaded.warnings {
+    for warning in loaded
+        .warnings
+        .iter()
+        .chain(&telemetry_config.warnings)
+        .chain(telemetry.iter().flat_map(|t| t.warnings()).collect::<Vec<_>>().iter())
+    {
         processor.warning(warning);
     }
     let code = match (goal_request, runtime) {
@@ -267,6 +283,11 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             None => return Err(usage("no prompt given")),
         },
     };
+    if let Some(telemetry) = &telemetry {
+        // Bounded by `[otel] shutdown_timeout_ms`; an unreachable collector cannot hold up exit.
+        let report = tokio::task::block_in_place(|| telemetry.shutdown());
+        let _ = report;
+    }
     if let Some(path) = &args.output_last_message {
         let text = processor.last_message.clone().unwrap_or_default();
         if let Err(err) = std::fs::write(path, text) {

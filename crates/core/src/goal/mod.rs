@@ -168,6 +168,21 @@ impl GoalRuntime {
                 StateError::Transition(refusal) => GoalError::Refused(refusal.to_string()),
                 other => GoalError::Storage(other.to_string()),
             })?;
+        if let (Some(event), Some(t)) = (&outcome.event, &self.shared.session.telemetry)
+            && outcome.status_changed
+        {
+            let counters = outcome.goal.as_ref();
+            t.goal_status_changed(&quest_otel::GoalStatusChange {
+                goal_id: event.goal_id.clone(),
+                from: event.from_status.map_or("none", |s| s.as_wire()).to_string(),
+                to: event.to_status.map_or("none", |s| s.as_wire()).to_string(),
+                actor: event.actor.as_str().to_string(),
+                reason: event.reason.as_str().to_string(),
+                tokens_used: counters.map_or(0, |g| g.tokens_used.max(0) as u64),
+                time_used_seconds: counters.map_or(0, |g| g.time_used_seconds.max(0) as u64),
+                turns_used: counters.map_or(0, |g| g.turns_used.max(0) as u64),
+            });
+        }
         if outcome.changed {
             match &outcome.goal {
                 Some(goal) => {
@@ -367,6 +382,28 @@ impl GoalRuntime {
         }
     }
 
+    /// Links a goal turn's root span to the goal's first turn, so a backend can reassemble a
+    /// goal that ran across many traces; the first goal turn records its own context.
+    fn link_to_first_turn(&self, goal_id: &str, span: &tracing::Span) {
+        let store = &self.shared.store;
+        let thread_id = &self.shared.session.thread_id;
+        match store.goal_first_turn_trace_context(thread_id) {
+            Ok(Some(stored)) => {
+                if let Ok(context) = serde_json::from_str::<quest_otel::W3cTraceContext>(&stored) {
+                    quest_otel::link_span_to_w3c_trace_context(span, &context);
+                }
+            }
+            Ok(None) => {
+                if let Some(context) = quest_otel::span_w3c_trace_context(span)
+                    && let Ok(text) = serde_json::to_string(&context)
+                {
+                    let _ = store.set_goal_first_turn_trace_context(thread_id, goal_id, &text);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
     fn tool_result(&self, call: &ToolCall, output: String, success: bool) -> ToolResult {
         ToolResult {
             call: call.clone(),
@@ -374,6 +411,7 @@ impl GoalRuntime {
             executed: true,
             success,
             changed_files: false,
+            exit_code: None,
         }
     }
 
@@ -546,8 +584,20 @@ impl TurnObserver for GoalRuntime {
 }
 
 impl IdlePolicy for GoalRuntime {
-    fn on_turn_start(&mut self, _turn_id: TurnId, _trigger: TurnTrigger) {
+    fn on_turn_start(
+        &mut self,
+        _turn_id: TurnId,
+        _trigger: TurnTrigger,
+        span: &tracing::Span,
+    ) -> Option<&'static str> {
         let goal = self.current().ok().flatten();
+        let status = goal.as_ref().map(|g| g.status.as_wire());
+        if let Some(goal) = goal
+            .as_ref()
+            .filter(|g| matches!(g.status, GoalStatus::Active | GoalStatus::BudgetLimited))
+        {
+            self.link_to_first_turn(&goal.goal_id, span);
+        }
         let mut inner = self.inner();
         inner.pending_tokens = 0;
         inner.charge_mode = None;
@@ -558,6 +608,7 @@ impl IdlePolicy for GoalRuntime {
         if goal.is_some_and(|g| g.status == GoalStatus::Active) {
             inner.clock.get_or_insert_with(Instant::now);
         }
+        status
     }
 
     fn on_turn_end(&mut self, report: &TurnReport) {
@@ -600,6 +651,13 @@ impl IdlePolicy for GoalRuntime {
                     .is_some_and(|g| g.status == GoalStatus::Active);
                 if goal_turn && active {
                     let outcome = self.classify(report, last_message.as_deref());
+                    if let Some(t) = &self.shared.session.telemetry {
+                        t.goal_continuation_turn(match outcome {
+                            GoalTurnOutcome::Progress => "progress",
+                            GoalTurnOutcome::NoProgress { .. } => "no_progress",
+                            GoalTurnOutcome::Waiting => "waiting",
+                        });
+                    }
                     let trigger = Trigger::TurnClassified {
                         outcome,
                         thresholds: self.thresholds(),
