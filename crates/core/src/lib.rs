@@ -167,6 +167,7 @@ fn launch(
         store: spec.store,
         events: tx,
         tools,
+        log_user_prompt: spec.telemetry.as_ref().is_some_and(|t| t.log_user_prompt),
         telemetry,
         propagate_trace: spec.propagate_trace,
     });

@@ -31,6 +31,8 @@ pub struct Session {
     pub telemetry: Option<Arc<quest_otel::SessionTelemetry>>,
     /// Send `traceparent`/`tracestate` (with configured members) on model requests.
     pub propagate_trace: bool,
+    /// `[otel] log_user_prompt`: goal objectives may appear in exported tool results.
+    pub log_user_prompt: bool,
 }
 
 impl Session {

@@ -161,16 +161,23 @@ fn exporter(key: &str, value: Option<&toml::Value>) -> Result<OtelExporter, Conf
             "statsig" => Ok(OtelExporter::Statsig),
             "otlp-http" | "otlp-grpc" => Err(invalid(
                 key,
-                format!("`{kind}` needs a table, e.g. {{ {kind} = {{ endpoint = \"http://localhost:4318\" }} }}"),
+                format!(
+                    "`{kind}` needs a table, e.g. {{ {kind} = {{ endpoint = \"http://localhost:4318\" }} }}"
+                ),
             )),
             other => Err(invalid(
                 key,
-                format!("unknown exporter `{other}`; expected \"none\", \"statsig\", otlp-http or otlp-grpc"),
+                format!(
+                    "unknown exporter `{other}`; expected \"none\", \"statsig\", otlp-http or otlp-grpc"
+                ),
             )),
         },
         toml::Value::Table(table) => {
             if table.len() != 1 {
-                return Err(invalid(key, "expected exactly one of otlp-http or otlp-grpc"));
+                return Err(invalid(
+                    key,
+                    "expected exactly one of otlp-http or otlp-grpc",
+                ));
             }
             let Some((kind, body)) = table.iter().next() else {
                 return Err(invalid(key, "empty exporter table"));
@@ -408,7 +415,10 @@ mod tests {
                 tls: None,
             }
         );
-        assert!(matches!(c.settings.metrics_exporter, OtelExporter::OtlpGrpc { .. }));
+        assert!(matches!(
+            c.settings.metrics_exporter,
+            OtelExporter::OtlpGrpc { .. }
+        ));
         assert_eq!(c.settings.environment, "staging");
     }
 

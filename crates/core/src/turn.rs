@@ -106,13 +106,13 @@ pub async fn run_turn(
                     "gen_ai.request.retry"
                 );
                 events_session.emit(
-                Some(turn_id),
-                EventMsg::Retrying {
-                    attempt,
-                    max_attempts,
-                    reason,
-                },
-            )
+                    Some(turn_id),
+                    EventMsg::Retrying {
+                        attempt,
+                        max_attempts,
+                        reason,
+                    },
+                )
             }
             _ => {}
         };
@@ -338,7 +338,10 @@ fn record_model_call(
             span.record("gen_ai.response.id", outcome.response_id.as_str());
             span.record("gen_ai.usage.input_tokens", usage.input_tokens);
             span.record("gen_ai.usage.output_tokens", usage.output_tokens);
-            span.record("gen_ai.usage.cache_read.input_tokens", usage.cached_input_tokens);
+            span.record(
+                "gen_ai.usage.cache_read.input_tokens",
+                usage.cached_input_tokens,
+            );
             span.record("quest.http_requests", outcome.http_requests);
             call.input_tokens = usage.input_tokens.max(0) as u64;
             call.output_tokens = usage.output_tokens.max(0) as u64;
@@ -411,14 +414,37 @@ fn finish_tool(
         span.record("otel.status_code", "ERROR");
     }
     if let Some(t) = &session.telemetry {
+        let is_goal_tool = crate::tools::GOAL_TOOL_NAMES.contains(&result.call.name.as_str());
+        let (arguments, output) = if is_goal_tool && !session.log_user_prompt {
+            (
+                redact_objective(&result.call.payload),
+                redact_objective(&result.output),
+            )
+        } else {
+            (result.call.payload.clone(), result.output.clone())
+        };
         t.tool_result(
             &result.call.name,
             &result.call.call_id,
-            &result.call.payload,
+            &arguments,
             elapsed,
             result.success,
-            &result.output,
+            &output,
             None,
         );
     }
+}
+
+/// Goal objectives are user prompt text: blank them in goal tool arguments and results unless
+/// prompt logging is on.
+fn redact_objective(text: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_string();
+    };
+    for pointer in ["/objective", "/goal/objective"] {
+        if let Some(slot) = value.pointer_mut(pointer) {
+            *slot = serde_json::Value::String("[REDACTED]".to_string());
+        }
+    }
+    value.to_string()
 }

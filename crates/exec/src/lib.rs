@@ -194,7 +194,8 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     let originator = originator();
     let telemetry_config = quest_core::telemetry::telemetry_config(&config, &originator)
         .map_err(|e| usage(e.to_string()))?;
-    let telemetry = quest_core::telemetry::Telemetry::install(&telemetry_config).map_err(failure)?;
+    let telemetry =
+        quest_core::telemetry::Telemetry::install(&telemetry_config).map_err(failure)?;
     let client = build_client(
         &config,
         &originator,
@@ -254,7 +255,13 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         .warnings
         .iter()
         .chain(&telemetry_config.warnings)
-        .chain(telemetry.iter().flat_map(|t| t.warnings()).collect::<Vec<_>>().iter())
+        .chain(
+            telemetry
+                .iter()
+                .flat_map(|t| t.warnings())
+                .collect::<Vec<_>>()
+                .iter(),
+        )
     {
         processor.warning(warning);
     }

@@ -106,6 +106,10 @@ pub struct ReceivedSpan {
     pub events: Vec<(String, BTreeMap<String, String>)>,
     /// Trace id (hex).
     pub trace_id: String,
+    /// Span id (hex).
+    pub span_id: String,
+    /// Span links: (trace id, span id), hex.
+    pub links: Vec<(String, String)>,
     /// Parent span id (hex, empty for a root).
     pub parent_span_id: String,
     /// W3C tracestate.
@@ -219,6 +223,12 @@ impl Received {
                                 .map(|event| (event.name.clone(), attribute_map(&event.attributes)))
                                 .collect(),
                             trace_id: hex(&span.trace_id),
+                            span_id: hex(&span.span_id),
+                            links: span
+                                .links
+                                .iter()
+                                .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
+                                .collect(),
                             parent_span_id: hex(&span.parent_span_id),
                             trace_state: span.trace_state.clone(),
                         });

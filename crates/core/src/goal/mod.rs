@@ -174,7 +174,10 @@ impl GoalRuntime {
             let counters = outcome.goal.as_ref();
             t.goal_status_changed(&quest_otel::GoalStatusChange {
                 goal_id: event.goal_id.clone(),
-                from: event.from_status.map_or("none", |s| s.as_wire()).to_string(),
+                from: event
+                    .from_status
+                    .map_or("none", |s| s.as_wire())
+                    .to_string(),
                 to: event.to_status.map_or("none", |s| s.as_wire()).to_string(),
                 actor: event.actor.as_str().to_string(),
                 reason: event.reason.as_str().to_string(),

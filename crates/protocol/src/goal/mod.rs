@@ -328,9 +328,17 @@ fn is_false(value: &bool) -> bool {
 }
 
 impl ThreadGoal {
-    /// JSON for model tool results: like the wire object but without a null `tokenBudget`.
+    /// JSON for model tool results: like the wire object but without a null `tokenBudget`, and
+    /// without the bookkeeping extensions (`lastTransition`; `turnsUsed` unless a turn budget is
+    /// set), so a run with default settings gives the model exactly Codex's shape.
     pub fn for_model(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(map) = value.as_object_mut() {
+            map.remove("lastTransition");
+            if self.turn_budget.is_none() {
+                map.remove("turnsUsed");
+            }
+        }
         if let Some(map) = value.as_object_mut()
             && map
                 .get("tokenBudget")
