@@ -341,3 +341,36 @@ async fn response_headers_are_returned_with_the_outcome() {
     assert_eq!(meta.turn_state(), Some("sticky-1"));
     assert_eq!(meta.header("x-codex-primary-used-percent"), Some("42.5"));
 }
+
+#[test]
+fn caller_trace_headers_win_and_propagation_can_be_disabled() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mock = MockModel::start(Script::new([Step::message("a"), Step::message("b")])).await;
+        let mut prompt = prompt();
+        let given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        prompt
+            .extra_headers
+            .insert("traceparent", http::HeaderValue::from_static(given));
+        prompt.extra_headers.insert(
+            "tracestate",
+            http::HeaderValue::from_static("quest=tier:gold"),
+        );
+        let client = ModelClient::new(provider(&mock), options()).unwrap();
+        client.stream(&prompt, &mut |_| {}).await.unwrap();
+        let off = ModelClient::new(
+            provider(&mock),
+            quest_model::ClientOptions {
+                propagate_trace_context: false,
+                ..options()
+            },
+        )
+        .unwrap();
+        off.stream(&prompt, &mut |_| {}).await.unwrap();
+        let requests = mock.requests();
+        assert_eq!(requests[0].header("traceparent"), Some(given));
+        assert_eq!(requests[0].header("tracestate"), Some("quest=tier:gold"));
+        assert_eq!(requests[1].header("traceparent"), None);
+        assert_eq!(requests[1].header("tracestate"), None);
+    });
+}

@@ -31,6 +31,7 @@ pub fn options() -> ClientOptions {
         backoff_base: BASE,
         max_retry_delay: Duration::from_secs(120),
         user_agent_suffix: None,
+        propagate_trace_context: true,
     }
 }
 
