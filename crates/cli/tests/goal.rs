@@ -476,3 +476,75 @@ fn goal_tools_follow_the_spec_shapes() {
         .collect();
     assert_eq!(goal_tools, ["get_goal", "create_goal", "update_goal"]);
 }
+
+#[test]
+fn usage_limited_goal_resumes_itself_at_reset_when_asked() {
+    let resets_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 1;
+    let mock = MockModel::start_blocking(Script::new([
+        Step::usage_limit(None, Some(resets_at)),
+        Step::update_goal("complete"),
+        Step::message("finished after the reset"),
+    ]));
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&mock).args([
+            "-c",
+            "goals.auto_resume_after_usage_limit=true",
+            "-c",
+            "goals.auto_resume_jitter_min_ms=0",
+            "-c",
+            "goals.auto_resume_jitter_max_ms=20",
+            "--goal",
+            "wait out the limit",
+        ]),
+        0,
+    );
+    let id = thread_id(&jsonl(&out));
+    assert_eq!(mock.request_count(), 3);
+    // The second request came no earlier than the reset time.
+    let second = mock.request(1).unwrap();
+    assert!(second.received_at_unix_ms as i64 >= resets_at * 1000);
+    assert_eq!(
+        reasons(&goal_log(&env, &id)),
+        [
+            "user:user_request",
+            "system:usage_limit",
+            "system:usage_limit_reset",
+            "model:tool_update_goal"
+        ]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_pauses_the_goal_and_exits_6() {
+    let mock = MockModel::start_blocking(
+        Script::new([]).with_default(Step::message("thinking").delay(Duration::from_secs(60))),
+    );
+    let env = TestEnv::new();
+    let mut child = env
+        .exec(&mock)
+        .args(["--goal", "be interrupted"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let id = first["thread_id"].as_str().unwrap().to_string();
+    mock.wait_for_requests_blocking(1, Duration::from_secs(20))
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(6));
+    assert_eq!(goal_json(&env, &id)["status"], "paused");
+    assert_eq!(
+        reasons(&goal_log(&env, &id)).last().unwrap(),
+        "user:interrupt"
+    );
+    assert_eq!(mock.request_count(), 1);
+}

@@ -82,6 +82,10 @@ pub struct GoalsConfig {
     pub no_progress_backoff: Vec<DurationValue>,
     /// Which goal events notify: `attention`, `all`, `none`.
     pub notify: String,
+    /// Shortest random delay added to a usage-limit reset before resuming.
+    pub auto_resume_jitter_min_ms: u64,
+    /// Longest random delay added to a usage-limit reset before resuming.
+    pub auto_resume_jitter_max_ms: u64,
 }
 
 impl Default for GoalsConfig {
@@ -100,6 +104,8 @@ impl Default for GoalsConfig {
                 .map(|s| DurationValue(Duration::from_secs(s)))
                 .collect(),
             notify: "attention".to_string(),
+            auto_resume_jitter_min_ms: 30_000,
+            auto_resume_jitter_max_ms: 90_000,
         }
     }
 }
@@ -477,6 +483,12 @@ fn resolve(
         return Err(ConfigError::InvalidValue {
             key: "goals.no_progress_backoff".into(),
             reason: "must list at least one duration".into(),
+        });
+    }
+    if parsed.goals.auto_resume_jitter_min_ms > parsed.goals.auto_resume_jitter_max_ms {
+        return Err(ConfigError::InvalidValue {
+            key: "goals.auto_resume_jitter_min_ms".into(),
+            reason: "must not exceed goals.auto_resume_jitter_max_ms".into(),
         });
     }
     if !matches!(parsed.goals.notify.as_str(), "attention" | "all" | "none") {

@@ -372,7 +372,7 @@ async fn drive_goal(
     loop {
         let event = tokio::select! {
             event = started.events.recv() => event,
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = stop_signal(), if !interrupted => {
                 interrupted = true;
                 started.handle.submit(Op::Interrupt { pause_goal: true });
                 continue;
@@ -411,7 +411,7 @@ async fn drive_single_turn(
     loop {
         let event = tokio::select! {
             event = started.events.recv() => event,
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = stop_signal(), if !interrupted => {
                 interrupted = true;
                 started.handle.submit(Op::Interrupt { pause_goal: true });
                 continue;
@@ -434,6 +434,30 @@ async fn drive_single_turn(
     }
     started.handle.join().await;
     code
+}
+
+/// Completes on SIGINT or SIGTERM: both pause an active goal, interrupt the turn and run the
+/// normal exit path (bounded telemetry flush included).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn resolve_thread(resume: &ResumeArgs, store: Option<&Store>) -> Result<ThreadId, ExecFailure> {

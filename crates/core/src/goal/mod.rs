@@ -707,7 +707,12 @@ impl IdlePolicy for GoalRuntime {
                 }
                 self.inner().auto_resume_for = Some(resets_at);
                 let wait_ms = (resets_at * 1000 - now_ms()).max(0) as u64;
-                let jitter_ms = 30_000 + (now_ms().unsigned_abs() % 60_000);
+                let (min, max) = (
+                    self.shared.config.auto_resume_jitter_min_ms,
+                    self.shared.config.auto_resume_jitter_max_ms,
+                );
+                let spread = max.saturating_sub(min).saturating_add(1);
+                let jitter_ms = min + (now_ms().unsigned_abs() % spread);
                 Some(Duration::from_millis(wait_ms + jitter_ms))
             }
             GoalStatus::Paused
