@@ -5,6 +5,7 @@
 //! (`QUEST_BIN` overrides the binary, `QUEST_BENCH_RUNS` the number of runs, default 30).
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use quest_bench::{
     BenchError, Measurement, Stats, measure, ms, provider_args, quest_bin, quest_command,
@@ -54,6 +55,7 @@ fn run() -> Result<(), BenchError> {
                 cmd.arg("--ephemeral");
             }
             cmd.arg("say done");
+            let spawned = Instant::now();
             let result = measure(&cmd)?;
             if result.measurement.code != 0
                 || !result.stdout.windows(14).any(|w| w == b"turn.completed")
@@ -66,7 +68,11 @@ fn run() -> Result<(), BenchError> {
                 )));
             }
             if i > 0 {
-                all.push(result.measurement);
+                let first_request = mock
+                    .request(i)
+                    .map(|r| r.received_at.duration_since(spawned))
+                    .unwrap_or_default();
+                all.push((result.measurement, first_request));
             }
         }
         let requests = mock.request_count();
@@ -88,8 +94,11 @@ fn run() -> Result<(), BenchError> {
     Ok(())
 }
 
-fn report(label: &str, all: &[Measurement]) {
-    let col = |f: &dyn Fn(&Measurement) -> f64| Stats::of(&all.iter().map(f).collect::<Vec<_>>());
+fn report(label: &str, all: &[(Measurement, Duration)]) {
+    let col = |f: &dyn Fn(&Measurement) -> f64| {
+        Stats::of(&all.iter().map(|(m, _)| f(m)).collect::<Vec<_>>())
+    };
+    let request = Stats::of(&all.iter().map(|(_, d)| ms(*d)).collect::<Vec<_>>());
     let wall = col(&|m| ms(m.wall()));
     let cpu = col(&|m| ms(m.cpu()));
     let user = col(&|m| m.user_us as f64 / 1000.0);
@@ -100,6 +109,11 @@ fn report(label: &str, all: &[Measurement]) {
     println!("|---|---|---|---|---|");
     for (name, s, unit) in [
         ("wall", wall, "ms"),
+        (
+            "spawn → request arrives (incl. ≈1 ms wrapper start)",
+            request,
+            "ms",
+        ),
         ("CPU user+sys", cpu, "ms"),
         ("CPU user", user, "ms"),
         ("CPU sys", sys, "ms"),

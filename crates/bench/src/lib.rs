@@ -112,6 +112,7 @@ pub fn quest_command(bin: &Path, home: &Path, work: &Path) -> Command {
         .env_remove("TRACEPARENT")
         .env_remove("TRACESTATE")
         .env_remove("RUST_LOG")
+        .env_remove("LD_LIBRARY_PATH")
         .env("NO_COLOR", "1")
         .current_dir(work)
         .stdin(Stdio::null());
