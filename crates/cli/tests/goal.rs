@@ -548,3 +548,24 @@ fn sigterm_pauses_the_goal_and_exits_6() {
     );
     assert_eq!(mock.request_count(), 1);
 }
+
+#[test]
+fn plain_exec_runs_one_turn_even_when_the_model_creates_a_goal() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::create_goal("ship the release", None),
+        Step::message("Goal created; I will keep going in later runs."),
+        Step::message("must never be requested"),
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).arg("set a goal to ship the release"), 0);
+    let id = thread_id(&jsonl(&out));
+    assert_eq!(mock.request_count(), 2);
+    let goal = goal_json(&env, &id);
+    assert_eq!(goal["status"], "paused");
+    let log = goal_log(&env, &id);
+    assert_eq!(
+        reasons(&log),
+        ["model:tool_update_goal", "system:process_exit"]
+    );
+    assert!(log[1]["detail"].to_string().contains("clean"));
+}

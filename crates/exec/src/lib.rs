@@ -226,9 +226,10 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     };
     let mut runtime: Option<GoalRuntime> = None;
     let goals_config = config.goals.clone();
+    let continuations = goal_request.is_some();
     let policy = |session: &Arc<Session>| -> Option<Box<dyn IdlePolicy>> {
         let store = session.store.clone()?;
-        let rt = GoalRuntime::new(session.clone(), store, goals_config);
+        let rt = GoalRuntime::new(session.clone(), store, goals_config, continuations);
         runtime = Some(rt.clone());
         Some(Box::new(rt))
     };

@@ -63,6 +63,8 @@ struct Shared {
     session: Arc<Session>,
     store: Store,
     config: GoalsConfig,
+    /// Start hidden continuation turns (off for a plain `quest exec`, which runs one turn).
+    continuations: bool,
     inner: Mutex<Inner>,
 }
 
@@ -105,12 +107,18 @@ fn now_ms() -> i64 {
 
 impl GoalRuntime {
     /// A runtime for the session's thread. The session must have a store.
-    pub fn new(session: Arc<Session>, store: Store, config: GoalsConfig) -> Self {
+    pub fn new(
+        session: Arc<Session>,
+        store: Store,
+        config: GoalsConfig,
+        continuations: bool,
+    ) -> Self {
         GoalRuntime {
             shared: Arc::new(Shared {
                 session,
                 store,
                 config,
+                continuations,
                 inner: Mutex::new(Inner::default()),
             }),
         }
@@ -685,6 +693,9 @@ impl IdlePolicy for GoalRuntime {
     }
 
     fn next_continuation(&mut self) -> Option<Duration> {
+        if !self.shared.continuations {
+            return None;
+        }
         {
             let mut inner = self.inner();
             if inner.suspended.is_some() || std::mem::take(&mut inner.interrupted) {
