@@ -569,3 +569,55 @@ fn plain_exec_runs_one_turn_even_when_the_model_creates_a_goal() {
     );
     assert!(log[1]["detail"].to_string().contains("clean"));
 }
+
+fn overloaded() -> Step {
+    Step::http_error(
+        503,
+        json!({"error": {"code": "server_is_overloaded", "message": "busy"}}),
+    )
+}
+
+#[test]
+fn server_overloaded_defers_one_retry_then_blocks() {
+    // The harness allows one transport retry, so each failing turn costs two requests.
+    let mock = MockModel::start_blocking(Script::new([]).with_default(overloaded()));
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&mock).args([
+            "-c",
+            "goals.server_overloaded_retry_delay=\"50ms\"",
+            "--goal",
+            "busy provider",
+        ]),
+        3,
+    );
+    let id = thread_id(&jsonl(&out));
+    assert_eq!(mock.request_count(), 4);
+    assert_eq!(
+        reasons(&goal_log(&env, &id)).last().unwrap(),
+        "system:turn_error"
+    );
+}
+
+#[test]
+fn server_overloaded_retry_can_complete_the_goal() {
+    let mock = MockModel::start_blocking(Script::new([
+        overloaded(),
+        overloaded(),
+        Step::update_goal("complete"),
+        Step::message("done after the provider recovered"),
+    ]));
+    let env = TestEnv::new();
+    run(
+        env.exec(&mock).args([
+            "-c",
+            "goals.server_overloaded_retry_delay=\"50ms\"",
+            "--goal",
+            "busy provider",
+        ]),
+        0,
+    );
+    assert_eq!(mock.request_count(), 4);
+    let gap = mock.gaps()[1];
+    assert!(gap >= Duration::from_millis(50), "{gap:?}");
+}

@@ -86,6 +86,8 @@ pub struct GoalsConfig {
     pub auto_resume_jitter_min_ms: u64,
     /// Longest random delay added to a usage-limit reset before resuming.
     pub auto_resume_jitter_max_ms: u64,
+    /// Wait before the one deferred retry of a goal turn that failed with "model at capacity".
+    pub server_overloaded_retry_delay: DurationValue,
 }
 
 impl Default for GoalsConfig {
@@ -106,6 +108,7 @@ impl Default for GoalsConfig {
             notify: "attention".to_string(),
             auto_resume_jitter_min_ms: 30_000,
             auto_resume_jitter_max_ms: 90_000,
+            server_overloaded_retry_delay: DurationValue(Duration::from_secs(300)),
         }
     }
 }

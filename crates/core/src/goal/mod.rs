@@ -94,6 +94,10 @@ struct Inner {
     user_record: Option<String>,
     /// The lease this process holds on the thread's goal loop.
     lease: Option<Lease>,
+    /// A deferred retry after "model at capacity" is scheduled.
+    overload_retry_pending: bool,
+    /// Goal id that already used its one deferred overload retry.
+    overload_retry_used_for: Option<String>,
     /// The goal as last announced (without `updatedAt`), to skip announcing no-op writes.
     last_announced: Option<quest_protocol::goal::ThreadGoal>,
 }
@@ -516,6 +520,27 @@ impl GoalRuntime {
         }
     }
 
+    /// The first "model at capacity" failure of a goal defers one retry instead of blocking
+    /// (§17h); a second one blocks as any other turn error.
+    fn defer_overload(&self, error: &crate::protocol::TurnError) -> bool {
+        if error.kind != "server_overloaded" {
+            return false;
+        }
+        let Some(goal) = self.current().ok().flatten() else {
+            return false;
+        };
+        if goal.status != GoalStatus::Active {
+            return false;
+        }
+        let mut inner = self.inner();
+        if inner.overload_retry_used_for.as_deref() == Some(goal.goal_id.as_str()) {
+            return false;
+        }
+        inner.overload_retry_used_for = Some(goal.goal_id);
+        inner.overload_retry_pending = true;
+        true
+    }
+
     fn classify(&self, report: &TurnReport, last_message: Option<&str>) -> GoalTurnOutcome {
         let inner = self.inner();
         let progress = report.tool_results.iter().any(|r| {
@@ -639,6 +664,18 @@ impl IdlePolicy for GoalRuntime {
             self.flush(mode, 1, turn_id);
         }
         match &report.outcome {
+            TurnOutcome::Failed(error) if goal_turn && self.defer_overload(error) => {
+                self.shared.session.emit(
+                    turn_id,
+                    EventMsg::Warning(format!(
+                        "{} The goal stays active and retries once in {}.",
+                        error.message,
+                        prompts::human_duration(
+                            self.shared.config.server_overloaded_retry_delay.0.as_secs() as i64
+                        )
+                    )),
+                );
+            }
             TurnOutcome::Failed(error) if goal_turn => {
                 let trigger = if error.usage_limit {
                     Trigger::UsageLimit {
@@ -703,6 +740,11 @@ impl IdlePolicy for GoalRuntime {
             }
         }
         let goal = self.current().ok().flatten()?;
+        if goal.status == GoalStatus::Active
+            && std::mem::take(&mut self.inner().overload_retry_pending)
+        {
+            return Some(self.shared.config.server_overloaded_retry_delay.0);
+        }
         match goal.status {
             GoalStatus::Active => Some(
                 self.shared
