@@ -621,3 +621,44 @@ fn server_overloaded_retry_can_complete_the_goal() {
     let gap = mock.gaps()[1];
     assert!(gap >= Duration::from_millis(50), "{gap:?}");
 }
+
+#[test]
+fn notify_runs_for_attention_states_only() {
+    let mock = MockModel::start_blocking(
+        Script::new([]).with_default(Step::message("I am still looking into the failure.")),
+    );
+    let env = TestEnv::new();
+    let log = env.work().join("notifications.jsonl");
+    let notify = format!(
+        "notify=[\"sh\", \"-c\", \"printf '%s\\\\n' \\\"$1\\\" >> {}\", \"notify\"]",
+        log.display()
+    );
+    let out = run(
+        env.exec(&mock)
+            .args(FAST_BACKOFF)
+            .args(["-c", &notify, "--goal", "fix it"]),
+        3,
+    );
+    let id = thread_id(&jsonl(&out));
+    // The notifier runs in the background; wait for its line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "three continuation turns, one notification: {text}"
+    );
+    assert_eq!(lines[0]["thread-id"], id);
+    assert_eq!(lines[0]["goal"]["status"], "blocked");
+    assert_eq!(lines[0]["goal"]["objective"], "fix it");
+}

@@ -254,6 +254,7 @@ struct ConfigToml {
     project_doc_max_bytes: Option<usize>,
     instructions_file: Option<PathBuf>,
     web_search: Option<String>,
+    notify: Option<Vec<String>>,
     sandbox_workspace_write: Option<toml::Value>,
 }
 
@@ -288,6 +289,9 @@ pub struct Config {
     pub instructions_file: Option<PathBuf>,
     /// Maximum bytes of `AGENTS.md` included.
     pub project_doc_max_bytes: usize,
+    /// `notify`: a program (and arguments) run with a JSON payload as its last argument when a
+    /// goal needs attention.
+    pub notify: Option<Vec<String>>,
 }
 
 /// Command-line inputs that take part in configuration.
@@ -540,6 +544,7 @@ fn resolve(
         otel: parsed.otel,
         instructions_file: parsed.instructions_file,
         project_doc_max_bytes: parsed.project_doc_max_bytes.unwrap_or(32 * 1024),
+        notify: parsed.notify.filter(|argv| !argv.is_empty()),
     };
     Ok(LoadedConfig { config, warnings })
 }
