@@ -48,6 +48,7 @@ fn script() -> Script {
             },
             then: Step::message("Step {n} done; continuing.").with_usage(usage),
             max_matches: None,
+            verbatim: false,
         })
         .with_default(
             Step::function_call("shell", json!({"command": ["echo", "{n}"]})).with_usage(usage),
