@@ -50,6 +50,28 @@ fn progress_model(cmd: &str, usage: Option<Usage>) -> Script {
         )))
 }
 
+/// Starts `quest exec --goal` in the background and waits until its first model request arrived;
+/// returns the child and the thread id from its first JSONL line.
+fn spawn_goal_run(
+    env: &TestEnv,
+    mock: &MockModel,
+    objective: &str,
+) -> (std::process::Child, String) {
+    let mut child = env
+        .exec(mock)
+        .args(["--goal", objective])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let id = first["thread_id"].as_str().unwrap().to_string();
+    mock.wait_for_requests_blocking(1, Duration::from_secs(20))
+        .unwrap();
+    (child, id)
+}
+
 fn goal_updates(events: &[Value]) -> Vec<&Value> {
     events
         .iter()
@@ -305,18 +327,7 @@ fn time_budget_stops_the_goal() {
 fn pause_from_another_process_stops_the_loop_before_its_next_turn() {
     let mock = MockModel::start_blocking(progress_model("sleep 0.5; echo {n}", None));
     let env = TestEnv::new();
-    let mut child = env
-        .exec(&mock)
-        .args(["--goal", "forever"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let id = first["thread_id"].as_str().unwrap().to_string();
-    mock.wait_for_requests_blocking(1, Duration::from_secs(20))
-        .unwrap();
+    let (mut child, id) = spawn_goal_run(&env, &mock, "forever");
     let paused = run(env.quest_bare().args(["goal", "pause", &id, "--json"]), 0);
     let paused: Value = serde_json::from_slice(&paused.stdout).unwrap();
     assert_eq!(paused["goal"]["status"], "paused");
@@ -343,18 +354,7 @@ fn sigkill_while_active_comes_back_paused() {
         Script::new([]).with_default(Step::message("thinking").delay(Duration::from_secs(60))),
     );
     let env = TestEnv::new();
-    let mut child = env
-        .exec(&mock)
-        .args(["--goal", "survive a crash"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let id = first["thread_id"].as_str().unwrap().to_string();
-    mock.wait_for_requests_blocking(1, Duration::from_secs(20))
-        .unwrap();
+    let (mut child, id) = spawn_goal_run(&env, &mock, "survive a crash");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let goal = goal_json(&env, &id);
@@ -526,18 +526,7 @@ fn sigterm_pauses_the_goal_and_exits_6() {
         Script::new([]).with_default(Step::message("thinking").delay(Duration::from_secs(60))),
     );
     let env = TestEnv::new();
-    let mut child = env
-        .exec(&mock)
-        .args(["--goal", "be interrupted"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let id = first["thread_id"].as_str().unwrap().to_string();
-    mock.wait_for_requests_blocking(1, Duration::from_secs(20))
-        .unwrap();
+    let (mut child, id) = spawn_goal_run(&env, &mock, "be interrupted");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(6));

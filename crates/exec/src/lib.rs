@@ -361,13 +361,14 @@ impl GoalRequest {
     }
 }
 
-/// Runs the goal loop until the goal stops; the exit code follows the final status.
-async fn drive_goal(
-    mut started: StartedThread,
-    runtime: &GoalRuntime,
+/// Pumps the thread's events into `processor` until the actor stops. `on_event` sees each event
+/// after it was printed and says whether to ask the actor to shut down. SIGINT/SIGTERM interrupt
+/// the turn (pausing an active goal) once.
+async fn pump_events(
+    started: &mut StartedThread,
     processor: &mut EventProcessor,
-) -> i32 {
-    started.handle.submit(Op::WakeIdle);
+    mut on_event: impl FnMut(&EventMsg) -> bool,
+) {
     let mut interrupted = false;
     let mut shutting_down = false;
     loop {
@@ -381,16 +382,25 @@ async fn drive_goal(
         };
         let Some(event) = event else { break };
         processor.process(&event.msg);
-        match event.msg {
-            EventMsg::Idle if !shutting_down => {
-                shutting_down = true;
-                started.handle.submit(Op::Shutdown);
-            }
-            EventMsg::ShutdownComplete => break,
-            _ => {}
+        if matches!(event.msg, EventMsg::ShutdownComplete) {
+            break;
+        }
+        if on_event(&event.msg) && !shutting_down {
+            shutting_down = true;
+            started.handle.submit(Op::Shutdown);
         }
     }
     started.handle.join().await;
+}
+
+/// Runs the goal loop until the goal stops; the exit code follows the final status.
+async fn drive_goal(
+    mut started: StartedThread,
+    runtime: &GoalRuntime,
+    processor: &mut EventProcessor,
+) -> i32 {
+    started.handle.submit(Op::WakeIdle);
+    pump_events(&mut started, processor, |msg| matches!(msg, EventMsg::Idle)).await;
     match runtime.current() {
         Ok(Some(goal)) => goal.status.exit_code(),
         Ok(None) => EXIT_FAILURE,
@@ -401,6 +411,7 @@ async fn drive_goal(
     }
 }
 
+/// Runs one user turn; 0 when it completed.
 async fn drive_single_turn(
     mut started: StartedThread,
     prompt: String,
@@ -408,32 +419,15 @@ async fn drive_single_turn(
 ) -> i32 {
     started.handle.submit(Op::UserInput { text: prompt });
     let mut code = EXIT_FAILURE;
-    let mut interrupted = false;
-    loop {
-        let event = tokio::select! {
-            event = started.events.recv() => event,
-            _ = stop_signal(), if !interrupted => {
-                interrupted = true;
-                started.handle.submit(Op::Interrupt { pause_goal: true });
-                continue;
-            }
-        };
-        let Some(event) = event else { break };
-        processor.process(&event.msg);
-        match event.msg {
-            EventMsg::TurnCompleted { .. } => {
-                code = 0;
-                started.handle.submit(Op::Shutdown);
-            }
-            EventMsg::TurnFailed { .. } | EventMsg::TurnAborted => {
-                code = EXIT_FAILURE;
-                started.handle.submit(Op::Shutdown);
-            }
-            EventMsg::ShutdownComplete => break,
-            _ => {}
+    pump_events(&mut started, processor, |msg| match msg {
+        EventMsg::TurnCompleted { .. } => {
+            code = 0;
+            true
         }
-    }
-    started.handle.join().await;
+        EventMsg::TurnFailed { .. } | EventMsg::TurnAborted => true,
+        _ => false,
+    })
+    .await;
     code
 }
 

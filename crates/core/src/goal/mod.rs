@@ -102,6 +102,20 @@ struct Inner {
     last_announced: Option<quest_protocol::goal::ThreadGoal>,
 }
 
+impl Inner {
+    /// Whole active seconds since the clock last moved; the fraction is carried forward.
+    fn take_whole_seconds(&mut self) -> i64 {
+        match self.clock.as_mut() {
+            Some(start) => {
+                let whole = start.elapsed().as_secs();
+                *start += Duration::from_secs(whole);
+                whole as i64
+            }
+            None => 0,
+        }
+    }
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -320,14 +334,7 @@ impl GoalRuntime {
             let Some(lease) = inner.lease.clone() else {
                 return false;
             };
-            let seconds = match inner.clock.as_mut() {
-                Some(start) => {
-                    let whole = start.elapsed().as_secs();
-                    *start += Duration::from_secs(whole);
-                    whole as i64
-                }
-                None => 0,
-            };
+            let seconds = inner.take_whole_seconds();
             (lease, seconds)
         };
         match self.shared.store.heartbeat(&lease, seconds) {
@@ -364,14 +371,7 @@ impl GoalRuntime {
         let (tokens, seconds) = {
             let mut inner = self.inner();
             let tokens = std::mem::take(&mut inner.pending_tokens);
-            let seconds = match inner.clock.as_mut() {
-                Some(start) => {
-                    let whole = start.elapsed().as_secs();
-                    *start += Duration::from_secs(whole);
-                    whole as i64
-                }
-                None => 0,
-            };
+            let seconds = inner.take_whole_seconds();
             (tokens, seconds)
         };
         if tokens == 0 && seconds == 0 && turns == 0 {
