@@ -604,6 +604,9 @@ proptest! {
         let edits = &edits[..lines.len()];
         prop_assume!(append > 0 || edits.iter().any(|e| !matches!(e, Edit::Keep)));
         let (patch, expected) = build(&lines, edits, append, context);
+        // A one-line file without a final newline has no line ending to copy; new lines in it
+        // get "\n".
+        let crlf = crlf && (lines.len() > 1 || final_newline);
 
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("f.txt"), join(&lines, crlf, final_newline)).unwrap();
