@@ -380,3 +380,61 @@ fn ephemeral_threads_leave_no_record() {
     let out = run(env.exec(&mock).args(["resume", &id, "again"]), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("thread not found"));
 }
+
+#[test]
+fn a_cut_stream_is_retried_and_announced() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::message("partial").cut_after(1),
+        Step::message("recovered"),
+    ]));
+    let env = TestEnv::new();
+    let events = jsonl(&run(env.exec(&mock).arg("x"), 0));
+    let notices: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "error")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(notices.len(), 1, "{events:?}");
+    assert!(
+        notices[0].starts_with("Reconnecting... 1/1 ("),
+        "{}",
+        notices[0]
+    );
+    assert_eq!(
+        completed_items(&events, "agent_message")[0]["text"],
+        "recovered"
+    );
+    assert_eq!(mock.request_count(), 2);
+}
+
+#[test]
+fn model_errors_fail_the_turn_with_exit_1() {
+    for (step, requests, needle) in [
+        (
+            Step::usage_limit(Some("pro"), None),
+            1,
+            "You’ve hit your usage limit.",
+        ),
+        (
+            Step::http_error(
+                400,
+                json!({"error": {"type": "invalid_request_error", "message": "bad"}}),
+            ),
+            1,
+            "invalid_request_error",
+        ),
+        (
+            Step::failed("context_length_exceeded", "too long"),
+            1,
+            "context window",
+        ),
+    ] {
+        let mock = MockModel::start_blocking(Script::new([]).with_default(step));
+        let env = TestEnv::new();
+        let events = jsonl(&run(env.exec(&mock).arg("x"), 1));
+        let failed = events.iter().find(|e| e["type"] == "turn.failed").unwrap();
+        let message = failed["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+        assert_eq!(mock.request_count(), requests, "{message}");
+    }
+}
