@@ -438,3 +438,22 @@ fn model_errors_fail_the_turn_with_exit_1() {
         assert_eq!(mock.request_count(), requests, "{message}");
     }
 }
+
+#[test]
+fn turn_state_is_echoed_within_a_turn_only() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call("exec_command", json!({"cmd": "true"}))
+            .with_header("x-codex-turn-state", "sticky-1"),
+        Step::message("first turn done"),
+        Step::message("second turn"),
+    ]));
+    let env = TestEnv::new();
+    let id = thread_id(&jsonl(&run(env.exec(&mock).arg("one"), 0)));
+    run(env.exec(&mock).args(["resume", &id, "two"]), 0);
+    assert_eq!(mock.request(0).unwrap().header("x-codex-turn-state"), None);
+    assert_eq!(
+        mock.request(1).unwrap().header("x-codex-turn-state"),
+        Some("sticky-1")
+    );
+    assert_eq!(mock.request(2).unwrap().header("x-codex-turn-state"), None);
+}

@@ -78,8 +78,16 @@ pub async fn run_turn(
         return report;
     }
     let mut last_message = None;
+    // Sticky routing: the opaque `x-codex-turn-state` a response carried goes back on every later
+    // request of the same turn.
+    let mut turn_state: Option<http::HeaderValue> = None;
     loop {
         let mut prompt = session.prompt(history, turn_id, trigger);
+        if let Some(value) = &turn_state {
+            prompt
+                .extra_headers
+                .insert("x-codex-turn-state", value.clone());
+        }
         let chat = chat_span(&session);
         if session.propagate_trace {
             quest_otel::inject_span_w3c_trace_headers(&chat, &mut prompt.extra_headers);
@@ -124,8 +132,17 @@ pub async fn run_turn(
                 report.outcome = TurnOutcome::Aborted;
                 return report;
             }
-            result = session.client.stream(&prompt, &mut on_event).instrument(chat.clone()) => result,
+            result = session.client.stream_with_meta(&prompt, &mut on_event).instrument(chat.clone()) => result,
         };
+        let result = result.map(|(outcome, meta)| {
+            if let Some(value) = meta
+                .turn_state()
+                .and_then(|v| http::HeaderValue::from_str(v).ok())
+            {
+                turn_state = Some(value);
+            }
+            outcome
+        });
         record_model_call(&session, &chat, started.elapsed(), &result);
         let outcome = match result {
             Ok(outcome) => outcome,
