@@ -13,22 +13,11 @@ use quest_bench::{
 use quest_mock_model::{MockModel, Script, Step, Usage};
 
 fn main() -> ExitCode {
-    quest_bench::wrapper_entry();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("exec_cold: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    quest_bench::bench_main("exec_cold", run)
 }
 
 fn runs() -> usize {
-    std::env::var("QUEST_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(30)
+    quest_bench::env_count("QUEST_BENCH_RUNS", 30)
 }
 
 fn run() -> Result<(), BenchError> {

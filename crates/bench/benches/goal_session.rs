@@ -18,22 +18,11 @@ use quest_mock_model::{Condition, MockModel, Rule, Script, Step, Usage};
 use serde_json::json;
 
 fn main() -> ExitCode {
-    quest_bench::wrapper_entry();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("goal_session: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    quest_bench::bench_main("goal_session", run)
 }
 
 fn turns() -> usize {
-    std::env::var("QUEST_BENCH_TURNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(200)
+    quest_bench::env_count("QUEST_BENCH_TURNS", 200)
 }
 
 /// One cheap argv tool call, then a short report, every goal turn.

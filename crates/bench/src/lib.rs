@@ -68,6 +68,31 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
     move |source| BenchError::Io { what, source }
 }
 
+/// A positive count from environment variable `var`, else `default`.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// The shared `main` of the bench binaries: serve as the measuring wrapper when re-executed,
+/// else run `bench` and report its error under `name`.
+pub fn bench_main(
+    name: &str,
+    bench: impl FnOnce() -> Result<(), BenchError>,
+) -> std::process::ExitCode {
+    wrapper_entry();
+    match bench() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The `quest` binary: `$QUEST_BIN`, else `target/release/quest` of this workspace.
 pub fn quest_bin() -> Result<PathBuf, BenchError> {
     let path = match std::env::var_os("QUEST_BIN") {

@@ -160,6 +160,7 @@ fn launch(
             &[],
         );
     }
+    let server = Session::server_address(spec.config.model_provider.base_url());
     let session = Arc::new(Session {
         thread_id,
         config: spec.config,
@@ -170,6 +171,7 @@ fn launch(
         log_user_prompt: spec.telemetry.as_ref().is_some_and(|t| t.log_user_prompt),
         telemetry,
         propagate_trace: spec.propagate_trace,
+        server,
     });
     let policy = policy(&session);
     let handle = spawn_thread(session.clone(), history, policy);

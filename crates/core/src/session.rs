@@ -33,6 +33,8 @@ pub struct Session {
     pub propagate_trace: bool,
     /// `[otel] log_user_prompt`: goal objectives may appear in exported tool results.
     pub log_user_prompt: bool,
+    /// Host and port of the provider's base URL (`server.address` / `server.port`).
+    pub server: (Option<String>, Option<u16>),
 }
 
 impl Session {
@@ -41,9 +43,8 @@ impl Session {
         &self.config.model_provider_id
     }
 
-    /// Host and port of the provider's base URL, for `server.address` / `server.port`.
-    pub fn server_address(&self) -> (Option<String>, Option<u16>) {
-        let url = self.config.model_provider.base_url();
+    /// Host and port of a base URL, for `server.address` / `server.port`.
+    pub fn server_address(url: &str) -> (Option<String>, Option<u16>) {
         let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
         let authority = rest.split('/').next().unwrap_or_default();
         match authority.rsplit_once(':') {
@@ -157,4 +158,22 @@ pub fn initial_items(config: &Config) -> Vec<ResponseItem> {
         prompts::environment_context(&config.cwd, &config.sandbox_mode, &date),
     ));
     items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_address_splits_host_and_port() {
+        assert_eq!(
+            Session::server_address("http://127.0.0.1:4318/v1"),
+            (Some("127.0.0.1".to_string()), Some(4318))
+        );
+        assert_eq!(
+            Session::server_address("https://api.openai.com/v1"),
+            (Some("api.openai.com".to_string()), None)
+        );
+        assert_eq!(Session::server_address(""), (None, None));
+    }
 }

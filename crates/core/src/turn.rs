@@ -308,7 +308,7 @@ async fn run_calls(
 
 /// The `chat {model}` span of one model request (GenAI semantic conventions).
 fn chat_span(session: &Session) -> tracing::Span {
-    let (address, port) = session.server_address();
+    let (address, port) = &session.server;
     tracing::info_span!(
         target: "quest::model",
         "chat",
@@ -336,7 +336,7 @@ fn record_model_call(
     elapsed: std::time::Duration,
     result: &Result<quest_model::ResponseOutcome, quest_model::ModelError>,
 ) {
-    let (address, port) = session.server_address();
+    let (address, port) = session.server.clone();
     let mut call = quest_otel::GenAiCall {
         operation: "chat".to_string(),
         provider: session.provider_name().to_string(),

@@ -252,17 +252,12 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     })?;
     let mut processor = EventProcessor::new(mode, goal_request.is_some());
     processor.thread_started(&started.handle.thread_id.to_string());
+    let provider_warnings = telemetry.as_ref().map(|t| t.warnings()).unwrap_or_default();
     for warning in loaded
         .warnings
         .iter()
         .chain(&telemetry_config.warnings)
-        .chain(
-            telemetry
-                .iter()
-                .flat_map(|t| t.warnings())
-                .collect::<Vec<_>>()
-                .iter(),
-        )
+        .chain(&provider_warnings)
     {
         processor.warning(warning);
     }
@@ -293,8 +288,8 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     };
     if let Some(telemetry) = &telemetry {
         // Bounded by `[otel] shutdown_timeout_ms`; an unreachable collector cannot hold up exit.
-        let report = tokio::task::block_in_place(|| telemetry.shutdown());
-        let _ = report;
+        // What misses the deadline is dropped with one warning on stderr, printed by the provider.
+        tokio::task::block_in_place(|| telemetry.shutdown());
     }
     if let Some(path) = &args.output_last_message {
         let text = processor.last_message.clone().unwrap_or_default();

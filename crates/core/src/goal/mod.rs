@@ -165,6 +165,14 @@ impl GoalRuntime {
         }
     }
 
+    /// True when the stored goal is `active` (a storage error counts as not active).
+    fn is_active(&self) -> bool {
+        self.current()
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.status == GoalStatus::Active)
+    }
+
     /// The goal as stored now.
     pub fn current(&self) -> Result<Option<GoalState>, GoalError> {
         self.shared
@@ -755,12 +763,7 @@ impl IdlePolicy for GoalRuntime {
             TurnOutcome::Failed(_) => {}
             TurnOutcome::Aborted => self.inner().interrupted = true,
             TurnOutcome::Completed { last_message } => {
-                let active = self
-                    .current()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|g| g.status == GoalStatus::Active);
-                if goal_turn && active {
+                if goal_turn && self.is_active() {
                     let outcome = self.classify(report, last_message.as_deref());
                     if let Some(t) = &self.shared.session.telemetry {
                         t.goal_continuation_turn(match outcome {
@@ -869,12 +872,7 @@ impl IdlePolicy for GoalRuntime {
     }
 
     fn on_interrupt(&mut self) {
-        if self
-            .current()
-            .ok()
-            .flatten()
-            .is_some_and(|g| g.status == GoalStatus::Active)
-        {
+        if self.is_active() {
             self.flush(AccountingMode::ActiveOrStopped, 0, None);
             self.system_stop_as_user(Trigger::Interrupt);
         }
@@ -882,12 +880,7 @@ impl IdlePolicy for GoalRuntime {
 
     fn on_shutdown(&mut self) {
         let thread_id = self.shared.session.thread_id;
-        if self
-            .current()
-            .ok()
-            .flatten()
-            .is_some_and(|g| g.status == GoalStatus::Active)
-        {
+        if self.is_active() {
             self.flush(AccountingMode::ActiveOrStopped, 0, None);
             self.system_stop(Trigger::ProcessExit { clean: true }, None);
         }
