@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quest_mcp::{McpConnectionManager, McpError, McpServerConfig, McpServers, WarningSink};
+use quest_mcp::{
+    McpConnectionManager, McpError, McpServerConfig, McpServers, ServerStatus, WarningSink,
+};
 use serde_json::json;
 
 /// The installed server's entry point; a missing install is a failure, not a skip.
@@ -323,7 +325,15 @@ async fn server_that_dies_is_restarted_at_the_next_call() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    assert!(wait_until(|| !process_alive(first)));
+    // Wait (bounded) until the manager has seen the death, then call.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while manager.statuses().await[0].1 == ServerStatus::Ready {
+        assert!(
+            Instant::now() < deadline,
+            "the manager never noticed the server's death"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let out = manager
         .call_tool("everything", "echo", json!({"message": "again"}))
         .await
