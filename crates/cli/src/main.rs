@@ -7,6 +7,7 @@ use quest_exec::{ExecArgs, run_exec};
 
 mod demo;
 mod goal_cmd;
+mod mcp_cmd;
 
 /// Quest: a coding agent that pursues goals until they are done, and stops when it cannot progress.
 #[derive(Parser, Debug)]
@@ -25,6 +26,8 @@ enum Command {
     Demo,
     /// Read and change goals from the shell.
     Goal(goal_cmd::GoalArgs),
+    /// Manage MCP servers (`[mcp_servers]` in config.toml): list, get, add, remove.
+    Mcp(mcp_cmd::McpArgs),
     /// Print shell completions.
     Completion {
         /// Shell to generate for.
@@ -42,6 +45,7 @@ fn main() {
         }
         Command::Exec(args) => runtime().block_on(run_exec(*args)),
         Command::Goal(args) => goal_cmd::run(args),
+        Command::Mcp(args) => mcp_cmd::run(args),
         Command::Demo => runtime().block_on(demo::run()),
     };
     std::process::exit(code);

@@ -256,6 +256,7 @@ struct ConfigToml {
     web_search: Option<String>,
     notify: Option<Vec<String>>,
     sandbox_workspace_write: Option<toml::Value>,
+    mcp_servers: quest_mcp::McpServers,
 }
 
 /// The resolved configuration of one Quest process.
@@ -292,6 +293,8 @@ pub struct Config {
     /// `notify`: a program (and arguments) run with a JSON payload as its last argument when a
     /// goal needs attention.
     pub notify: Option<Vec<String>>,
+    /// `[mcp_servers.<name>]`: Model Context Protocol servers whose tools the model may use.
+    pub mcp_servers: quest_mcp::McpServers,
 }
 
 /// Command-line inputs that take part in configuration.
@@ -545,6 +548,7 @@ fn resolve(
         instructions_file: parsed.instructions_file,
         project_doc_max_bytes: parsed.project_doc_max_bytes.unwrap_or(32 * 1024),
         notify: parsed.notify.filter(|argv| !argv.is_empty()),
+        mcp_servers: parsed.mcp_servers,
     };
     Ok(LoadedConfig { config, warnings })
 }
@@ -570,6 +574,39 @@ mod tests {
             raw_overrides: raw.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn mcp_servers_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[mcp_servers.docs]\ncommand = \"npx\"\nargs = [\"-y\", \"pkg\"]\n",
+        )
+        .unwrap();
+        let loaded = load(
+            dir.path(),
+            &["mcp_servers.web.url=\"http://127.0.0.1:9/mcp\""],
+        )
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let servers = &loaded.config.mcp_servers;
+        assert_eq!(servers.len(), 2);
+        assert_eq!(servers.get("docs").unwrap().transport.kind(), "stdio");
+        assert_eq!(
+            servers.get("web").unwrap().transport.kind(),
+            "streamable_http"
+        );
+
+        let err = load(dir.path(), &["mcp_servers.bad.args=[\"x\"]"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("mcp_servers.bad"), "{text}");
+        assert!(text.contains("missing `command`"), "{text}");
+        let unknown = load(dir.path(), &["mcp_servers.docs.colour=\"red\""]).unwrap();
+        assert_eq!(
+            unknown.warnings,
+            ["unknown config key `mcp_servers.docs.colour` ignored"]
+        );
     }
 
     #[test]
