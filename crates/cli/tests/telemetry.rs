@@ -182,9 +182,9 @@ fn goal_session_exports_one_span_tree_per_turn() {
     let logs = received.log_records();
     assert!(
         logs.iter()
-            .any(|l| l.event_name == "quest.goal_status_changed"
+            .any(|l| l.event_name == "quest.goal.status_changed"
                 || l.attributes.get("event.name").map(String::as_str)
-                    == Some("quest.goal_status_changed")),
+                    == Some("quest.goal.status_changed")),
         "{:#?}",
         logs.iter().map(|l| &l.event_name).collect::<Vec<_>>()
     );
@@ -255,4 +255,47 @@ fn invalid_otel_config_is_a_usage_error_and_bad_metadata_warns() {
             .unwrap()
             .contains("span_attributes")
     );
+}
+
+/// A half-configured mTLS exporter and an unreadable CA file are warnings naming the key; the
+/// run succeeds and the remaining exporter still delivers.
+#[test]
+fn broken_telemetry_tls_warns_and_never_fails_the_run() {
+    let mock = MockModel::start_blocking(Script::new([Step::message("ok")]));
+    let receiver = OtlpReceiver::start().unwrap();
+    let env = TestEnv::new();
+    let endpoint = receiver.http_endpoint();
+    let out = run(
+        env.exec(&mock)
+            .args([
+                "-c",
+                "otel.exporter={otlp-grpc={endpoint=\"https://127.0.0.1:4317\", tls={client-certificate=\"/nonexistent/client.pem\"}}}",
+                "-c",
+                "otel.metrics_exporter={otlp-http={endpoint=\"https://127.0.0.1:4318\", protocol=\"json\", tls={ca-certificate=\"/nonexistent/ca.pem\"}}}",
+                "-c",
+                &format!("otel.trace_exporter={{otlp-http={{endpoint=\"{endpoint}\", protocol=\"binary\"}}}}"),
+            ])
+            .arg("hello"),
+        0,
+    );
+    let events = jsonl(&out);
+    let warnings: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "item.completed" && e["item"]["type"] == "error")
+        .filter_map(|e| e["item"]["message"].as_str())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("otel.exporter: ")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("otel.metrics_exporter: failed to read /nonexistent/ca.pem")),
+        "{warnings:?}"
+    );
+    receiver
+        .wait_until(Duration::from_secs(20), |r| !r.traces.is_empty())
+        .unwrap_or_else(|r| panic!("traces still exported: {:?}", r.requests));
 }

@@ -140,7 +140,23 @@ pub fn telemetry_config(
     settings.resource_attributes = parsed.resource_attributes;
     settings.shutdown_timeout = Duration::from_millis(parsed.shutdown_timeout_ms);
     settings.metrics_export_interval = parsed.metrics_export_interval_ms.map(Duration::from_millis);
-    let warnings = settings.sanitize_trace_metadata();
+    let mut warnings = settings.sanitize_trace_metadata();
+    // Telemetry is never fatal: an exporter that cannot be built is switched off with a warning.
+    warnings.extend(settings.check_exporters());
+    for (key, set) in [
+        ("otel.capture_content", parsed.capture_content),
+        ("otel.log_agent_responses", parsed.log_agent_responses),
+        (
+            "otel.log_guardian_assessments",
+            parsed.log_guardian_assessments,
+        ),
+    ] {
+        if set {
+            warnings.push(format!(
+                "`{key}` is not supported by this version of Quest and is ignored"
+            ));
+        }
+    }
     Ok(TelemetryConfig {
         settings,
         log_user_prompt: parsed.log_user_prompt,
@@ -453,5 +469,26 @@ mod tests {
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert_eq!(c.settings.span_attributes.len(), 1);
         assert_eq!(c.settings.tracestate.len(), 1);
+    }
+
+    #[test]
+    fn broken_tls_and_inert_keys_are_warnings_not_errors() {
+        let c = with(&[
+            r#"otel.trace_exporter={otlp-grpc={endpoint="https://127.0.0.1:4317", tls={client-certificate="/nonexistent/client.pem"}}}"#,
+            r#"otel.exporter={otlp-http={endpoint="https://127.0.0.1:4318", protocol="binary", tls={ca-certificate="/nonexistent/ca.pem"}}}"#,
+            "otel.capture_content=true",
+            "otel.log_agent_responses=true",
+        ])
+        .unwrap();
+        assert_eq!(c.settings.trace_exporter, OtelExporter::None);
+        assert_eq!(c.settings.exporter, OtelExporter::None);
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("otel.exporter: failed to read /nonexistent/ca.pem"));
+        assert_eq!(
+            c.warnings[1],
+            "otel.trace_exporter: client_certificate and client_private_key must both be provided for mTLS; traces are not exported"
+        );
+        assert!(c.warnings[2].contains("`otel.capture_content` is not supported"));
+        assert!(c.warnings[3].contains("`otel.log_agent_responses` is not supported"));
     }
 }

@@ -15,7 +15,7 @@ pub const DEFAULT_OTEL_ENVIRONMENT: &str = "dev";
 pub const OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Default bound on the whole exit flush (`[otel] shutdown_timeout_ms`).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(2000);
-/// Default Statsig OTLP base endpoint (`/v1/metrics` is appended).
+/// Default Statsig OTLP base endpoint (`/v1/metrics` is appended unless already there).
 pub const STATSIG_OTLP_HTTP_ENDPOINT: &str = "https://api.statsig.com/otlp";
 /// Environment variable overriding [`STATSIG_OTLP_HTTP_ENDPOINT`].
 pub const STATSIG_OTLP_HTTP_ENDPOINT_ENV: &str = "QUEST_STATSIG_OTLP_ENDPOINT";
@@ -131,6 +131,40 @@ impl OtelSettings {
     }
 }
 
+impl OtelSettings {
+    /// Config-load check of the three exporters: one that cannot be built (unreadable or
+    /// invalid TLS file, half-configured mTLS, gRPC endpoint without a host, `statsig` without
+    /// its secret or on a signal other than metrics) is turned off with one warning naming its
+    /// key. Telemetry problems never stop a run. No network I/O.
+    pub fn check_exporters(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let slots: [(&str, &str, &mut OtelExporter); 3] = [
+            ("exporter", "logs", &mut self.exporter),
+            ("trace_exporter", "traces", &mut self.trace_exporter),
+            ("metrics_exporter", "metrics", &mut self.metrics_exporter),
+        ];
+        for (key, signal, exporter) in slots {
+            let problem = match exporter {
+                OtelExporter::Statsig if signal != "metrics" => Some(format!(
+                    "otel.{key}: the statsig exporter is metrics-only; {signal} are not exported"
+                )),
+                OtelExporter::Statsig => resolve_exporter(exporter).1,
+                OtelExporter::None
+                | OtelExporter::OtlpGrpc { .. }
+                | OtelExporter::OtlpHttp { .. } => crate::otlp::check_exporter(exporter)
+                    .err()
+                    .map(|err| format!("otel.{key}: {err}; {signal} are not exported")),
+            };
+            if let Some(problem) = problem {
+                *exporter = OtelExporter::None;
+                tracing::warn!("{problem}");
+                warnings.push(problem);
+            }
+        }
+        warnings
+    }
+}
+
 /// Where one signal is exported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OtelExporter {
@@ -150,7 +184,8 @@ pub enum OtelExporter {
     },
     /// OTLP over HTTP.
     OtlpHttp {
-        /// Base endpoint (`http://host:4318`, `/v1/<signal>` appended) or a full signal path.
+        /// Bare endpoint (`http://host:4318`, `/v1/<signal>` appended) or a full URL with a
+        /// path, used as given.
         endpoint: String,
         /// Extra headers sent with every export.
         headers: HashMap<String, String>,
@@ -220,8 +255,9 @@ impl Signal {
     }
 }
 
-/// The URL an OTLP/HTTP exporter posts to. A base endpoint (no `/v1/` in the path) gets
-/// `/v1/<signal>` appended; an endpoint that already names a `/v1/...` path is used as is.
+/// The URL an OTLP/HTTP exporter posts to. An endpoint with a path is used exactly as given
+/// (as Codex does: HTTP endpoints name their `/v1/<signal>` path); only a bare
+/// `scheme://host:port` (optionally with a trailing `/`) gets `/v1/<signal>` appended.
 pub fn http_signal_endpoint(endpoint: &str, signal: Signal) -> String {
     let trimmed = endpoint.trim();
     let (without_query, query) = match trimmed.split_once('?') {
@@ -234,7 +270,7 @@ pub fn http_signal_endpoint(endpoint: &str, signal: Signal) -> String {
     let path = after_scheme
         .find('/')
         .map_or("", |idx| &after_scheme[idx..]);
-    if path.contains("/v1/") {
+    if !path.trim_matches('/').is_empty() {
         return trimmed.to_string();
     }
     let mut url = format!(
@@ -287,9 +323,15 @@ pub(crate) fn resolve_exporter_with(
                     )),
                 );
             };
-            let endpoint = lookup(STATSIG_OTLP_HTTP_ENDPOINT_ENV)
+            let base = lookup(STATSIG_OTLP_HTTP_ENDPOINT_ENV)
                 .filter(|value| !value.trim().is_empty())
                 .unwrap_or_else(|| STATSIG_OTLP_HTTP_ENDPOINT.to_string());
+            let base = base.trim().trim_end_matches('/');
+            let endpoint = if base.ends_with("/v1/metrics") {
+                base.to_string()
+            } else {
+                format!("{base}/v1/metrics")
+            };
             (
                 OtelExporter::OtlpHttp {
                     endpoint,
@@ -415,7 +457,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_endpoint_gets_signal_path_and_full_path_is_kept() {
+    fn bare_endpoint_gets_signal_path_and_any_path_is_kept() {
         assert_eq!(
             http_signal_endpoint("http://127.0.0.1:4318", Signal::Traces),
             "http://127.0.0.1:4318/v1/traces"
@@ -425,8 +467,17 @@ mod tests {
             "http://h:4318/v1/logs"
         );
         assert_eq!(
+            http_signal_endpoint("http://h:4318?tenant=a", Signal::Logs),
+            "http://h:4318/v1/logs?tenant=a"
+        );
+        // A path is the user's choice, as in Codex: never rewritten.
+        assert_eq!(
             http_signal_endpoint("https://ab.example.com/otlp", Signal::Metrics),
-            "https://ab.example.com/otlp/v1/metrics"
+            "https://ab.example.com/otlp"
+        );
+        assert_eq!(
+            http_signal_endpoint("https://gw.example.com/ingest/traces", Signal::Traces),
+            "https://gw.example.com/ingest/traces"
         );
         assert_eq!(
             http_signal_endpoint("http://h:4318/v1/metrics", Signal::Metrics),
@@ -493,7 +544,7 @@ mod tests {
                 protocol,
                 tls,
             } => {
-                assert_eq!(endpoint, STATSIG_OTLP_HTTP_ENDPOINT);
+                assert_eq!(endpoint, format!("{STATSIG_OTLP_HTTP_ENDPOINT}/v1/metrics"));
                 assert_eq!(headers.get(STATSIG_API_KEY_HEADER).unwrap(), "secret-1");
                 assert_eq!(protocol, OtelHttpProtocol::Json);
                 assert!(tls.is_none());

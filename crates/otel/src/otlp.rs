@@ -185,3 +185,24 @@ pub(crate) fn metric_exporter(
         timeout
     )
 }
+
+/// Whether `exporter` can be built (TLS files readable and valid, mTLS complete, gRPC endpoint
+/// with a host), without any network I/O.
+pub(crate) fn check_exporter(exporter: &OtelExporter) -> Result<(), OtelError> {
+    match exporter {
+        OtelExporter::OtlpHttp { tls, .. } => {
+            if let Some(tls) = tls {
+                http_client_with_tls(tls, Duration::from_secs(1))?;
+            }
+            Ok(())
+        }
+        OtelExporter::OtlpGrpc { endpoint, tls, .. } => {
+            grpc_endpoint_host(endpoint)?;
+            if let Some(tls) = tls {
+                grpc_tls_config(endpoint, tls)?;
+            }
+            Ok(())
+        }
+        OtelExporter::None | OtelExporter::Statsig => Ok(()),
+    }
+}

@@ -151,27 +151,60 @@ fn signal_exporter(
     }
 }
 
+/// The result of [`OtelProvider::build`]: the provider (`None` when nothing is exported) and
+/// the startup warnings to show the user (ignored exporters, a missing Statsig secret, an
+/// exporter that could not be built).
+#[derive(Debug)]
+pub struct ProviderBuild {
+    /// The pipelines, when at least one exporter is in use.
+    pub provider: Option<OtelProvider>,
+    /// One line per problem, naming the `[otel]` key it concerns.
+    pub warnings: Vec<String>,
+}
+
+/// Builds one signal's exporter; a failure becomes a warning naming the config key and the
+/// signal runs without an exporter (telemetry is never fatal).
+fn exporter_or_warn<T>(
+    key: &str,
+    signal: &str,
+    built: Result<Option<T>, OtelError>,
+    warnings: &mut Vec<String>,
+) -> Option<T> {
+    match built {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            warnings.push(format!("otel.{key}: {err}; {signal} are not exported"));
+            None
+        }
+    }
+}
+
 impl OtelProvider {
     /// Builds the pipelines. `Ok(None)` when no exporter is enabled (the configured tracestate
     /// is then cleared). Invalid span attributes or tracestate are hard errors here; config
     /// loading is expected to have filtered them with [`OtelSettings::sanitize_trace_metadata`].
+    /// An exporter that cannot be built (unreadable CA, half-configured mTLS, bad endpoint) is
+    /// left out with a warning; [`OtelProvider::build`] returns those warnings even when no
+    /// provider results.
     #[allow(clippy::should_implement_trait)]
     pub fn from(settings: &OtelSettings) -> Result<Option<Self>, OtelError> {
+        Self::build(settings).map(|built| built.provider)
+    }
+
+    /// [`OtelProvider::from`], also returning every startup warning.
+    pub fn build(settings: &OtelSettings) -> Result<ProviderBuild, OtelError> {
         let mut warnings = Vec::new();
         let log_exporter = signal_exporter(&settings.exporter, "logs", &mut warnings);
         let trace_exporter = signal_exporter(&settings.trace_exporter, "traces", &mut warnings);
         let (metrics_exporter, metrics_warning) = resolve_exporter(&settings.metrics_exporter);
         warnings.extend(metrics_warning);
-        for warning in &warnings {
-            tracing::warn!("{warning}");
-        }
         let logs_on = log_exporter != OtelExporter::None;
         let traces_on = trace_exporter != OtelExporter::None;
         let metrics_on = metrics_exporter != OtelExporter::None;
         if !logs_on && !traces_on && !metrics_on {
             install_tracestate_config(BTreeMap::new());
             tracing::debug!("No OTEL exporter enabled in settings.");
-            return Ok(None);
+            return Ok(ProviderBuild::finish(None, warnings));
         }
         if traces_on {
             validate_span_attributes(&settings.span_attributes)?;
@@ -189,43 +222,43 @@ impl OtelProvider {
         // gRPC channels spawn their connection tasks on the runtime current at build time.
         let _enter = runtime.handle().map(tokio::runtime::Handle::enter);
 
-        let logger = match otlp::log_exporter(&log_exporter, resolve_otlp_timeout(Signal::Logs))? {
-            Some(inner) => {
-                let exporter = GuardedLogExporter {
-                    inner,
-                    guard: guard(Signal::Logs),
-                };
-                Some(
-                    SdkLoggerProvider::builder()
-                        .with_resource(resource.clone())
-                        .with_log_processor(BatchLogProcessor::builder(exporter).build())
-                        .build(),
-                )
-            }
-            None => None,
-        };
-
-        let tracer_provider =
-            match otlp::span_exporter(&trace_exporter, resolve_otlp_timeout(Signal::Traces))? {
-                Some(inner) => {
-                    let exporter = GuardedSpanExporter {
-                        inner,
-                        guard: guard(Signal::Traces),
-                    };
-                    let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
-                    let attributes = span_attribute_values(settings);
-                    if !attributes.is_empty() {
-                        builder =
-                            builder.with_span_processor(SpanAttributeProcessor { attributes });
-                    }
-                    Some(
-                        builder
-                            .with_span_processor(BatchSpanProcessor::builder(exporter).build())
-                            .build(),
-                    )
-                }
-                None => None,
+        let logger = exporter_or_warn(
+            "exporter",
+            "logs",
+            otlp::log_exporter(&log_exporter, resolve_otlp_timeout(Signal::Logs)),
+            &mut warnings,
+        )
+        .map(|inner| {
+            let exporter = GuardedLogExporter {
+                inner,
+                guard: guard(Signal::Logs),
             };
+            SdkLoggerProvider::builder()
+                .with_resource(resource.clone())
+                .with_log_processor(BatchLogProcessor::builder(exporter).build())
+                .build()
+        });
+
+        let tracer_provider = exporter_or_warn(
+            "trace_exporter",
+            "traces",
+            otlp::span_exporter(&trace_exporter, resolve_otlp_timeout(Signal::Traces)),
+            &mut warnings,
+        )
+        .map(|inner| {
+            let exporter = GuardedSpanExporter {
+                inner,
+                guard: guard(Signal::Traces),
+            };
+            let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
+            let attributes = span_attribute_values(settings);
+            if !attributes.is_empty() {
+                builder = builder.with_span_processor(SpanAttributeProcessor { attributes });
+            }
+            builder
+                .with_span_processor(BatchSpanProcessor::builder(exporter).build())
+                .build()
+        });
 
         let metrics = if metrics_on {
             let mut config = MetricsConfig::otlp(
@@ -242,20 +275,32 @@ impl OtelProvider {
             if let Some(interval) = settings.metrics_export_interval {
                 config = config.with_export_interval(interval);
             }
-            Some(MetricsClient::new(config)?)
+            exporter_or_warn(
+                "metrics_exporter",
+                "metrics",
+                MetricsClient::new(config)
+                    .map(Some)
+                    .map_err(OtelError::from),
+                &mut warnings,
+            )
         } else {
             None
         };
 
-        Ok(Some(Self::install(
+        if logger.is_none() && tracer_provider.is_none() && metrics.is_none() {
+            install_tracestate_config(BTreeMap::new());
+            return Ok(ProviderBuild::finish(None, warnings));
+        }
+        let provider = Self::install(
             logger,
             tracer_provider,
             metrics,
             settings,
-            warnings,
+            warnings.clone(),
             deadline,
             Some(runtime),
-        )))
+        );
+        Ok(ProviderBuild::finish(Some(provider), warnings))
     }
 
     /// Builds a provider whose logs and spans go to in-memory exporters (simple processors, so
@@ -345,14 +390,20 @@ impl OtelProvider {
         })
     }
 
-    /// Layer exporting every span plus trace-safe events (as span events).
+    /// Layer exporting Quest's own spans plus trace-safe events (as span events).
     pub fn tracing_layer<S>(&self) -> Option<impl Layer<S> + use<S>>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         self.tracer.as_ref().map(|tracer| {
+            // No `code.*`, `thread.*` or `busy_ns`/`idle_ns` attributes: exported spans carry
+            // the GenAI and Quest attributes only.
             tracing_opentelemetry::layer()
                 .with_tracer(tracer.clone())
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_target(false)
                 .with_filter(filter_fn(trace_export_filter))
         })
     }
@@ -440,6 +491,15 @@ impl OtelProvider {
             report.timed_out = pending;
         }
         report
+    }
+}
+
+impl ProviderBuild {
+    fn finish(provider: Option<OtelProvider>, warnings: Vec<String>) -> Self {
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        Self { provider, warnings }
     }
 }
 

@@ -6,6 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use quest_protocol::goal::Actor;
+use quest_protocol::goal::BudgetLimitKind;
+use quest_protocol::goal::GoalReason;
+use quest_protocol::goal::GoalStatus;
+
 use crate::metrics;
 use crate::metrics::MetricsClient;
 use crate::metrics::Timer;
@@ -14,20 +20,34 @@ use crate::redaction::REDACTED;
 use crate::redaction::truncate_preview;
 use crate::sanitize_metric_tag_value;
 
-/// Event: a conversation (thread) started.
-pub const CONVERSATION_STARTS_EVENT: &str = "quest.conversation_starts";
-/// Event: a user prompt was submitted.
-pub const USER_PROMPT_EVENT: &str = "quest.user_prompt";
-/// Event: one model HTTP request finished.
-pub const API_REQUEST_EVENT: &str = "quest.api_request";
-/// Event: one SSE event was handled.
-pub const SSE_EVENT_EVENT: &str = "quest.sse_event";
-/// Event: a tool call was approved or denied.
-pub const TOOL_DECISION_EVENT: &str = "quest.tool_decision";
-/// Event: a tool call finished.
-pub const TOOL_RESULT_EVENT: &str = "quest.tool_result";
-/// Event: a goal changed status.
-pub const GOAL_STATUS_CHANGED_EVENT: &str = "quest.goal_status_changed";
+/// Event (Codex name): a conversation (thread) started.
+pub const CONVERSATION_STARTS_EVENT: &str = "codex.conversation_starts";
+/// Event (Codex name): a user prompt was submitted.
+pub const USER_PROMPT_EVENT: &str = "codex.user_prompt";
+/// Event (Codex name): one model HTTP request attempt finished.
+pub const API_REQUEST_EVENT: &str = "codex.api_request";
+/// Event (Codex name): one SSE event was handled.
+pub const SSE_EVENT_EVENT: &str = "codex.sse_event";
+/// Event (Codex name): a tool call was approved or denied.
+pub const TOOL_DECISION_EVENT: &str = "codex.tool_decision";
+/// Event (Codex name): a tool call finished.
+pub const TOOL_RESULT_EVENT: &str = "codex.tool_result";
+/// Event (Codex name): time to the first token of a turn.
+pub const TURN_TTFT_EVENT: &str = "codex.turn_ttft";
+/// Event (Quest only): a failed model request is about to be retried.
+pub const API_REQUEST_RETRY_EVENT: &str = "quest.api_request.retry";
+/// Event (Quest only): a goal was created.
+pub const GOAL_CREATED_EVENT: &str = "quest.goal.created";
+/// Event (Quest only): a goal changed status (creation and clearing included).
+pub const GOAL_STATUS_CHANGED_EVENT: &str = "quest.goal.status_changed";
+/// Event (Quest only): a goal stopped at a token, time or turn budget.
+pub const GOAL_BUDGET_LIMITED_EVENT: &str = "quest.goal.budget_limited";
+/// Event (Quest only): a goal stopped at a provider usage limit.
+pub const GOAL_USAGE_LIMITED_EVENT: &str = "quest.goal.usage_limited";
+/// Event (Quest only): a goal was completed.
+pub const GOAL_COMPLETED_EVENT: &str = "quest.goal.completed";
+/// Event (Quest only): a goal was cleared.
+pub const GOAL_CLEARED_EVENT: &str = "quest.goal.cleared";
 
 /// How the session authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +102,9 @@ pub enum PromptItem {
 /// Details of a model HTTP request beyond attempt, status, error and duration.
 #[derive(Clone, Debug, Default)]
 pub struct ApiRequestDetails {
+    /// `error.type` of a failed attempt (the status code for HTTP failures, else the GenAI
+    /// error vocabulary of [`crate::gen_ai::ModelErrorType`]).
+    pub error_type: Option<String>,
     /// Whether an auth header was sent.
     pub auth_header_attached: bool,
     /// Name of the auth header.
@@ -104,14 +127,73 @@ pub struct ApiRequestDetails {
     pub auth_error_code: Option<String>,
 }
 
-/// A goal status transition.
+/// A goal status transition, typed as the goal runtime knows it.
+#[derive(Clone, Debug)]
+pub struct GoalTransition {
+    /// Goal id.
+    pub goal_id: String,
+    /// Previous status; `None` when the goal was just created.
+    pub from: Option<GoalStatus>,
+    /// New status; `None` when the goal was cleared.
+    pub to: Option<GoalStatus>,
+    /// Who caused the change.
+    pub actor: Actor,
+    /// Why, in the goal runtime's reason vocabulary.
+    pub reason: GoalReason,
+    /// Tokens charged to the goal so far.
+    pub tokens_used: u64,
+    /// Seconds the goal has run.
+    pub time_used_seconds: u64,
+    /// Turns the goal has run.
+    pub turns_used: u64,
+    /// Token budget, when set (reported on creation).
+    pub token_budget: Option<u64>,
+    /// Time budget in seconds, when set (reported on creation).
+    pub time_budget_seconds: Option<u64>,
+    /// Turn budget, when set (reported on creation).
+    pub turn_budget: Option<u64>,
+    /// Which budget stopped the goal (for `budgetLimited`).
+    pub budget_limit_kind: Option<BudgetLimitKind>,
+    /// When the usage window resets, Unix seconds (for `usageLimited`).
+    pub usage_limit_resets_at: Option<i64>,
+}
+
+impl GoalTransition {
+    /// A change with no budgets, limit kind or reset time.
+    pub fn new(
+        goal_id: impl Into<String>,
+        from: Option<GoalStatus>,
+        to: Option<GoalStatus>,
+        actor: Actor,
+        reason: GoalReason,
+    ) -> Self {
+        Self {
+            goal_id: goal_id.into(),
+            from,
+            to,
+            actor,
+            reason,
+            tokens_used: 0,
+            time_used_seconds: 0,
+            turns_used: 0,
+            token_budget: None,
+            time_budget_seconds: None,
+            turn_budget: None,
+            budget_limit_kind: None,
+            usage_limit_resets_at: None,
+        }
+    }
+}
+
+/// A goal status transition in wire spellings, as older callers pass it. Converted to a
+/// [`GoalTransition`]: `none` or an empty string means "no goal" (created / cleared).
 #[derive(Clone, Debug, Default)]
 pub struct GoalStatusChange {
     /// Goal id.
     pub goal_id: String,
-    /// Previous status (wire spelling, e.g. `active`).
+    /// Previous status (wire spelling), `none` when the goal was just created.
     pub from: String,
-    /// New status (e.g. `budgetLimited`).
+    /// New status (wire spelling), `none` when the goal was cleared.
     pub to: String,
     /// `user`, `model` or `system`.
     pub actor: String,
@@ -123,6 +205,52 @@ pub struct GoalStatusChange {
     pub time_used_seconds: u64,
     /// Turns the goal has run.
     pub turns_used: u64,
+}
+
+impl GoalStatusChange {
+    /// The typed transition; unknown actor or reason spellings fall back to `system` /
+    /// `user_request`.
+    pub fn to_transition(&self) -> GoalTransition {
+        let actor = match self.actor.as_str() {
+            "user" => Actor::User,
+            "model" => Actor::Model,
+            _ => Actor::System,
+        };
+        let mut transition = GoalTransition::new(
+            self.goal_id.clone(),
+            GoalStatus::parse(&self.from),
+            GoalStatus::parse(&self.to),
+            actor,
+            GoalReason::parse(&self.reason).unwrap_or(GoalReason::UserRequest),
+        );
+        transition.tokens_used = self.tokens_used;
+        transition.time_used_seconds = self.time_used_seconds;
+        transition.turns_used = self.turns_used;
+        transition
+    }
+}
+
+/// The `codex.goal.*` counter a transition counts, if any.
+pub fn codex_goal_counter(
+    from: Option<GoalStatus>,
+    to: Option<GoalStatus>,
+) -> Option<&'static str> {
+    let to = to?;
+    if from.is_none() {
+        return Some(metrics::CODEX_GOAL_CREATED_METRIC);
+    }
+    match to {
+        GoalStatus::Active => Some(metrics::CODEX_GOAL_RESUMED_METRIC),
+        GoalStatus::Complete => Some(metrics::CODEX_GOAL_COMPLETED_METRIC),
+        GoalStatus::Blocked => Some(metrics::CODEX_GOAL_BLOCKED_METRIC),
+        GoalStatus::BudgetLimited => Some(metrics::CODEX_GOAL_BUDGET_LIMITED_METRIC),
+        GoalStatus::UsageLimited => Some(metrics::CODEX_GOAL_USAGE_LIMITED_METRIC),
+        GoalStatus::Paused => None,
+    }
+}
+
+fn status_name(status: Option<GoalStatus>) -> &'static str {
+    status.map_or("none", GoalStatus::as_wire)
 }
 
 /// One model call for the GenAI metrics.
@@ -165,7 +293,8 @@ struct Metadata {
     service_name: Option<String>,
 }
 
-/// Per-thread telemetry: `quest.*` events plus the metrics that go with them.
+/// Per-thread telemetry: Codex's `codex.*` events (and Quest-only `quest.*` goal and retry
+/// events) plus the metrics that go with them.
 #[derive(Clone)]
 pub struct SessionTelemetry {
     metadata: Arc<Metadata>,
@@ -342,7 +471,7 @@ impl SessionTelemetry {
         self
     }
 
-    /// Caps tool argument/output previews in `quest.tool_result` (default 2048 bytes).
+    /// Caps tool argument/output previews in `codex.tool_result` (default 2048 bytes).
     pub fn with_tool_result_max_bytes(mut self, max_bytes: usize) -> Self {
         self.tool_result_max_bytes = max_bytes;
         self
@@ -401,7 +530,7 @@ impl SessionTelemetry {
         }
     }
 
-    /// `quest.conversation_starts` (logs and traces) and the `codex.thread.started` counter.
+    /// `codex.conversation_starts` (logs and traces) and the `codex.thread.started` counter.
     #[allow(clippy::too_many_arguments)]
     pub fn conversation_starts(
         &self,
@@ -441,7 +570,7 @@ impl SessionTelemetry {
         self.counter(metrics::THREAD_STARTED_METRIC, 1, &[]);
     }
 
-    /// `quest.user_prompt`: the log copy has the text only with `log_user_prompts`; the trace
+    /// `codex.user_prompt`: the log copy has the text only with `log_user_prompts`; the trace
     /// copy has lengths and counts.
     pub fn user_prompt(&self, items: &[PromptItem]) {
         let text: String = items
@@ -476,8 +605,10 @@ impl SessionTelemetry {
         );
     }
 
-    /// `quest.api_request` plus `codex.api_request` and `codex.api_request.duration_ms`
-    /// (tags `status`, `success`).
+    /// One HTTP attempt of a model call (call it once per attempt, retries included):
+    /// `codex.api_request` (logs and traces) plus the `codex.api_request` counter and
+    /// `codex.api_request.duration_ms` histogram (tags `status` — the code or `none` — and
+    /// `success`).
     pub fn record_api_request(
         &self,
         attempt: u64,
@@ -499,6 +630,7 @@ impl SessionTelemetry {
             duration_ms = millis(duration),
             http.response.status_code = status,
             error.message = error,
+            error.type = details.error_type.as_deref(),
             attempt = attempt,
             auth.header_attached = details.auth_header_attached,
             auth.header_name = details.auth_header_name.as_deref(),
@@ -517,6 +649,7 @@ impl SessionTelemetry {
             duration_ms = millis(duration),
             http.response.status_code = status,
             error.message = error,
+            error.type = details.error_type.as_deref(),
             attempt = attempt,
             auth.header_attached = details.auth_header_attached,
             auth.header_name = details.auth_header_name.as_deref(),
@@ -527,7 +660,7 @@ impl SessionTelemetry {
     }
 
     /// One SSE event: `codex.sse_event` + `.duration_ms` (tags `kind`, `success`); success is a
-    /// log-only `quest.sse_event`, a failure (`response.failed` or an error) also a trace event.
+    /// log-only `codex.sse_event`, a failure (`response.failed` or an error) also a trace event.
     pub fn log_sse_event(&self, kind: &str, duration: Duration, error: Option<&str>) {
         let success = error.is_none() && kind != "response.failed";
         let kind_tag = sanitize_metric_tag_value(kind);
@@ -563,7 +696,7 @@ impl SessionTelemetry {
         }
     }
 
-    /// `quest.sse_event` of kind `response.completed` with token counts, and
+    /// `codex.sse_event` of kind `response.completed` with token counts, and
     /// `codex.turn.token_usage` (tag `token_type`).
     pub fn sse_event_completed(
         &self,
@@ -605,7 +738,7 @@ impl SessionTelemetry {
         }
     }
 
-    /// Log-only `quest.tool_decision`.
+    /// Log-only `codex.tool_decision`.
     pub fn tool_decision(
         &self,
         tool_name: &str,
@@ -624,7 +757,7 @@ impl SessionTelemetry {
     }
 
     /// A finished tool call: `codex.tool.call` + `codex.tool.call.duration_ms` (tags `tool`,
-    /// `success`); log-only `quest.tool_result` with arguments and output capped at the
+    /// `success`); log-only `codex.tool_result` with arguments and output capped at the
     /// preview limit; trace-safe copy with lengths only.
     #[allow(clippy::too_many_arguments)]
     pub fn tool_result(
@@ -679,18 +812,45 @@ impl SessionTelemetry {
         );
     }
 
-    /// `quest.goal_status_changed` (logs and traces), counter `quest.goal.transitions` (tags
-    /// from, to, actor, reason), the matching `codex.goal.*` counter, and — when the goal
-    /// leaves `active` for any other status — `quest.goal.tokens` / `quest.goal.duration`.
-    pub fn goal_status_changed(&self, change: &GoalStatusChange) {
+    /// A goal transition (creation and clearing included): `quest.goal.status_changed` plus,
+    /// as they apply, `quest.goal.created`, `quest.goal.budget_limited`,
+    /// `quest.goal.usage_limited`, `quest.goal.completed` and `quest.goal.cleared` (logs and
+    /// traces; no objective text in either); counter `quest.goal.transitions` (tags from, to,
+    /// actor, reason) and the matching `codex.goal.*` counter; and when the goal leaves
+    /// `active`, `quest.goal.tokens` / `quest.goal.duration` and their `codex.goal.*` twins.
+    pub fn goal_transition(&self, change: &GoalTransition) {
+        let (from, to) = (status_name(change.from), status_name(change.to));
+        let (actor, reason) = (change.actor.as_str(), change.reason.as_str());
+        if change.from.is_none() {
+            log_event!(
+                self,
+                GOAL_CREATED_EVENT,
+                goal.id = %change.goal_id,
+                status = to,
+                actor = actor,
+                token_budget = change.token_budget,
+                time_budget_seconds = change.time_budget_seconds,
+                turn_budget = change.turn_budget,
+            );
+            trace_event!(
+                self,
+                GOAL_CREATED_EVENT,
+                goal.id = %change.goal_id,
+                status = to,
+                actor = actor,
+                token_budget = change.token_budget,
+                time_budget_seconds = change.time_budget_seconds,
+                turn_budget = change.turn_budget,
+            );
+        }
         log_event!(
             self,
             GOAL_STATUS_CHANGED_EVENT,
             goal.id = %change.goal_id,
-            from = %change.from,
-            to = %change.to,
-            actor = %change.actor,
-            reason = %change.reason,
+            from = from,
+            to = to,
+            actor = actor,
+            reason = reason,
             tokens_used = change.tokens_used,
             time_used_seconds = change.time_used_seconds,
             turns_used = change.turns_used,
@@ -699,56 +859,142 @@ impl SessionTelemetry {
             self,
             GOAL_STATUS_CHANGED_EVENT,
             goal.id = %change.goal_id,
-            from = %change.from,
-            to = %change.to,
-            actor = %change.actor,
-            reason = %change.reason,
+            from = from,
+            to = to,
+            actor = actor,
+            reason = reason,
             tokens_used = change.tokens_used,
             time_used_seconds = change.time_used_seconds,
             turns_used = change.turns_used,
         );
-        let (from, to) = (
-            sanitize_metric_tag_value(&change.from),
-            sanitize_metric_tag_value(&change.to),
-        );
-        let (actor, reason) = (
-            sanitize_metric_tag_value(&change.actor),
-            sanitize_metric_tag_value(&change.reason),
-        );
+        match change.to {
+            Some(GoalStatus::BudgetLimited) => {
+                let kind = change.budget_limit_kind.map(BudgetLimitKind::as_str);
+                log_event!(self, GOAL_BUDGET_LIMITED_EVENT, goal.id = %change.goal_id, limit_kind = kind);
+                trace_event!(self, GOAL_BUDGET_LIMITED_EVENT, goal.id = %change.goal_id, limit_kind = kind);
+            }
+            Some(GoalStatus::UsageLimited) => {
+                let resets_at = change.usage_limit_resets_at;
+                log_event!(self, GOAL_USAGE_LIMITED_EVENT, goal.id = %change.goal_id, resets_at = resets_at);
+                trace_event!(self, GOAL_USAGE_LIMITED_EVENT, goal.id = %change.goal_id, resets_at = resets_at);
+            }
+            Some(GoalStatus::Complete) => {
+                log_event!(
+                    self,
+                    GOAL_COMPLETED_EVENT,
+                    goal.id = %change.goal_id,
+                    tokens_used = change.tokens_used,
+                    time_used_seconds = change.time_used_seconds,
+                    turns_used = change.turns_used,
+                );
+                trace_event!(
+                    self,
+                    GOAL_COMPLETED_EVENT,
+                    goal.id = %change.goal_id,
+                    tokens_used = change.tokens_used,
+                    time_used_seconds = change.time_used_seconds,
+                    turns_used = change.turns_used,
+                );
+            }
+            None => {
+                log_event!(self, GOAL_CLEARED_EVENT, goal.id = %change.goal_id, from = from);
+                trace_event!(self, GOAL_CLEARED_EVENT, goal.id = %change.goal_id, from = from);
+            }
+            Some(GoalStatus::Active | GoalStatus::Paused | GoalStatus::Blocked) => {}
+        }
         let tags = [
-            ("from", from.as_str()),
-            ("to", to.as_str()),
-            ("actor", actor.as_str()),
-            ("reason", reason.as_str()),
+            ("from", from),
+            ("to", to),
+            ("actor", actor),
+            ("reason", reason),
         ];
         self.counter(metrics::GOAL_TRANSITIONS_METRIC, 1, &tags);
-        if let Some(name) = codex_goal_counter(&change.from, &change.to) {
+        if let Some(name) = codex_goal_counter(change.from, change.to) {
             self.counter(name, 1, &[]);
         }
-        if change.to != "active" {
+        if change.from == Some(GoalStatus::Active) && change.to != Some(GoalStatus::Active) {
             self.record_u64(
                 metrics::GOAL_TOKENS_METRIC,
                 metrics::GOAL_TOKENS_SPEC,
                 change.tokens_used,
-                &[("to", to.as_str())],
+                &[("to", to)],
             );
             self.record_f64(
                 metrics::GOAL_DURATION_METRIC,
                 metrics::GOAL_DURATION_SPEC,
                 change.time_used_seconds as f64,
-                &[("to", to.as_str())],
+                &[("to", to)],
             );
             self.histogram(
-                "codex.goal.token_count",
+                metrics::CODEX_GOAL_TOKEN_COUNT_METRIC,
                 i64::try_from(change.tokens_used).unwrap_or(i64::MAX),
                 &[],
             );
             self.histogram(
-                "codex.goal.duration_s",
+                metrics::CODEX_GOAL_DURATION_S_METRIC,
                 i64::try_from(change.time_used_seconds).unwrap_or(i64::MAX),
                 &[],
             );
         }
+    }
+
+    /// [`SessionTelemetry::goal_transition`] for a transition given in wire spellings.
+    pub fn goal_status_changed(&self, change: &GoalStatusChange) {
+        self.goal_transition(&change.to_transition());
+    }
+
+    /// A failed model request is about to be retried: log and trace event
+    /// `quest.api_request.retry` (attempt is the 1-based retry number).
+    pub fn api_request_retry(
+        &self,
+        attempt: u64,
+        max_attempts: u64,
+        delay: Duration,
+        error_type: Option<&str>,
+        reason: &str,
+    ) {
+        log_event!(
+            self,
+            API_REQUEST_RETRY_EVENT,
+            attempt = attempt,
+            max_attempts = max_attempts,
+            delay_ms = millis(delay),
+            error.type = error_type,
+            error.message = reason,
+        );
+        trace_event!(
+            self,
+            API_REQUEST_RETRY_EVENT,
+            attempt = attempt,
+            max_attempts = max_attempts,
+            delay_ms = millis(delay),
+            error.type = error_type,
+            error.message = reason,
+        );
+    }
+
+    /// Histogram `codex.turn.ttft.duration_ms` and event `codex.turn_ttft` (logs and traces):
+    /// turn start to the first streamed output.
+    pub fn record_turn_ttft(&self, duration: Duration) {
+        self.record_duration(metrics::TURN_TTFT_DURATION_METRIC, duration, &[]);
+        log_event!(self, TURN_TTFT_EVENT, duration_ms = millis(duration));
+        trace_event!(self, TURN_TTFT_EVENT, duration_ms = millis(duration));
+    }
+
+    /// Histogram `codex.turn.ttfm.duration_ms`: turn start to the first assistant message.
+    pub fn record_turn_ttfm(&self, duration: Duration) {
+        self.record_duration(metrics::TURN_TTFM_DURATION_METRIC, duration, &[]);
+    }
+
+    /// End of a turn: histogram `codex.turn.e2e_duration_ms` and histogram
+    /// `codex.turn.tool.call` (tool calls the turn made).
+    pub fn record_turn_end(&self, duration: Duration, tool_calls: u64) {
+        self.record_duration(metrics::TURN_E2E_DURATION_METRIC, duration, &[]);
+        self.histogram(
+            metrics::TURN_TOOL_CALL_METRIC,
+            i64::try_from(tool_calls).unwrap_or(i64::MAX),
+            &[],
+        );
     }
 
     /// Counter `quest.goal.continuation_turns` (tag `outcome`: progress, no_progress, waiting).
@@ -762,53 +1008,73 @@ impl SessionTelemetry {
     }
 
     /// GenAI metrics for one model call: on success one `gen_ai.client.token.usage` record per
-    /// token type; always one `gen_ai.client.operation.duration` record.
+    /// token type; always one `gen_ai.client.operation.duration` record. Only the semantic
+    /// convention's attributes are set (no session tags); `server.port` is an integer.
     pub fn record_gen_ai_call(&self, call: &GenAiCall) {
-        let operation = sanitize_metric_tag_value(&call.operation);
-        let provider = sanitize_metric_tag_value(&call.provider);
-        let request_model = sanitize_metric_tag_value(&call.request_model);
-        let response_model = call
-            .response_model
-            .as_deref()
-            .map(sanitize_metric_tag_value);
-        let address = call
-            .server_address
-            .as_deref()
-            .map(sanitize_metric_tag_value);
-        let port = call.server_port.map(|port| port.to_string());
-        let mut base: Vec<(&str, &str)> = vec![
-            ("gen_ai.operation.name", operation.as_str()),
-            ("gen_ai.provider.name", provider.as_str()),
-            ("gen_ai.request.model", request_model.as_str()),
+        let Some(client) = &self.metrics else {
+            return;
+        };
+        let mut base = vec![
+            KeyValue::new(crate::gen_ai::attr::OPERATION_NAME, call.operation.clone()),
+            KeyValue::new(crate::gen_ai::attr::PROVIDER_NAME, call.provider.clone()),
+            KeyValue::new(
+                crate::gen_ai::attr::REQUEST_MODEL,
+                call.request_model.clone(),
+            ),
         ];
-        base.extend(
-            response_model
-                .as_deref()
-                .map(|value| ("gen_ai.response.model", value)),
-        );
-        base.extend(address.as_deref().map(|value| ("server.address", value)));
-        base.extend(port.as_deref().map(|value| ("server.port", value)));
-        let error_type = call.error_type.as_deref().map(sanitize_metric_tag_value);
-        if error_type.is_none() {
+        if let Some(model) = &call.response_model {
+            base.push(KeyValue::new(
+                crate::gen_ai::attr::RESPONSE_MODEL,
+                model.clone(),
+            ));
+        }
+        if let Some(address) = &call.server_address {
+            base.push(KeyValue::new(
+                crate::gen_ai::attr::SERVER_ADDRESS,
+                address.clone(),
+            ));
+        }
+        if let Some(port) = call.server_port {
+            base.push(KeyValue::new(
+                crate::gen_ai::attr::SERVER_PORT,
+                i64::from(port),
+            ));
+        }
+        if call.error_type.is_none() {
             for (kind, value) in [("input", call.input_tokens), ("output", call.output_tokens)] {
-                let mut tags = base.clone();
-                tags.push(("gen_ai.token.type", kind));
-                self.record_u64(
+                let mut attributes = base.clone();
+                attributes.push(KeyValue::new(crate::gen_ai::attr::TOKEN_TYPE, kind));
+                if let Err(err) = client.record_u64_with_attributes(
                     metrics::GEN_AI_CLIENT_TOKEN_USAGE,
                     metrics::GEN_AI_TOKEN_USAGE_SPEC,
                     value,
-                    &tags,
-                );
+                    &attributes,
+                ) {
+                    tracing::warn!(
+                        "metrics histogram [{}] failed: {err}",
+                        metrics::GEN_AI_CLIENT_TOKEN_USAGE
+                    );
+                }
             }
         }
-        let mut tags = base;
-        tags.extend(error_type.as_deref().map(|value| ("error.type", value)));
-        self.record_f64(
+        let mut attributes = base;
+        if let Some(error_type) = &call.error_type {
+            attributes.push(KeyValue::new(
+                crate::gen_ai::attr::ERROR_TYPE,
+                error_type.clone(),
+            ));
+        }
+        if let Err(err) = client.record_f64_with_attributes(
             metrics::GEN_AI_CLIENT_OPERATION_DURATION,
             metrics::GEN_AI_OPERATION_DURATION_SPEC,
             call.duration.as_secs_f64(),
-            &tags,
-        );
+            &attributes,
+        ) {
+            tracing::warn!(
+                "metrics histogram [{}] failed: {err}",
+                metrics::GEN_AI_CLIENT_OPERATION_DURATION
+            );
+        }
     }
 
     fn record_u64(
@@ -837,17 +1103,5 @@ impl SessionTelemetry {
         {
             tracing::warn!("metrics histogram [{name}] failed: {err}");
         }
-    }
-}
-
-fn codex_goal_counter(from: &str, to: &str) -> Option<&'static str> {
-    match to {
-        "complete" => Some("codex.goal.completed"),
-        "blocked" => Some("codex.goal.blocked"),
-        "budgetLimited" => Some("codex.goal.budget_limited"),
-        "usageLimited" => Some("codex.goal.usage_limited"),
-        "active" if from.is_empty() => Some("codex.goal.created"),
-        "active" => Some("codex.goal.resumed"),
-        _ => None,
     }
 }

@@ -2,6 +2,8 @@
 //! `127.0.0.1:0`, decoding into the official `opentelemetry-proto` types. It runs on its own
 //! runtime thread, so it can be used from plain threads and from any Tokio runtime flavour.
 //! A [`ReceiverMode`] delays or stalls responses to test bounded shutdown.
+//! [`OtlpReceiver::start_tls`] serves both listeners over TLS (optionally requiring a client
+//! certificate), with certificates from a [`TestCa`] generated in the test.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -41,6 +43,258 @@ use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+
+/// A certificate authority generated for one test, issuing server and client certificates
+/// for `localhost` / `127.0.0.1`.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").finish_non_exhaustive()
+    }
+}
+
+/// A certificate and its private key, PEM encoded.
+#[derive(Clone, Debug)]
+pub struct IssuedCert {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+fn rcgen_error(err: rcgen::Error) -> io::Error {
+    io::Error::other(format!("test certificate: {err}"))
+}
+
+impl TestCa {
+    /// A fresh self-signed CA.
+    pub fn new() -> io::Result<Self> {
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Quest test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().map_err(rcgen_error)?;
+        let cert = params.self_signed(&key).map_err(rcgen_error)?;
+        Ok(Self {
+            issuer: rcgen::Issuer::new(params, key),
+            cert_pem: cert.pem(),
+        })
+    }
+
+    /// The CA certificate (PEM), to trust on the other side.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    fn issue(&self, name: &str, usage: rcgen::ExtendedKeyUsagePurpose) -> io::Result<IssuedCert> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .map_err(rcgen_error)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().map_err(rcgen_error)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(rcgen_error)?;
+        Ok(IssuedCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A server certificate for `localhost` and `127.0.0.1`.
+    pub fn server_cert(&self) -> io::Result<IssuedCert> {
+        self.issue(
+            "Quest test server",
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate for mTLS.
+    pub fn client_cert(&self) -> io::Result<IssuedCert> {
+        self.issue(
+            "Quest test client",
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+}
+
+/// TLS settings of a receiver.
+#[derive(Clone, Debug)]
+pub struct ReceiverTls {
+    /// The server certificate and key.
+    pub server: IssuedCert,
+    /// When set, clients must present a certificate issued by this CA (PEM): mutual TLS.
+    pub client_ca_pem: Option<String>,
+}
+
+fn tls_acceptor(tls: &ReceiverTls, alpn: &[&[u8]]) -> io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |what: &str, err: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {err}"))
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs = CertificateDer::pem_slice_iter(tls.server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| invalid("server certificate", &err))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.server.key_pem.as_bytes())
+        .map_err(|err| invalid("server key", &err))?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|err| invalid("TLS versions", &err))?;
+    let builder = match &tls.client_ca_pem {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                let cert = cert.map_err(|err| invalid("client CA", &err))?;
+                roots.add(cert).map_err(|err| invalid("client CA", &err))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|err| invalid("client verifier", &err))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|err| invalid("server certificate", &err))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts TCP connections, completes TLS handshakes concurrently and hands out the
+/// established streams; failed handshakes are counted.
+fn spawn_tls_accept_loop(
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+) -> tokio::sync::mpsc::Receiver<TlsConnection> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    runtime.spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        let client_certificate = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .is_some_and(|certs| !certs.is_empty());
+                        shared.record_handshake(true, client_certificate);
+                        let _ = tx.send(TlsConnection { stream, peer }).await;
+                    }
+                    Err(_) => shared.record_handshake(false, false),
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// One established TLS connection.
+struct TlsConnection {
+    stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+}
+
+struct TlsIo(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tokio::io::AsyncRead for TlsIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsIo {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for TlsIo {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) -> Self::ConnectInfo {}
+}
+
+/// An axum listener over established TLS connections.
+struct TlsListener {
+    connections: tokio::sync::mpsc::Receiver<TlsConnection>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.connections.recv().await {
+            Some(connection) => (TlsIo(connection.stream), connection.peer),
+            // The accept loop never ends while the runtime runs.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// TLS handshakes the receiver saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handshakes {
+    /// Completed handshakes.
+    pub succeeded: u64,
+    /// Completed handshakes in which the client presented a certificate.
+    pub with_client_certificate: u64,
+    /// Failed handshakes (untrusted server certificate, missing client certificate, …).
+    pub failed: u64,
+}
 
 /// How the receiver answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -89,6 +343,8 @@ pub struct Received {
     pub logs: Vec<ExportLogsServiceRequest>,
     /// Metric export requests.
     pub metrics: Vec<ExportMetricsServiceRequest>,
+    /// TLS handshakes (all zero for a plain-text receiver).
+    pub handshakes: Handshakes,
 }
 
 /// A flattened span.
@@ -383,6 +639,20 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    fn record_handshake(&self, succeeded: bool, client_certificate: bool) {
+        let mut received = self.lock();
+        if succeeded {
+            received.handshakes.succeeded += 1;
+            if client_certificate {
+                received.handshakes.with_client_certificate += 1;
+            }
+        } else {
+            received.handshakes.failed += 1;
+        }
+        drop(received);
+        self.changed.notify_all();
+    }
+
     fn mode(&self) -> ReceiverMode {
         match self.mode.lock() {
             Ok(mode) => *mode,
@@ -411,6 +681,7 @@ impl Shared {
 pub struct OtlpReceiver {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -597,6 +868,16 @@ impl MetricsService for Grpc {
 impl OtlpReceiver {
     /// Starts HTTP and gRPC listeners on `127.0.0.1:0` on a dedicated runtime thread.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// [`OtlpReceiver::start`] with both listeners behind TLS (mutual TLS when
+    /// `tls.client_ca_pem` is set). Endpoints are then `https://127.0.0.1:<port>`.
+    pub fn start_tls(tls: ReceiverTls) -> io::Result<Self> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ReceiverTls>) -> io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("otlp-receiver")
@@ -624,22 +905,51 @@ impl OtlpReceiver {
             .route("/v1/logs", post(http_logs))
             .route("/v1/metrics", post(http_metrics))
             .with_state(Arc::clone(&shared));
-        runtime.spawn(async move {
-            let _ = axum::serve(http_listener, app).await;
-        });
         let grpc = Grpc(Arc::clone(&shared));
-        runtime.spawn(async move {
-            let incoming = tokio_stream_from(grpc_listener);
-            let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(grpc.clone()))
-                .add_service(LogsServiceServer::new(grpc.clone()))
-                .add_service(MetricsServiceServer::new(grpc))
-                .serve_with_incoming(incoming)
-                .await;
-        });
+        let grpc_router = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(grpc.clone()))
+            .add_service(LogsServiceServer::new(grpc.clone()))
+            .add_service(MetricsServiceServer::new(grpc));
+        match &tls {
+            None => {
+                runtime.spawn(async move {
+                    let _ = axum::serve(http_listener, app).await;
+                });
+                runtime.spawn(async move {
+                    let incoming = tokio_stream_from(grpc_listener);
+                    let _ = grpc_router.serve_with_incoming(incoming).await;
+                });
+            }
+            Some(tls) => {
+                let http_connections = spawn_tls_accept_loop(
+                    &runtime,
+                    http_listener,
+                    tls_acceptor(tls, &[b"http/1.1"])?,
+                    Arc::clone(&shared),
+                );
+                let grpc_connections = spawn_tls_accept_loop(
+                    &runtime,
+                    grpc_listener,
+                    tls_acceptor(tls, &[b"h2"])?,
+                    Arc::clone(&shared),
+                );
+                let listener = TlsListener {
+                    connections: http_connections,
+                    local: http_addr,
+                };
+                runtime.spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+                runtime.spawn(async move {
+                    let incoming = tls_stream(grpc_connections);
+                    let _ = grpc_router.serve_with_incoming(incoming).await;
+                });
+            }
+        }
         Ok(Self {
             http_addr,
             grpc_addr,
+            scheme: if tls.is_some() { "https" } else { "http" },
             shared,
             runtime: Some(runtime),
         })
@@ -647,12 +957,12 @@ impl OtlpReceiver {
 
     /// Base OTLP/HTTP endpoint, e.g. `http://127.0.0.1:43123`.
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("{}://{}", self.scheme, self.http_addr)
     }
 
     /// OTLP/gRPC endpoint, e.g. `http://127.0.0.1:43124`.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        format!("{}://{}", self.scheme, self.grpc_addr)
     }
 
     /// Changes how later (and currently stalled) requests are answered.
@@ -694,6 +1004,12 @@ impl OtlpReceiver {
     }
 }
 
+fn tls_stream(
+    connections: tokio::sync::mpsc::Receiver<TlsConnection>,
+) -> impl tokio_stream_shim::Stream<Item = io::Result<TlsIo>> {
+    tokio_stream_shim::TlsConnections(connections)
+}
+
 fn tokio_stream_from(
     listener: tokio::net::TcpListener,
 ) -> impl tokio_stream_shim::Stream<Item = io::Result<tokio::net::TcpStream>> {
@@ -718,6 +1034,22 @@ mod tokio_stream_shim {
             match self.0.poll_accept(cx) {
                 Poll::Ready(Ok((stream, _))) => Poll::Ready(Some(Ok(stream))),
                 Poll::Ready(Err(err)) => Poll::Ready(Some(Err(err))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
+
+    pub(super) struct TlsConnections(pub(super) tokio::sync::mpsc::Receiver<super::TlsConnection>);
+
+    impl Stream for TlsConnections {
+        type Item = io::Result<super::TlsIo>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            match self.0.poll_recv(cx) {
+                Poll::Ready(Some(connection)) => {
+                    Poll::Ready(Some(Ok(super::TlsIo(connection.stream))))
+                }
+                Poll::Ready(None) => Poll::Pending,
                 Poll::Pending => Poll::Pending,
             }
         }

@@ -28,8 +28,14 @@ fn no_exporter_means_no_provider() {
     assert!(OtelProvider::from(&settings()).unwrap().is_none());
 }
 
+/// Builds, expecting success; returns the warnings and whether a provider resulted.
+fn build_warnings(settings: &OtelSettings) -> (bool, Vec<String>) {
+    let built = OtelProvider::build(settings).expect("telemetry problems are warnings");
+    (built.provider.is_some(), built.warnings)
+}
+
 #[test]
-fn unreadable_tls_files_are_reported_with_their_path() {
+fn unreadable_tls_files_are_a_warning_naming_the_key_and_path() {
     let missing = PathBuf::from("/nonexistent/quest/ca.pem");
     for exporter in [
         OtelExporter::OtlpHttp {
@@ -52,18 +58,20 @@ fn unreadable_tls_files_are_reported_with_their_path() {
     ] {
         let mut s = settings();
         s.trace_exporter = exporter;
-        let err = build_err(&s);
-        assert!(matches!(err, OtelError::Tls { .. }), "{err:?}");
+        let (provider, warnings) = build_warnings(&s);
+        assert!(!provider, "nothing else was configured");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            err.to_string()
-                .starts_with("failed to read /nonexistent/quest/ca.pem: "),
-            "{err}"
+            warnings[0]
+                .starts_with("otel.trace_exporter: failed to read /nonexistent/quest/ca.pem: ")
+                && warnings[0].ends_with("; traces are not exported"),
+            "{warnings:?}"
         );
     }
 }
 
 #[test]
-fn half_configured_mtls_is_rejected() {
+fn half_configured_mtls_drops_only_that_exporter() {
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("client.pem");
     std::fs::write(&cert, "not really a cert").unwrap();
@@ -76,24 +84,40 @@ fn half_configured_mtls_is_rejected() {
             ..Default::default()
         }),
     };
+    s.trace_exporter = OtelExporter::OtlpHttp {
+        endpoint: "http://127.0.0.1:1".into(),
+        headers: HashMap::new(),
+        protocol: OtelHttpProtocol::Binary,
+        tls: None,
+    };
+    let built = OtelProvider::build(&s).unwrap();
     assert_eq!(
-        build_err(&s).to_string(),
-        "client_certificate and client_private_key must both be provided for mTLS"
+        built.warnings,
+        [
+            "otel.exporter: client_certificate and client_private_key must both be provided for mTLS; logs are not exported"
+        ]
     );
+    let provider = built.provider.expect("traces still exported");
+    assert!(provider.logger.is_none());
+    assert!(provider.tracer_provider.is_some());
+    assert_eq!(provider.warnings(), built.warnings.as_slice());
 }
 
 #[test]
-fn grpc_endpoint_without_host_is_rejected() {
+fn grpc_endpoint_without_host_is_a_warning() {
     let mut s = settings();
     s.metrics_exporter = OtelExporter::OtlpGrpc {
         endpoint: "/v1/metrics".into(),
         headers: HashMap::new(),
         tls: None,
     };
-    let err = build_err(&s);
-    assert_eq!(
-        err.to_string(),
-        "failed to build metrics exporter: OTLP gRPC endpoint /v1/metrics does not include a host"
+    let (provider, warnings) = build_warnings(&s);
+    assert!(!provider);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("otel.metrics_exporter: ")
+            && warnings[0].contains("OTLP gRPC endpoint /v1/metrics does not include a host"),
+        "{warnings:?}"
     );
     let mut s = settings();
     s.trace_exporter = OtelExporter::OtlpGrpc {
@@ -101,10 +125,10 @@ fn grpc_endpoint_without_host_is_rejected() {
         headers: HashMap::new(),
         tls: None,
     };
+    let (_, warnings) = build_warnings(&s);
     assert!(
-        build_err(&s)
-            .to_string()
-            .contains("does not include a host")
+        warnings[0].contains("does not include a host"),
+        "{warnings:?}"
     );
 }
 
@@ -153,6 +177,79 @@ fn empty_span_attribute_key_fails_provider_with_traces() {
 fn statsig_on_logs_is_ignored_with_a_warning() {
     let mut s = settings();
     s.exporter = OtelExporter::Statsig;
-    // Logs exporter is the only one configured and Statsig is metrics-only: nothing to build.
-    assert!(OtelProvider::from(&s).unwrap().is_none());
+    // Logs exporter is the only one configured and Statsig is metrics-only: nothing to build,
+    // but the warning still reaches the caller.
+    let (provider, warnings) = build_warnings(&s);
+    assert!(!provider);
+    assert_eq!(
+        warnings,
+        ["the statsig exporter is metrics-only; logs are not exported"]
+    );
+}
+
+#[test]
+fn statsig_without_secret_warns_even_when_nothing_else_is_exported() {
+    // SAFETY of the env read: the variable is never set by this test binary.
+    assert!(std::env::var_os("STATSIG_SERVER_SDK_SECRET").is_none());
+    let mut s = settings();
+    s.metrics_exporter = OtelExporter::Statsig;
+    let (provider, warnings) = build_warnings(&s);
+    assert!(!provider);
+    assert_eq!(
+        warnings,
+        [
+            "metrics_exporter = \"statsig\" needs STATSIG_SERVER_SDK_SECRET; metrics are not exported"
+        ]
+    );
+}
+
+/// Config-load check: a broken exporter is switched off with a warning naming its key, the
+/// others stay, and building the provider afterwards succeeds without repeating the warning.
+#[test]
+fn check_exporters_turns_off_only_the_broken_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("client.pem");
+    std::fs::write(&cert, "not really a cert").unwrap();
+    let mut s = settings();
+    s.exporter = OtelExporter::OtlpHttp {
+        endpoint: "https://127.0.0.1:4318".into(),
+        headers: HashMap::new(),
+        protocol: OtelHttpProtocol::Binary,
+        tls: Some(OtelTlsConfig {
+            client_private_key: Some(cert),
+            ..Default::default()
+        }),
+    };
+    s.trace_exporter = OtelExporter::OtlpGrpc {
+        endpoint: "https://127.0.0.1:4317".into(),
+        headers: HashMap::new(),
+        tls: Some(OtelTlsConfig {
+            ca_certificate: Some(PathBuf::from("/nonexistent/quest/ca.pem")),
+            ..Default::default()
+        }),
+    };
+    let good = OtelExporter::OtlpHttp {
+        endpoint: "http://127.0.0.1:1".into(),
+        headers: HashMap::new(),
+        protocol: OtelHttpProtocol::Json,
+        tls: None,
+    };
+    s.metrics_exporter = good.clone();
+    let warnings = s.check_exporters();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(
+        warnings[0],
+        "otel.exporter: client_certificate and client_private_key must both be provided for mTLS; logs are not exported"
+    );
+    assert!(
+        warnings[1].starts_with("otel.trace_exporter: failed to read /nonexistent/quest/ca.pem")
+            && warnings[1].ends_with("; traces are not exported"),
+        "{warnings:?}"
+    );
+    assert_eq!(s.exporter, OtelExporter::None);
+    assert_eq!(s.trace_exporter, OtelExporter::None);
+    assert_eq!(s.metrics_exporter, good);
+    let built = OtelProvider::build(&s).unwrap();
+    assert!(built.warnings.is_empty(), "{:?}", built.warnings);
+    assert!(built.provider.unwrap().metrics.is_some());
 }

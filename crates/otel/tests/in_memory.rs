@@ -10,6 +10,7 @@ use opentelemetry_sdk::trace::InMemorySpanExporter;
 use quest_otel::ApiRequestDetails;
 use quest_otel::GenAiCall;
 use quest_otel::GoalStatusChange;
+use quest_otel::GoalTransition;
 use quest_otel::MetricsClient;
 use quest_otel::MetricsConfig;
 use quest_otel::OtelProvider;
@@ -20,6 +21,10 @@ use quest_otel::TelemetryAuthMode;
 use quest_otel::ToolDecisionSource;
 use quest_otel::metrics::PointSnapshot;
 use quest_otel::metrics::flatten_metrics;
+use quest_protocol::goal::Actor;
+use quest_protocol::goal::BudgetLimitKind;
+use quest_protocol::goal::GoalReason;
+use quest_protocol::goal::GoalStatus;
 use tracing_subscriber::layer::SubscriberExt;
 
 struct Harness {
@@ -94,7 +99,7 @@ fn capture(
         .with(h.provider.logger_layer())
         .with(h.provider.tracing_layer());
     tracing::subscriber::with_default(subscriber, || {
-        let span = tracing::info_span!("turn");
+        let span = tracing::info_span!(target: "quest::turn", "turn");
         let _entered = span.enter();
         f();
     });
@@ -159,7 +164,7 @@ fn user_prompt_is_redacted_in_logs_and_absent_from_traces() {
     });
     let log = logs
         .iter()
-        .find(|l| l.name == "quest.user_prompt")
+        .find(|l| l.name == "codex.user_prompt")
         .expect("log record");
     assert_eq!(log.target, "codex_otel.log_only");
     assert!(attr(log, "prompt").contains("[REDACTED]"));
@@ -181,7 +186,7 @@ fn user_prompt_is_redacted_in_logs_and_absent_from_traces() {
     let events = span_events(&spans);
     let (_, trace) = events
         .iter()
-        .find(|(name, _)| name == "quest.user_prompt")
+        .find(|(name, _)| name == "codex.user_prompt")
         .expect("span event");
     assert_eq!(trace["prompt_length"], "11");
     assert_eq!(trace["text_input_count"], "1");
@@ -193,7 +198,7 @@ fn user_prompt_is_redacted_in_logs_and_absent_from_traces() {
     // The trace-safe copy never reaches the log exporter.
     assert_eq!(
         logs.iter()
-            .filter(|l| l.name == "quest.user_prompt")
+            .filter(|l| l.name == "codex.user_prompt")
             .count(),
         1
     );
@@ -213,7 +218,7 @@ fn user_prompt_text_is_logged_when_enabled() {
     let (logs, _, _) = capture(&h, || {
         s.user_prompt(&[PromptItem::Text("hello there".into())])
     });
-    let log = logs.iter().find(|l| l.name == "quest.user_prompt").unwrap();
+    let log = logs.iter().find(|l| l.name == "codex.user_prompt").unwrap();
     assert!(attr(log, "prompt").contains("hello there"));
 }
 
@@ -240,7 +245,7 @@ fn tool_result_truncates_arguments_and_output_and_counts_calls() {
             ToolDecisionSource::User,
         );
     });
-    let log = logs.iter().find(|l| l.name == "quest.tool_result").unwrap();
+    let log = logs.iter().find(|l| l.name == "codex.tool_result").unwrap();
     assert!(attr(log, "arguments").contains("[... telemetry preview truncated ...]"));
     assert!(
         attr(log, "output").contains("line one\\nline tw")
@@ -250,7 +255,7 @@ fn tool_result_truncates_arguments_and_output_and_counts_calls() {
     assert!(attr(log, "duration_ms").contains("42"));
     let (_, trace) = span_events(&spans)
         .into_iter()
-        .find(|(n, _)| n == "quest.tool_result")
+        .find(|(n, _)| n == "codex.tool_result")
         .unwrap();
     assert_eq!(trace["arguments_length"], args.len().to_string());
     assert_eq!(trace["output_length"], output.len().to_string());
@@ -259,14 +264,14 @@ fn tool_result_truncates_arguments_and_output_and_counts_calls() {
     assert!(!trace.contains_key("arguments") && !trace.contains_key("output"));
     let decision = logs
         .iter()
-        .find(|l| l.name == "quest.tool_decision")
+        .find(|l| l.name == "codex.tool_decision")
         .unwrap();
     assert!(attr(decision, "decision").contains("approved"));
     assert!(attr(decision, "source").contains("user"));
     assert!(
         span_events(&spans)
             .iter()
-            .all(|(n, _)| n != "quest.tool_decision")
+            .all(|(n, _)| n != "codex.tool_decision")
     );
 
     let call = metrics
@@ -331,18 +336,18 @@ fn api_request_sse_and_completion_events_and_metrics() {
     });
     let starts = logs
         .iter()
-        .find(|l| l.name == "quest.conversation_starts")
+        .find(|l| l.name == "codex.conversation_starts")
         .unwrap();
     assert!(attr(starts, "mcp_servers").contains("fs, git"));
     let (_, trace_starts) = span_events(&spans)
         .into_iter()
-        .find(|(n, _)| n == "quest.conversation_starts")
+        .find(|(n, _)| n == "codex.conversation_starts")
         .unwrap();
     assert_eq!(trace_starts["mcp_server_count"], "2");
 
     let api: Vec<_> = logs
         .iter()
-        .filter(|l| l.name == "quest.api_request")
+        .filter(|l| l.name == "codex.api_request")
         .collect();
     assert_eq!(api.len(), 2);
     assert!(attr(api[0], "endpoint").contains("/v1/responses"));
@@ -365,13 +370,13 @@ fn api_request_sse_and_completion_events_and_metrics() {
 
     let sse: Vec<_> = logs
         .iter()
-        .filter(|l| l.name == "quest.sse_event")
+        .filter(|l| l.name == "codex.sse_event")
         .collect();
     assert_eq!(sse.len(), 3);
     // Only the failure and the completion are trace events.
     let sse_trace: Vec<_> = span_events(&spans)
         .into_iter()
-        .filter(|(n, _)| n == "quest.sse_event")
+        .filter(|(n, _)| n == "codex.sse_event")
         .collect();
     assert_eq!(sse_trace.len(), 2);
     let completed = &sse_trace[1].1;
@@ -391,43 +396,52 @@ fn api_request_sse_and_completion_events_and_metrics() {
     assert!(metrics.iter().any(|p| p.name == "codex.thread.started"));
 }
 
+fn change(from: Option<GoalStatus>, to: Option<GoalStatus>, reason: GoalReason) -> GoalTransition {
+    let mut change = GoalTransition::new("goal-7", from, to, Actor::System, reason);
+    change.tokens_used = 2_000_000;
+    change.time_used_seconds = 95;
+    change.turns_used = 12;
+    change
+}
+
 #[test]
 fn goal_status_change_event_and_goal_metrics() {
     let h = harness();
     let s = session(false, &h.client);
-    let change = GoalStatusChange {
-        goal_id: "goal-7".into(),
-        from: "active".into(),
-        to: "budgetLimited".into(),
-        actor: "system".into(),
-        reason: "token_budget_exhausted".into(),
-        tokens_used: 2_000_000,
-        time_used_seconds: 95,
-        turns_used: 12,
-    };
+    let mut limited = change(
+        Some(GoalStatus::Active),
+        Some(GoalStatus::BudgetLimited),
+        GoalReason::BudgetTokens,
+    );
+    limited.budget_limit_kind = Some(BudgetLimitKind::Tokens);
     let (logs, spans, metrics) = capture(&h, || {
-        s.goal_status_changed(&change);
+        s.goal_transition(&limited);
         s.goal_continuation_turn("no_progress");
     });
     let log = logs
         .iter()
-        .find(|l| l.name == "quest.goal_status_changed")
+        .find(|l| l.name == "quest.goal.status_changed")
         .unwrap();
     for (key, value) in [
         ("from", "active"),
         ("to", "budgetLimited"),
         ("actor", "system"),
-        ("reason", "token_budget_exhausted"),
+        ("reason", "budget_tokens"),
         ("tokens_used", "2000000"),
         ("time_used_seconds", "95"),
         ("goal.id", "goal-7"),
     ] {
         assert!(attr(log, key).contains(value), "{key}");
     }
+    let limited_log = logs
+        .iter()
+        .find(|l| l.name == "quest.goal.budget_limited")
+        .unwrap();
+    assert!(attr(limited_log, "limit_kind").contains("tokens"));
     assert!(
         span_events(&spans)
             .iter()
-            .any(|(n, a)| n == "quest.goal_status_changed" && a["to"] == "budgetLimited")
+            .any(|(n, a)| n == "quest.goal.status_changed" && a["to"] == "budgetLimited")
     );
     let transition = metrics
         .iter()
@@ -436,7 +450,7 @@ fn goal_status_change_event_and_goal_metrics() {
     assert_eq!(transition.attributes["from"], "active");
     assert_eq!(transition.attributes["to"], "budgetLimited");
     assert_eq!(transition.attributes["actor"], "system");
-    assert_eq!(transition.attributes["reason"], "token_budget_exhausted");
+    assert_eq!(transition.attributes["reason"], "budget_tokens");
     let tokens = metrics
         .iter()
         .find(|p| p.name == "quest.goal.tokens")
@@ -461,6 +475,134 @@ fn goal_status_change_event_and_goal_metrics() {
             .any(|p| p.name == "quest.goal.continuation_turns"
                 && p.attributes["outcome"] == "no_progress")
     );
+}
+
+/// The wire-spelling form core passes today: `none` is "no goal", so creation counts
+/// `codex.goal.created`, never `codex.goal.resumed`.
+#[test]
+fn goal_creation_in_wire_spelling_counts_created_not_resumed() {
+    let h = harness();
+    let s = session(false, &h.client);
+    let (_, _, metrics) = capture(&h, || {
+        s.goal_status_changed(&GoalStatusChange {
+            goal_id: "goal-1".into(),
+            from: "none".into(),
+            to: "active".into(),
+            actor: "user".into(),
+            reason: "user_request".into(),
+            ..Default::default()
+        });
+    });
+    let counters: Vec<&str> = metrics
+        .iter()
+        .filter(|p| p.name.starts_with("codex.goal."))
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(counters, ["codex.goal.created"]);
+}
+
+/// Every transition counts exactly the `codex.goal.*` counter Codex's catalogue names, and
+/// emits exactly the Quest goal events that apply (creation was once counted as a resume).
+#[test]
+fn every_goal_transition_counts_its_codex_counter() {
+    use GoalStatus::*;
+    type Case = (
+        Option<GoalStatus>,
+        Option<GoalStatus>,
+        Vec<&'static str>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            None,
+            Some(Active),
+            vec!["codex.goal.created"],
+            vec!["quest.goal.created"],
+        ),
+        (
+            None,
+            Some(Paused),
+            vec!["codex.goal.created"],
+            vec!["quest.goal.created"],
+        ),
+        (
+            Some(Paused),
+            Some(Active),
+            vec!["codex.goal.resumed"],
+            vec![],
+        ),
+        (
+            Some(UsageLimited),
+            Some(Active),
+            vec!["codex.goal.resumed"],
+            vec![],
+        ),
+        (Some(Active), Some(Paused), vec![], vec![]),
+        (
+            Some(Active),
+            Some(Complete),
+            vec!["codex.goal.completed"],
+            vec!["quest.goal.completed"],
+        ),
+        (
+            Some(Active),
+            Some(Blocked),
+            vec!["codex.goal.blocked"],
+            vec![],
+        ),
+        (
+            Some(Active),
+            Some(BudgetLimited),
+            vec!["codex.goal.budget_limited"],
+            vec!["quest.goal.budget_limited"],
+        ),
+        (
+            Some(Active),
+            Some(UsageLimited),
+            vec!["codex.goal.usage_limited"],
+            vec!["quest.goal.usage_limited"],
+        ),
+        (Some(Paused), None, vec![], vec!["quest.goal.cleared"]),
+    ];
+    for (from, to, counters, events) in cases {
+        let h = harness();
+        let s = session(false, &h.client);
+        let (logs, _, metrics) = capture(&h, || {
+            s.goal_transition(&change(from, to, GoalReason::UserRequest));
+        });
+        let mut counted: Vec<&str> = metrics
+            .iter()
+            .filter(|p| p.name.starts_with("codex.goal.") && p.kind == "sum")
+            .map(|p| p.name.as_str())
+            .collect();
+        counted.sort();
+        assert_eq!(counted, counters, "{from:?} -> {to:?}");
+        let mut emitted: Vec<&str> = logs
+            .iter()
+            .map(|l| l.name.as_str())
+            .filter(|n| *n != "quest.goal.status_changed")
+            .collect();
+        emitted.sort();
+        assert_eq!(emitted, events, "{from:?} -> {to:?}");
+        assert!(
+            logs.iter().any(|l| l.name == "quest.goal.status_changed"),
+            "{from:?} -> {to:?}"
+        );
+        let transitions = metrics
+            .iter()
+            .find(|p| p.name == "quest.goal.transitions")
+            .unwrap();
+        let name = |status: Option<GoalStatus>| status.map_or("none", GoalStatus::as_wire);
+        assert_eq!(transitions.attributes["from"], name(from));
+        assert_eq!(transitions.attributes["to"], name(to));
+        // Stop histograms only when an active stretch ends.
+        let stopped = from == Some(Active) && to != Some(Active);
+        assert_eq!(
+            metrics.iter().any(|p| p.name == "quest.goal.tokens"),
+            stopped,
+            "{from:?} -> {to:?}"
+        );
+    }
 }
 
 #[test]
@@ -507,6 +649,21 @@ fn gen_ai_metrics_use_the_semantic_convention_buckets() {
     assert_eq!(input.value, 1500.0);
     assert_eq!(input.attributes["gen_ai.response.model"], "gpt-5.5-2026");
     assert_eq!(input.attributes["server.port"], "443");
+    // Only the convention's attributes: no session tags such as `originator` or `model`.
+    let mut keys: Vec<&str> = input.attributes.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "gen_ai.operation.name",
+            "gen_ai.provider.name",
+            "gen_ai.request.model",
+            "gen_ai.response.model",
+            "gen_ai.token.type",
+            "server.address",
+            "server.port",
+        ]
+    );
     let durations: Vec<_> = metrics
         .iter()
         .filter(|p| p.name == "gen_ai.client.operation.duration")
@@ -640,4 +797,42 @@ fn continuation_turn_links_to_the_goal_first_turn() {
         .map(|l| l.span_context.trace_id().to_string())
         .collect();
     assert_eq!(links, vec!["0af7651916cd43dd8448eb211c80319c".to_string()]);
+}
+
+/// Spans of the libraries underneath (HTTP/2, gRPC, hyper, reqwest) are never exported, nor
+/// DEBUG spans of Quest's own crates; exported spans carry no `code.*`, `thread.*`,
+/// `busy_ns`/`idle_ns` or `target` attributes.
+#[test]
+fn only_quest_spans_are_exported_without_instrumentation_noise() {
+    let h = harness();
+    let (_, spans, _) = capture(&h, || {
+        tracing::info_span!(target: "h2::codec::framed_read", "FramedRead::decode_frame")
+            .in_scope(|| {});
+        tracing::info_span!(target: "h2::proto::connection", "Connection").in_scope(|| {});
+        tracing::info_span!(target: "tonic::transport", "grpc").in_scope(|| {});
+        tracing::info_span!(target: "hyper_util::client::legacy", "connect").in_scope(|| {});
+        tracing::info_span!(target: "questionable_crate", "lookalike").in_scope(|| {});
+        tracing::debug_span!(target: "quest::tool", "debug detail").in_scope(|| {});
+        tracing::info_span!(target: "quest_core::thread", "module path span").in_scope(|| {});
+        tracing::info_span!(target: "quest::tool", "execute_tool").in_scope(|| {});
+    });
+    let mut names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    names.sort();
+    assert_eq!(names, ["execute_tool", "module path span", "turn"]);
+    for span in &spans {
+        let keys: Vec<String> = span
+            .attributes
+            .iter()
+            .map(|kv| kv.key.to_string())
+            .collect();
+        assert!(
+            keys.iter().all(|k| !k.starts_with("code.")
+                && !k.starts_with("thread.")
+                && k != "busy_ns"
+                && k != "idle_ns"
+                && k != "target"),
+            "{}: {keys:?}",
+            span.name
+        );
+    }
 }

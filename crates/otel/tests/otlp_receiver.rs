@@ -77,7 +77,7 @@ fn emit(provider: &OtelProvider) -> Option<W3cTraceContext> {
         .with(provider.tracing_layer());
     let s = session(provider);
     tracing::subscriber::with_default(subscriber, || {
-        let span = tracing::info_span!("invoke_agent quest");
+        let span = tracing::info_span!(target: "quest::turn", "invoke_agent quest");
         let inbound = W3cTraceContext {
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             tracestate: Some("example=alpha:zero;keep:yes,other=value".into()),
@@ -173,17 +173,17 @@ fn assert_export(received: &Received, transport: Transport) {
     assert_eq!(turn.parent_span_id, "00f067aa0ba902b7");
     let event_names: Vec<_> = turn.events.iter().map(|(name, _)| name.as_str()).collect();
     assert!(
-        event_names.contains(&"quest.user_prompt") && event_names.contains(&"quest.tool_result"),
+        event_names.contains(&"codex.user_prompt") && event_names.contains(&"codex.tool_result"),
         "{event_names:?}"
     );
     let logs = received.log_records();
     let prompt = logs
         .iter()
-        .find(|l| l.event_name == "quest.user_prompt")
+        .find(|l| l.event_name == "codex.user_prompt")
         .expect("prompt log");
     assert_eq!(prompt.attributes["prompt"], "[REDACTED]");
     assert_eq!(prompt.attributes["user.email"], "dev@example.com");
-    assert!(logs.iter().any(|l| l.event_name == "quest.tool_result"));
+    assert!(logs.iter().any(|l| l.event_name == "codex.tool_result"));
     let points = received.metric_points();
     let call = points
         .iter()
@@ -454,4 +454,111 @@ fn traceparent_from_the_environment_parents_the_run() {
     // An invalid TRACEPARENT is ignored, so the child's expectation fails.
     let bad = run("00-not-a-trace-01");
     assert!(!bad.status.success());
+}
+
+/// PEM files of a test CA, a server certificate and a client certificate.
+struct TlsFiles {
+    _dir: tempfile::TempDir,
+    ca: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+fn tls_receiver(mutual: bool) -> (OtlpReceiver, TlsFiles) {
+    use quest_otel::test_receiver::ReceiverTls;
+    use quest_otel::test_receiver::TestCa;
+    let ca = TestCa::new().unwrap();
+    let client = ca.client_cert().unwrap();
+    let receiver = OtlpReceiver::start_tls(ReceiverTls {
+        server: ca.server_cert().unwrap(),
+        client_ca_pem: mutual.then(|| ca.cert_pem().to_string()),
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let files = TlsFiles {
+        ca: write("ca.pem", ca.cert_pem()),
+        client_cert: write("client.pem", &client.cert_pem),
+        client_key: write("client.key", &client.key_pem),
+        _dir: dir,
+    };
+    (receiver, files)
+}
+
+fn tls_config(files: &TlsFiles, client: bool) -> quest_otel::OtelTlsConfig {
+    quest_otel::OtelTlsConfig {
+        ca_certificate: Some(files.ca.clone()),
+        client_certificate: client.then(|| files.client_cert.clone()),
+        client_private_key: client.then(|| files.client_key.clone()),
+    }
+}
+
+#[test]
+fn http_over_tls_with_a_test_ca() {
+    let (receiver, files) = tls_receiver(false);
+    assert!(receiver.http_endpoint().starts_with("https://127.0.0.1:"));
+    let exporter = OtelExporter::OtlpHttp {
+        endpoint: receiver.http_endpoint(),
+        headers: HashMap::from([("x-otlp-token".to_string(), "tok-1".to_string())]),
+        protocol: OtelHttpProtocol::Binary,
+        tls: Some(tls_config(&files, false)),
+    };
+    run(exporter, &receiver, Transport::HttpProtobuf);
+    let handshakes = receiver.received().handshakes;
+    assert!(handshakes.succeeded >= 1, "{handshakes:?}");
+    assert_eq!(handshakes.failed, 0, "{handshakes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_mutual_tls_with_a_test_ca() {
+    let (receiver, files) = tls_receiver(true);
+    let exporter = OtelExporter::OtlpGrpc {
+        endpoint: receiver.grpc_endpoint(),
+        headers: HashMap::from([("x-otlp-token".to_string(), "tok-1".to_string())]),
+        tls: Some(tls_config(&files, true)),
+    };
+    run(exporter, &receiver, Transport::Grpc);
+    let handshakes = receiver.received().handshakes;
+    assert!(handshakes.with_client_certificate >= 1, "{handshakes:?}");
+    assert_eq!(handshakes.failed, 0, "{handshakes:?}");
+}
+
+#[test]
+fn http_over_mutual_tls_with_a_test_ca() {
+    let (receiver, files) = tls_receiver(true);
+    let exporter = OtelExporter::OtlpHttp {
+        endpoint: receiver.http_endpoint(),
+        headers: HashMap::from([("x-otlp-token".to_string(), "tok-1".to_string())]),
+        protocol: OtelHttpProtocol::Json,
+        tls: Some(tls_config(&files, true)),
+    };
+    run(exporter, &receiver, Transport::HttpJson);
+    let handshakes = receiver.received().handshakes;
+    assert!(handshakes.with_client_certificate >= 1, "{handshakes:?}");
+}
+
+/// The mTLS receiver really demands a client certificate: without one nothing gets through.
+#[test]
+fn mutual_tls_receiver_refuses_a_client_without_certificate() {
+    let (receiver, files) = tls_receiver(true);
+    let mut settings = settings(OtelExporter::None);
+    settings.trace_exporter = OtelExporter::OtlpHttp {
+        endpoint: receiver.http_endpoint(),
+        headers: HashMap::new(),
+        protocol: OtelHttpProtocol::Binary,
+        tls: Some(tls_config(&files, false)),
+    };
+    settings.shutdown_timeout = Duration::from_secs(5);
+    let provider = OtelProvider::from(&settings).unwrap().unwrap();
+    emit(&provider);
+    provider.shutdown();
+    let received = receiver
+        .wait_until(WAIT, |r| r.handshakes.failed >= 1)
+        .unwrap_or_else(|r| panic!("no failed handshake: {:?}", r.handshakes));
+    assert!(received.traces.is_empty());
+    assert_eq!(received.handshakes.succeeded, 0);
 }

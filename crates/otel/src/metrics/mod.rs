@@ -534,6 +534,69 @@ impl MetricsClient {
         Ok(())
     }
 
+    /// Records `value` in a u64 histogram with explicit unit and buckets, with exactly
+    /// `attributes` (no default tags, typed values): for semantic-convention instruments.
+    pub fn record_u64_with_attributes(
+        &self,
+        name: &str,
+        spec: HistogramSpec,
+        value: u64,
+        attributes: &[KeyValue],
+    ) -> Result<()> {
+        validate_metric_name(name)?;
+        if self.denied(name) {
+            return Ok(());
+        }
+        let histogram = {
+            let mut instruments = self.instruments();
+            cached(&mut instruments.u64_histograms, name, || {
+                let mut builder = self
+                    .inner
+                    .meter
+                    .u64_histogram(name.to_string())
+                    .with_unit(spec.unit)
+                    .with_description(spec.description);
+                if let Some(bounds) = spec.boundaries {
+                    builder = builder.with_boundaries(bounds.to_vec());
+                }
+                builder.build()
+            })
+        };
+        histogram.record(value, attributes);
+        Ok(())
+    }
+
+    /// [`MetricsClient::record_u64_with_attributes`] for an f64 histogram.
+    pub fn record_f64_with_attributes(
+        &self,
+        name: &str,
+        spec: HistogramSpec,
+        value: f64,
+        attributes: &[KeyValue],
+    ) -> Result<()> {
+        validate_metric_name(name)?;
+        if self.denied(name) {
+            return Ok(());
+        }
+        let histogram = {
+            let mut instruments = self.instruments();
+            cached(&mut instruments.histograms, name, || {
+                let mut builder = self
+                    .inner
+                    .meter
+                    .f64_histogram(name.to_string())
+                    .with_unit(spec.unit)
+                    .with_description(spec.description);
+                if let Some(bounds) = spec.boundaries {
+                    builder = builder.with_boundaries(bounds.to_vec());
+                }
+                builder.build()
+            })
+        };
+        histogram.record(value, attributes);
+        Ok(())
+    }
+
     /// Starts a timer recording into the duration histogram `name`.
     pub fn start_timer(&self, name: &str, tags: &[(&str, &str)]) -> Result<Timer> {
         validate_metric_name(name)?;

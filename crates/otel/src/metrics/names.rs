@@ -16,6 +16,31 @@ pub const SSE_EVENT_DURATION_METRIC: &str = "codex.sse_event.duration_ms";
 pub const TURN_TOKEN_USAGE_METRIC: &str = "codex.turn.token_usage";
 /// Counter: one per thread start.
 pub const THREAD_STARTED_METRIC: &str = "codex.thread.started";
+/// Duration histogram: turn start to turn end.
+pub const TURN_E2E_DURATION_METRIC: &str = "codex.turn.e2e_duration_ms";
+/// Duration histogram: turn start to the first streamed output.
+pub const TURN_TTFT_DURATION_METRIC: &str = "codex.turn.ttft.duration_ms";
+/// Duration histogram: turn start to the first assistant message.
+pub const TURN_TTFM_DURATION_METRIC: &str = "codex.turn.ttfm.duration_ms";
+/// Histogram: tool calls made by one turn.
+pub const TURN_TOOL_CALL_METRIC: &str = "codex.turn.tool.call";
+
+/// Counter: a goal was created.
+pub const CODEX_GOAL_CREATED_METRIC: &str = "codex.goal.created";
+/// Counter: a stopped goal became active again.
+pub const CODEX_GOAL_RESUMED_METRIC: &str = "codex.goal.resumed";
+/// Counter: a goal was completed.
+pub const CODEX_GOAL_COMPLETED_METRIC: &str = "codex.goal.completed";
+/// Counter: a goal stopped at a budget.
+pub const CODEX_GOAL_BUDGET_LIMITED_METRIC: &str = "codex.goal.budget_limited";
+/// Counter: a goal stopped at a usage limit.
+pub const CODEX_GOAL_USAGE_LIMITED_METRIC: &str = "codex.goal.usage_limited";
+/// Counter: a goal was blocked.
+pub const CODEX_GOAL_BLOCKED_METRIC: &str = "codex.goal.blocked";
+/// Histogram: tokens a goal had used when it left `active`.
+pub const CODEX_GOAL_TOKEN_COUNT_METRIC: &str = "codex.goal.token_count";
+/// Histogram: seconds a goal had run when it left `active`.
+pub const CODEX_GOAL_DURATION_S_METRIC: &str = "codex.goal.duration_s";
 
 /// GenAI histogram of tokens per model call (unit `{token}`).
 pub const GEN_AI_CLIENT_TOKEN_USAGE: &str = "gen_ai.client.token.usage";
