@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use quest_core::goal::control::GoalControl;
-use quest_core::{ConfigOverrides, load_config};
+use quest_core::{ConfigOverrides, ManagerOptions, ThreadManager, load_config};
 use quest_exec::{ExecArgs, run_exec};
 use quest_mock_model::{MockModel, Script, Step, Usage};
 use serde_json::json;
@@ -146,9 +145,13 @@ fn report(home: &Path, code: i32, requests: usize) -> Result<(), String> {
         ..ConfigOverrides::default()
     })
     .map_err(|e| e.to_string())?;
-    let control = GoalControl::open(&loaded.config).map_err(|e| e.to_string())?;
-    let goal = control
-        .list()
+    let manager = ThreadManager::new(
+        std::sync::Arc::new(loaded.config),
+        ManagerOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let goal = manager
+        .list_goals()
         .map_err(|e| e.to_string())?
         .into_iter()
         .next()
@@ -160,7 +163,10 @@ fn report(home: &Path, code: i32, requests: usize) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("stored thread id: {e}"))?;
     println!("  Audit log:");
-    for event in control.log(&thread_id, 50).map_err(|e| e.to_string())? {
+    for event in manager
+        .goal_log(&thread_id, 50)
+        .map_err(|e| e.to_string())?
+    {
         println!("    {}", render_event(&event));
     }
     Ok(())

@@ -2,9 +2,8 @@
 
 use clap::{Args, Subcommand};
 use quest_core::config::parse_duration;
-use quest_core::goal::control::GoalControl;
 use quest_core::goal::prompts::human_duration;
-use quest_core::{ConfigOverrides, load_config};
+use quest_core::{ConfigOverrides, ManagerOptions, ThreadManager, load_config};
 use quest_protocol::ThreadId;
 use quest_protocol::goal::transition::{BudgetChange, GoalEvent, GoalState};
 use serde_json::json;
@@ -123,7 +122,11 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
-    let control = GoalControl::open(&loaded.config).map_err(failed)?;
+    let manager = ThreadManager::new(
+        std::sync::Arc::new(loaded.config),
+        ManagerOptions::default(),
+    )
+    .map_err(failed)?;
     let print_goal = |goal: Option<GoalState>| {
         if args.json {
             println!("{}", json!({"goal": goal.as_ref().map(GoalState::to_wire)}));
@@ -137,10 +140,10 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
     match &args.command {
         GoalCommand::Status { thread_id } => {
             let id = parse_thread(thread_id)?;
-            print_goal(control.status(&id).map_err(failed)?);
+            print_goal(manager.goal(&id).map_err(failed)?);
         }
         GoalCommand::List => {
-            let goals = control.list().map_err(failed)?;
+            let goals = manager.list_goals().map_err(failed)?;
             if args.json {
                 let wire: Vec<_> = goals.iter().map(GoalState::to_wire).collect();
                 println!("{}", json!({"goals": wire}));
@@ -159,7 +162,7 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
         }
         GoalCommand::Log { thread_id, limit } => {
             let id = parse_thread(thread_id)?;
-            let events = control.log(&id, *limit).map_err(failed)?;
+            let events = manager.goal_log(&id, *limit).map_err(failed)?;
             if args.json {
                 println!("{}", json!({"events": events}));
             } else if events.is_empty() {
@@ -172,25 +175,25 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
         }
         GoalCommand::Pause { thread_id } => {
             let id = parse_thread(thread_id)?;
-            print_goal(control.pause(&id).map_err(failed)?);
+            print_goal(manager.pause_goal(&id).map_err(failed)?);
         }
         GoalCommand::Resume {
             thread_id,
             at_reset,
         } => {
             let id = parse_thread(thread_id)?;
-            print_goal(control.resume(&id, *at_reset).map_err(failed)?);
+            print_goal(manager.resume_goal(&id, *at_reset).map_err(failed)?);
         }
         GoalCommand::Edit {
             thread_id,
             objective,
         } => {
             let id = parse_thread(thread_id)?;
-            print_goal(control.edit(&id, objective).map_err(failed)?);
+            print_goal(manager.edit_goal(&id, objective).map_err(failed)?);
         }
         GoalCommand::Clear { thread_id } => {
             let id = parse_thread(thread_id)?;
-            let cleared = control.clear(&id).map_err(failed)?;
+            let cleared = manager.clear_goal(&id).map_err(failed)?;
             if args.json {
                 println!("{}", json!({"cleared": cleared}));
             } else if cleared {
@@ -215,7 +218,11 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
                 parse_duration(v).map(|d| d.as_secs() as i64)
             })?;
             let turns = parse_change(turn_budget.as_deref(), "--turn-budget", int)?;
-            print_goal(control.budget(&id, tokens, time, turns).map_err(failed)?);
+            print_goal(
+                manager
+                    .set_goal_budgets(&id, tokens, time, turns)
+                    .map_err(failed)?,
+            );
         }
     }
     Ok(())

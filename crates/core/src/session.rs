@@ -1,6 +1,6 @@
 //! A thread's shared, immutable context and its durable history.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use quest_model::{ModelClient, Prompt};
@@ -13,6 +13,43 @@ use crate::config::Config;
 use crate::prompts;
 use crate::protocol::{Event, EventMsg, TurnTrigger};
 
+/// Receives a thread's events, in order, from the moment of subscribing.
+pub type EventStream = mpsc::UnboundedReceiver<Event>;
+
+/// The subscribers of one thread's events. Cheap to clone; clones share the subscriber list.
+#[derive(Clone, Debug, Default)]
+pub struct EventSink {
+    subscribers: Arc<Mutex<Vec<mpsc::UnboundedSender<Event>>>>,
+}
+
+impl EventSink {
+    /// A new subscriber: it receives every event sent after this call.
+    pub fn subscribe(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().push(tx);
+        rx
+    }
+
+    /// Sends `event` to every live subscriber and forgets the ones that left.
+    pub fn send(&self, event: Event) {
+        let mut subscribers = self.lock();
+        if let [only] = subscribers.as_slice() {
+            if only.send(event).is_err() {
+                subscribers.clear();
+            }
+            return;
+        }
+        subscribers.retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
+        match self.subscribers.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
 /// What every turn of one thread shares.
 pub struct Session {
     /// The thread.
@@ -23,8 +60,8 @@ pub struct Session {
     pub client: ModelClient,
     /// Durable store; `None` for ephemeral threads.
     pub store: Option<Store>,
-    /// Where events go.
-    pub events: mpsc::UnboundedSender<Event>,
+    /// Where events go: every subscriber of the thread.
+    pub events: EventSink,
     /// Tool specs sent with every request.
     pub tools: Vec<serde_json::Value>,
     /// Session events and metrics; `None` when telemetry is off.
@@ -54,9 +91,9 @@ impl Session {
         }
     }
 
-    /// Sends an event; a closed receiver only means nobody listens any more.
+    /// Sends an event to every subscriber; a closed receiver only means that subscriber left.
     pub fn emit(&self, turn_id: Option<TurnId>, msg: EventMsg) {
-        let _ = self.events.send(Event {
+        self.events.send(Event {
             thread_id: self.thread_id,
             turn_id,
             msg,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::protocol::{EventMsg, Op, TurnTrigger};
-use crate::session::Session;
+use crate::session::{EventSink, EventStream, Session};
 use crate::turn::{TurnObserver, TurnOutcome, TurnReport, run_turn};
 
 /// Sends ops to a running thread actor.
@@ -20,10 +20,16 @@ pub struct ThreadHandle {
     /// The thread.
     pub thread_id: ThreadId,
     ops: mpsc::UnboundedSender<Op>,
+    events: EventSink,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl ThreadHandle {
+    /// A new event subscriber: it receives every event the thread sends from now on.
+    pub fn subscribe(&self) -> EventStream {
+        self.events.subscribe()
+    }
+
     /// Queues an op. Returns false when the actor has stopped.
     pub fn submit(&self, op: Op) -> bool {
         self.ops.send(op).is_ok()
@@ -76,6 +82,7 @@ pub fn spawn_thread(
 ) -> ThreadHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let thread_id = session.thread_id;
+    let events = session.events.clone();
     let actor = Actor {
         session,
         history: Some(history),
@@ -87,6 +94,7 @@ pub fn spawn_thread(
     ThreadHandle {
         thread_id,
         ops: tx,
+        events,
         task: Arc::new(std::sync::Mutex::new(Some(task))),
     }
 }

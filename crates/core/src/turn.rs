@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::protocol::{EventMsg, TurnError, TurnTrigger};
+use crate::protocol::{EventMsg, TurnError, TurnTrigger, turn_error_from_model};
 use crate::session::Session;
 use crate::tools::{ToolCall, ToolContext, ToolResult, run_builtin_tool};
 
@@ -147,7 +147,7 @@ pub async fn run_turn(
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(err) => {
-                report.outcome = TurnOutcome::Failed(TurnError::from_model(&err));
+                report.outcome = TurnOutcome::Failed(turn_error_from_model(&err));
                 return report;
             }
         };

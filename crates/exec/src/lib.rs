@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use quest_core::config::parse_duration;
-use quest_core::goal::{GoalBudgets, GoalRuntime, goal_tool_specs};
+use quest_core::goal::GoalBudgets;
 use quest_core::{
-    ConfigOverrides, CoreError, EventMsg, IdlePolicy, Op, Session, StartedThread, ThreadSpec,
-    build_client, load_config, resume_thread, start_thread,
+    ConfigOverrides, CoreError, EventMsg, ManagerOptions, NewGoal, Op, StartedThread,
+    ThreadManager, ThreadOptions, load_config,
 };
 use quest_protocol::ThreadId;
-use quest_state::Store;
+use quest_protocol::goal::GoalStatus;
 
 pub use processor::{EventProcessor, OutputMode};
 
@@ -26,6 +26,19 @@ pub use processor::{EventProcessor, OutputMode};
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code of bad command-line usage or configuration.
 pub const EXIT_USAGE: i32 = 2;
+
+/// Exit code of `quest exec --goal` for a run that ended with the goal in `status`.
+pub fn goal_exit_code(status: GoalStatus) -> i32 {
+    match status {
+        GoalStatus::Complete => 0,
+        GoalStatus::Blocked => 3,
+        GoalStatus::UsageLimited => 4,
+        GoalStatus::BudgetLimited => 5,
+        GoalStatus::Paused => 6,
+        // A run never ends while active; treat it as a failed run.
+        GoalStatus::Active => EXIT_FAILURE,
+    }
+}
 
 /// `quest exec` arguments. Every flag `@openai/codex-sdk` passes is accepted.
 #[derive(Args, Debug, Default, Clone)]
@@ -196,62 +209,38 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         .map_err(|e| usage(e.to_string()))?;
     let telemetry =
         quest_core::telemetry::Telemetry::install(&telemetry_config).map_err(failure)?;
-    let client = build_client(
-        &config,
-        &originator,
-        telemetry_config.propagate_model_requests,
-    )
-    .map_err(|e| failure(e.user_message()))?;
-    let store = if args.ephemeral {
-        if goal_request.is_some() {
-            return Err(usage(
-                "--goal needs a recorded thread; it cannot be combined with --ephemeral",
-            ));
-        }
-        None
-    } else {
-        Some(Store::open_in(&config.home).map_err(|e| failure(format!("state database: {e}")))?)
-    };
-    let spec = ThreadSpec {
-        config: config.clone(),
-        client,
-        store: store.clone(),
-        extra_tools: if store.is_some() {
-            goal_tool_specs()
-        } else {
-            Vec::new()
+    if args.ephemeral && goal_request.is_some() {
+        return Err(usage(
+            "--goal needs a recorded thread; it cannot be combined with --ephemeral",
+        ));
+    }
+    let manager = ThreadManager::new(
+        config.clone(),
+        ManagerOptions {
+            ephemeral: args.ephemeral,
+            originator: originator.clone(),
+            telemetry: telemetry.as_ref().map(|t| t.thread_options(&originator)),
+            propagate_trace: telemetry_config.propagate_model_requests,
         },
-        telemetry: telemetry.as_ref().map(|t| t.thread_options(&originator)),
-        propagate_trace: telemetry_config.propagate_model_requests,
-    };
-    let mut runtime: Option<GoalRuntime> = None;
-    let goals_config = config.goals.clone();
-    let continuations = goal_request.is_some();
-    let policy = |session: &Arc<Session>| -> Option<Box<dyn IdlePolicy>> {
-        let store = session.store.clone()?;
-        let rt = GoalRuntime::new(session.clone(), store, goals_config, continuations);
-        runtime = Some(rt.clone());
-        Some(Box::new(rt))
+    )
+    .map_err(|e| failure(e.to_string()))?;
+    let options = ThreadOptions {
+        goal_loop: goal_request.is_some(),
     };
     let started = match &resume {
         Some(resume) => {
-            let thread_id = resolve_thread(resume, store.as_ref())?;
-            if let Some(store) = &store
-                && let Err(err) =
-                    store.reconcile_on_load(&thread_id, config.goals.auto_continue_on_resume)
-            {
-                eprintln!("warning: could not check the goal of {thread_id}: {err}");
-            }
-            resume_thread(spec, thread_id, policy)
+            let thread_id = resolve_thread(resume, &manager)?;
+            manager.resume_thread(thread_id, options)
         }
-        None => start_thread(spec, policy),
+        None => manager.start_thread(options),
     }
     .map_err(|e| match e {
         CoreError::ThreadNotFound(_) => usage(e.to_string()),
+        CoreError::Model(err) => failure(err.user_message()),
         other => failure(other.to_string()),
     })?;
     let mut processor = EventProcessor::new(mode, goal_request.is_some());
-    processor.thread_started(&started.handle.thread_id.to_string());
+    processor.thread_started(&started.thread_id.to_string());
     let provider_warnings = telemetry.as_ref().map(|t| t.warnings()).unwrap_or_default();
     for warning in loaded
         .warnings
@@ -261,27 +250,36 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     {
         processor.warning(warning);
     }
-    let code = match (goal_request, runtime) {
-        (Some(request), Some(runtime)) => {
+    let code = match goal_request {
+        Some(request) => {
             let objective = match (&request.objective, &prompt) {
                 (Some(objective), _) => Some(objective.clone()),
                 (None, Some(prompt)) => Some(prompt.clone()),
                 (None, None) => None,
             };
+            let thread_id = started.thread_id;
             let setup = match objective {
-                Some(objective) => runtime
-                    .create_goal(&objective, request.budgets, true)
+                Some(objective) => manager
+                    .create_goal(
+                        &thread_id,
+                        NewGoal {
+                            objective,
+                            budgets: request.budgets,
+                            replace: true,
+                            ..NewGoal::default()
+                        },
+                    )
                     .map(|_| ()),
-                None => runtime.resume().map(|_| ()),
+                None => manager.resume_goal(&thread_id, false).map(|_| ()),
             };
             if let Err(err) = setup {
                 started.handle.submit(Op::Shutdown);
                 started.handle.join().await;
                 return Err(usage(err.to_string()));
             }
-            drive_goal(started, &runtime, &mut processor).await
+            drive_goal(started, &manager, &mut processor).await
         }
-        _ => match prompt {
+        None => match prompt {
             Some(prompt) => drive_single_turn(started, prompt, &mut processor).await,
             None => return Err(usage("no prompt given")),
         },
@@ -391,13 +389,13 @@ async fn pump_events(
 /// Runs the goal loop until the goal stops; the exit code follows the final status.
 async fn drive_goal(
     mut started: StartedThread,
-    runtime: &GoalRuntime,
+    manager: &ThreadManager,
     processor: &mut EventProcessor,
 ) -> i32 {
     started.handle.submit(Op::WakeIdle);
     pump_events(&mut started, processor, |msg| matches!(msg, EventMsg::Idle)).await;
-    match runtime.current() {
-        Ok(Some(goal)) => goal.status.exit_code(),
+    match manager.goal(&started.thread_id) {
+        Ok(Some(goal)) => goal_exit_code(goal.status),
         Ok(None) => EXIT_FAILURE,
         Err(err) => {
             eprintln!("Error: {err}");
@@ -450,18 +448,19 @@ async fn stop_signal() {
     }
 }
 
-fn resolve_thread(resume: &ResumeArgs, store: Option<&Store>) -> Result<ThreadId, ExecFailure> {
-    let store = store.ok_or_else(|| usage("exec resume cannot be combined with --ephemeral"))?;
+fn resolve_thread(resume: &ResumeArgs, manager: &ThreadManager) -> Result<ThreadId, ExecFailure> {
+    if manager.is_ephemeral() {
+        return Err(usage("exec resume cannot be combined with --ephemeral"));
+    }
     if let Some(id) = &resume.thread_id {
         return id
             .parse::<ThreadId>()
             .map_err(|e| usage(format!("invalid thread id `{id}`: {e}")));
     }
     if resume.last {
-        return store
+        return manager
             .latest_thread(None)
-            .map_err(|e| failure(format!("state database: {e}")))?
-            .map(|thread| thread.id)
+            .map_err(|e| failure(e.to_string()))?
             .ok_or_else(|| usage("no recorded thread to resume"));
     }
     Err(usage("exec resume needs a THREAD_ID or --last"))

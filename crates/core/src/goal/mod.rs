@@ -5,20 +5,25 @@
 //! store's transaction, so this module only decides *when* to ask for a change: at turn start and
 //! end, after tools, on errors, while idle, on interrupt and on exit.
 
+mod accounting;
 pub mod control;
+mod lease;
+pub mod model_tools;
+mod notify;
 pub mod prompts;
-pub mod tools;
+mod schedule;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use quest_protocol::goal::transition::TransitionError;
 use quest_protocol::goal::transition::TurnOutcome as GoalTurnOutcome;
 use quest_protocol::goal::transition::{
     AccountingMode, BreakerThresholds, CreateGoal, CreateMode, GoalLimits, GoalState, Trigger,
 };
 use quest_protocol::goal::{Actor, GoalStatus};
-use quest_protocol::{ResponseItem, TokenUsage, TurnId};
+use quest_protocol::{ResponseItem, ThreadId, TokenUsage, TurnId};
 use quest_state::{GoalContext, Lease, LeaseAcquire, StateError, Store};
 use serde_json::json;
 
@@ -29,7 +34,7 @@ use crate::thread::IdlePolicy;
 use crate::tools::{GOAL_TOOL_NAMES, ToolCall, ToolResult};
 use crate::turn::{TurnObserver, TurnOutcome, TurnReport};
 
-pub use tools::goal_tool_specs;
+pub use model_tools::goal_tool_specs;
 
 /// Budgets asked for when a goal is created from the command line.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,15 +47,40 @@ pub struct GoalBudgets {
     pub turns: Option<i64>,
 }
 
-/// Error from a user-side goal operation.
+/// Error from a goal operation, typed up to the front-end, which decides how to show it.
 #[derive(Debug, thiserror::Error)]
 pub enum GoalError {
-    /// The request was refused (exact spec message).
+    /// The transition function refused the request; the text is the exact spec message. Not
+    /// retried: the request is wrong for the goal as it is.
     #[error("{0}")]
-    Refused(String),
-    /// The store failed.
+    Refused(#[from] TransitionError),
+    /// Another live process holds the thread's goal-loop lease, so this one may not run, charge
+    /// or pause the goal. Not retried; the message names the holder.
+    #[error("the goal of thread {thread_id} is being pursued by another quest process (pid {pid})")]
+    LeaseHeld {
+        /// The thread.
+        thread_id: ThreadId,
+        /// The holder's process id.
+        pid: u32,
+    },
+    /// The thread is not recorded in the state database.
+    #[error("no such thread: {0}")]
+    NoSuchThread(ThreadId),
+    /// Goals need a recorded thread, and this manager keeps nothing on disk.
+    #[error("goals need a recorded thread; this thread is ephemeral")]
+    Ephemeral,
+    /// The store failed; the caller may retry the whole operation later.
     #[error("goal storage failed: {0}")]
-    Storage(String),
+    Storage(StateError),
+}
+
+impl From<StateError> for GoalError {
+    fn from(err: StateError) -> Self {
+        match err {
+            StateError::Transition(refusal) => GoalError::Refused(refusal),
+            other => GoalError::Storage(other),
+        }
+    }
 }
 
 /// The goal runtime of one thread. Cheap to clone; all clones share state.
@@ -178,7 +208,7 @@ impl GoalRuntime {
         self.shared
             .store
             .get_goal(&self.shared.session.thread_id)
-            .map_err(|e| GoalError::Storage(e.to_string()))
+            .map_err(GoalError::from)
     }
 
     /// Applies a trigger through the store, announces the result, and keeps the wall clock in
@@ -198,10 +228,7 @@ impl GoalRuntime {
             .shared
             .store
             .apply_goal(&thread_id, &trigger, actor, &ctx)
-            .map_err(|e| match e {
-                StateError::Transition(refusal) => GoalError::Refused(refusal.to_string()),
-                other => GoalError::Storage(other.to_string()),
-            })?;
+            .map_err(GoalError::from)?;
         if let (Some(event), Some(goal)) = (&outcome.event, &outcome.goal)
             && outcome.status_changed
         {
@@ -277,10 +304,20 @@ impl GoalRuntime {
         create.limits = self.limits();
         let goal = self
             .apply(Trigger::Create(create), Actor::User, None)?
-            .ok_or_else(|| GoalError::Storage("goal vanished after creation".to_string()))?;
+            .ok_or_else(|| {
+                GoalError::Refused(TransitionError::NoGoal {
+                    thread_id: self.shared.session.thread_id.to_string(),
+                })
+            })?;
         self.inner().user_record = Some(prompts::user_set_goal(&goal.objective));
         self.acquire_lease()?;
         Ok(goal)
+    }
+
+    /// A user change (pause, edit, budgets, clear, …) made through the manager while this thread
+    /// is loaded: applied and announced on the thread's event stream.
+    pub(crate) fn apply_user(&self, trigger: Trigger) -> Result<Option<GoalState>, GoalError> {
+        self.apply(trigger, Actor::User, None)
     }
 
     /// User resume (`quest exec resume <id> --goal`): back to `active`, breaker counters reset.
@@ -292,111 +329,6 @@ impl GoalRuntime {
             self.inner().resume_note = true;
         }
         Ok(goal)
-    }
-
-    /// Takes (or renews) the lease that says this process runs the goal loop, and starts the
-    /// heartbeat that keeps it live and flushes active wall-clock time every 15 s.
-    fn acquire_lease(&self) -> Result<(), GoalError> {
-        let thread_id = self.shared.session.thread_id;
-        let acquired = self
-            .shared
-            .store
-            .acquire_lease(&thread_id)
-            .map_err(|e| GoalError::Storage(e.to_string()))?;
-        let lease = match acquired {
-            LeaseAcquire::Acquired(lease) => lease,
-            LeaseAcquire::HeldBy(other) => {
-                return Err(GoalError::Refused(format!(
-                    "the goal of thread {thread_id} is being pursued by another quest process (pid {})",
-                    other.pid
-                )));
-            }
-        };
-        let start_heartbeat = {
-            let mut inner = self.inner();
-            let first = inner.lease.is_none();
-            inner.lease = Some(lease);
-            first
-        };
-        if start_heartbeat {
-            let weak = Arc::downgrade(&self.shared);
-            tokio::spawn(async move {
-                let period = Duration::from_millis(quest_state::LEASE_HEARTBEAT_INTERVAL_MS as u64);
-                loop {
-                    tokio::time::sleep(period).await;
-                    let Some(shared) = weak.upgrade() else { break };
-                    let runtime = GoalRuntime { shared };
-                    if !runtime.heartbeat() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(())
-    }
-
-    /// One heartbeat; false when the lease is gone and the heartbeat should stop.
-    fn heartbeat(&self) -> bool {
-        let (lease, seconds) = {
-            let mut inner = self.inner();
-            let Some(lease) = inner.lease.clone() else {
-                return false;
-            };
-            let seconds = inner.take_whole_seconds();
-            (lease, seconds)
-        };
-        match self.shared.store.heartbeat(&lease, seconds) {
-            Ok((renewed, outcome)) => {
-                self.inner().lease = Some(renewed);
-                if outcome.changed
-                    && let Some(goal) = &outcome.goal
-                {
-                    if goal.status != GoalStatus::Active {
-                        self.inner().clock = None;
-                    }
-                    self.shared
-                        .session
-                        .emit(None, EventMsg::GoalUpdated(Box::new(goal.to_wire())));
-                }
-                true
-            }
-            Err(err) => {
-                let message = format!("goal lease heartbeat failed: {err}");
-                let mut inner = self.inner();
-                if matches!(err, StateError::LeaseLost { .. }) {
-                    inner.lease = None;
-                    inner.suspended = Some(message.clone());
-                }
-                drop(inner);
-                self.shared.session.emit(None, EventMsg::Warning(message));
-                !matches!(err, StateError::LeaseLost { .. })
-            }
-        }
-    }
-
-    /// Flushes pending tokens, whole active seconds and `turns` with `mode`.
-    fn flush(&self, mode: AccountingMode, turns: i64, turn_id: Option<TurnId>) {
-        let (tokens, seconds) = {
-            let mut inner = self.inner();
-            let tokens = std::mem::take(&mut inner.pending_tokens);
-            let seconds = inner.take_whole_seconds();
-            (tokens, seconds)
-        };
-        if tokens == 0 && seconds == 0 && turns == 0 {
-            return;
-        }
-        let trigger = Trigger::AccountUsage {
-            tokens,
-            seconds,
-            turns,
-            mode,
-        };
-        if let Err(err) = self.apply(trigger, Actor::System, turn_id) {
-            self.shared.session.emit(
-                turn_id,
-                EventMsg::Warning(format!("goal accounting failed: {err}")),
-            );
-        }
     }
 
     /// Runs a system stop; if it cannot be persisted, suspends continuation in this process.
@@ -431,259 +363,20 @@ impl GoalRuntime {
             Err(_) => {}
         }
     }
-
-    fn tool_result(&self, call: &ToolCall, output: String, success: bool) -> ToolResult {
-        ToolResult {
-            call: call.clone(),
-            output,
-            executed: true,
-            success,
-            changed_files: false,
-            exit_code: None,
-        }
-    }
-
-    fn tool_payload(goal: Option<&GoalState>, completed_report: bool) -> String {
-        let wire = goal.map(GoalState::to_wire);
-        let report = wire.as_ref().is_some_and(|g| {
-            completed_report
-                && g.status == GoalStatus::Complete
-                && (g.token_budget.is_some() || g.time_used_seconds > 0)
-        });
-        json!({
-            "goal": wire.as_ref().map(|g| g.for_model()),
-            "remainingTokens": wire.as_ref().and_then(|g| g.remaining_tokens()),
-            "completionBudgetReport": if report { Some(prompts::COMPLETION_BUDGET_REPORT.trim()) } else { None },
-        })
-        .to_string()
-    }
-
-    fn handle_goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> ToolResult {
-        match call.name.as_str() {
-            "get_goal" => match self.current() {
-                Ok(goal) => self.tool_result(call, Self::tool_payload(goal.as_ref(), false), true),
-                Err(err) => self.tool_result(call, err.to_string(), false),
-            },
-            "create_goal" => {
-                let args: tools::CreateGoalArgs = match serde_json::from_str(&call.payload) {
-                    Ok(args) => args,
-                    Err(err) => return self.tool_result(call, err.to_string(), false),
-                };
-                let mut create =
-                    CreateGoal::new(self.shared.session.thread_id.to_string(), args.objective);
-                create.token_budget = args.token_budget;
-                create.limits = self.limits();
-                match self.apply(Trigger::Create(create), Actor::Model, Some(turn_id)) {
-                    Ok(goal) => {
-                        {
-                            let mut inner = self.inner();
-                            inner.goal_turn = true;
-                            inner.pending_tokens = 0;
-                            inner.charge_mode = None;
-                            inner.clock = Some(Instant::now());
-                        }
-                        if let Err(err) = self.acquire_lease() {
-                            self.shared
-                                .session
-                                .emit(Some(turn_id), EventMsg::Warning(err.to_string()));
-                        }
-                        self.tool_result(call, Self::tool_payload(goal.as_ref(), false), true)
-                    }
-                    Err(err) => self.tool_result(call, err.to_string(), false),
-                }
-            }
-            "update_goal" => {
-                let args: tools::UpdateGoalArgs = match serde_json::from_str(&call.payload) {
-                    Ok(args) => args,
-                    Err(err) => return self.tool_result(call, err.to_string(), false),
-                };
-                let status = match args.status.as_str() {
-                    "complete" => GoalStatus::Complete,
-                    "blocked" => GoalStatus::Blocked,
-                    "paused" => GoalStatus::Paused,
-                    _ => {
-                        let refusal = quest_protocol::goal::transition::TransitionError::ModelStatusNotAllowed;
-                        return self.tool_result(call, refusal.to_string(), false);
-                    }
-                };
-                let mode = if status == GoalStatus::Complete {
-                    AccountingMode::ActiveOrComplete
-                } else {
-                    AccountingMode::ActiveOrStopped
-                };
-                self.flush(mode, 0, Some(turn_id));
-                match self.apply(Trigger::SetStatus { status }, Actor::Model, Some(turn_id)) {
-                    Ok(goal) => {
-                        {
-                            let mut inner = self.inner();
-                            if status == GoalStatus::Complete {
-                                // Quest charges the completing request at turn end.
-                                inner.charge_mode = Some(AccountingMode::ActiveOrComplete);
-                            } else {
-                                inner.goal_turn = false;
-                                inner.pending_tokens = 0;
-                            }
-                        }
-                        self.tool_result(call, Self::tool_payload(goal.as_ref(), true), true)
-                    }
-                    Err(err) => self.tool_result(call, err.to_string(), false),
-                }
-            }
-            other => self.tool_result(call, format!("unsupported call: {other}"), false),
-        }
-    }
-
-    /// Runs the `notify` program for statuses that need someone's attention (§17i): never for
-    /// an ordinary continuation. `[goals] notify = "all"` also reports every other status change.
-    fn notify(&self, goal: &GoalState, event: &quest_protocol::goal::transition::GoalEvent) {
-        let Some(argv) = &self.shared.session.config.notify else {
-            return;
-        };
-        let attention = match goal.status {
-            GoalStatus::Complete
-            | GoalStatus::Blocked
-            | GoalStatus::UsageLimited
-            | GoalStatus::BudgetLimited => true,
-            GoalStatus::Paused => event.actor == Actor::System,
-            GoalStatus::Active => false,
-        };
-        let wanted = match self.shared.config.notify.as_str() {
-            "none" => false,
-            "all" => true,
-            _ => attention,
-        };
-        if !wanted {
-            return;
-        }
-        let objective: String = goal.objective.chars().take(200).collect();
-        let payload = json!({
-            "type": "goal-status-changed",
-            "thread-id": goal.thread_id,
-            "goal": {
-                "status": goal.status.as_wire(),
-                "objective": objective,
-                "tokensUsed": goal.tokens_used,
-                "tokenBudget": goal.token_budget,
-                "timeUsedSeconds": goal.time_used_seconds,
-                "reason": event.reason.as_str(),
-            },
-        })
-        .to_string();
-        let Some((program, args)) = argv.split_first() else {
-            return;
-        };
-        let spawned = std::process::Command::new(program)
-            .args(args)
-            .arg(&payload)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        match spawned {
-            // Reap it in the background; a slow notifier never delays the goal loop.
-            Ok(mut child) => {
-                std::thread::spawn(move || child.wait());
-            }
-            Err(err) => self.shared.session.emit(
-                None,
-                EventMsg::Warning(format!("notify program `{program}` failed to start: {err}")),
-            ),
-        }
-    }
-
-    /// The first "model at capacity" failure of a goal defers one retry instead of blocking
-    /// (§17h); a second one blocks as any other turn error.
-    fn defer_overload(&self, error: &crate::protocol::TurnError) -> bool {
-        if error.kind != "server_overloaded" {
-            return false;
-        }
-        let Some(goal) = self.current().ok().flatten() else {
-            return false;
-        };
-        if goal.status != GoalStatus::Active {
-            return false;
-        }
-        let mut inner = self.inner();
-        if inner.overload_retry_used_for.as_deref() == Some(goal.goal_id.as_str()) {
-            return false;
-        }
-        inner.overload_retry_used_for = Some(goal.goal_id);
-        inner.overload_retry_pending = true;
-        true
-    }
-
-    fn classify(&self, report: &TurnReport, last_message: Option<&str>) -> GoalTurnOutcome {
-        let inner = self.inner();
-        let progress = report.tool_results.iter().any(|r| {
-            r.changed_files
-                || (r.success
-                    && !GOAL_TOOL_NAMES.contains(&r.call.name.as_str())
-                    && !inner.previous_calls.contains(&(
-                        r.call.name.clone(),
-                        r.call.payload.clone(),
-                        r.output.clone(),
-                    )))
-        });
-        if progress {
-            GoalTurnOutcome::Progress
-        } else {
-            GoalTurnOutcome::NoProgress {
-                blocker: last_message.map(str::to_string),
-            }
-        }
-    }
-
-    fn continuation_input(&self, goal: &GoalState) -> Vec<ResponseItem> {
-        let mut items = Vec::new();
-        if let Some(record) = self.inner().user_record.take() {
-            items.push(ResponseItem::text_message("user", record));
-        }
-        if std::mem::take(&mut self.inner().resume_note) {
-            items.push(ResponseItem::text_message("user", prompts::resumed()));
-        }
-        items.push(ResponseItem::text_message(
-            "user",
-            prompts::continuation(&goal.to_wire()),
-        ));
-        items
-    }
 }
 
 impl TurnObserver for GoalRuntime {
-    fn goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> Option<ToolResult> {
-        if GOAL_TOOL_NAMES.contains(&call.name.as_str()) {
-            Some(self.handle_goal_tool(turn_id, call))
-        } else {
-            None
-        }
-    }
-
     fn on_usage(&self, _turn_id: TurnId, usage: &TokenUsage) {
-        let mut inner = self.inner();
-        if inner.goal_turn {
-            inner.pending_tokens = inner.pending_tokens.saturating_add(usage.goal_charge());
-        }
+        self.charge_usage(usage);
     }
 
     fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String> {
-        let executed = results
-            .iter()
-            .any(|r| r.executed && r.call.name != "update_goal");
-        if !executed || !self.inner().goal_turn {
-            return None;
-        }
-        let mode = self
-            .inner()
-            .charge_mode
-            .unwrap_or(AccountingMode::ActiveOnly);
-        self.flush(mode, 0, Some(turn_id));
-        let goal = self.current().ok().flatten()?;
-        if goal.status != GoalStatus::BudgetLimited {
-            return None;
-        }
-        let mut inner = self.inner();
-        if inner.steered.insert(goal.goal_id.clone()) {
-            Some(prompts::budget_limit(&goal.to_wire()))
+        self.flush_after_tools(turn_id, results)
+    }
+
+    fn goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> Option<ToolResult> {
+        if GOAL_TOOL_NAMES.contains(&call.name.as_str()) {
+            Some(self.handle_goal_tool(turn_id, call))
         } else {
             None
         }
@@ -748,13 +441,13 @@ impl IdlePolicy for GoalRuntime {
                 );
             }
             TurnOutcome::Failed(error) if goal_turn => {
-                let trigger = if error.usage_limit {
+                let trigger = if error.is_usage_limit() {
                     Trigger::UsageLimit {
                         resets_at: error.resets_at,
                     }
                 } else {
                     Trigger::TurnError {
-                        error_class: error.kind.clone(),
+                        error_class: error.kind.as_str().to_string(),
                         message: error.message.clone(),
                     }
                 };
@@ -796,75 +489,11 @@ impl IdlePolicy for GoalRuntime {
     }
 
     fn next_continuation(&mut self) -> Option<Duration> {
-        if !self.shared.continuations {
-            return None;
-        }
-        {
-            let mut inner = self.inner();
-            if inner.suspended.is_some() || std::mem::take(&mut inner.interrupted) {
-                return None;
-            }
-        }
-        let goal = self.current().ok().flatten()?;
-        if goal.status == GoalStatus::Active
-            && std::mem::take(&mut self.inner().overload_retry_pending)
-        {
-            return Some(self.shared.config.server_overloaded_retry_delay.0);
-        }
-        match goal.status {
-            GoalStatus::Active => Some(
-                self.shared
-                    .config
-                    .backoff_after(goal.no_progress_streak.max(0) as u32),
-            ),
-            GoalStatus::UsageLimited => {
-                let enabled =
-                    self.shared.config.auto_resume_after_usage_limit || goal.auto_resume_at_reset;
-                let resets_at = goal.usage_limit_resets_at?;
-                if !enabled || goal.last_auto_resume_reset_at == Some(resets_at) {
-                    return None;
-                }
-                self.inner().auto_resume_for = Some(resets_at);
-                let wait_ms = (resets_at * 1000 - now_ms()).max(0) as u64;
-                let (min, max) = (
-                    self.shared.config.auto_resume_jitter_min_ms,
-                    self.shared.config.auto_resume_jitter_max_ms,
-                );
-                let spread = max.saturating_sub(min).saturating_add(1);
-                let jitter_ms = min + (now_ms().unsigned_abs() % spread);
-                Some(Duration::from_millis(wait_ms + jitter_ms))
-            }
-            GoalStatus::Paused
-            | GoalStatus::Blocked
-            | GoalStatus::BudgetLimited
-            | GoalStatus::Complete => None,
-        }
+        self.schedule_next()
     }
 
     fn confirm_continuation(&mut self) -> Option<Vec<ResponseItem>> {
-        if self.inner().suspended.is_some() {
-            return None;
-        }
-        if self.inner().auto_resume_for.take().is_some() {
-            let trigger = Trigger::AutoResumeAtReset {
-                enabled_by_config: self.shared.config.auto_resume_after_usage_limit,
-            };
-            if self.apply(trigger, Actor::System, None).is_err() {
-                return None;
-            }
-        } else {
-            // Idle wall-clock time counts while active; it may trip the time budget.
-            self.flush(AccountingMode::ActiveOnly, 0, None);
-        }
-        let goal = self.current().ok().flatten()?;
-        match goal.status {
-            GoalStatus::Active => Some(self.continuation_input(&goal)),
-            GoalStatus::Paused
-            | GoalStatus::Blocked
-            | GoalStatus::UsageLimited
-            | GoalStatus::BudgetLimited
-            | GoalStatus::Complete => None,
-        }
+        self.confirm_next()
     }
 
     fn observer(&self) -> Option<Arc<dyn TurnObserver>> {

@@ -82,19 +82,6 @@ impl GoalStatus {
     pub fn is_stopped(self) -> bool {
         !matches!(self, GoalStatus::Active)
     }
-
-    /// Exit code of `quest exec --goal` for a run that ended in this status.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            GoalStatus::Complete => 0,
-            GoalStatus::Blocked => 3,
-            GoalStatus::UsageLimited => 4,
-            GoalStatus::BudgetLimited => 5,
-            GoalStatus::Paused => 6,
-            // A run never ends while active; treat it as a failed run.
-            GoalStatus::Active => 1,
-        }
-    }
 }
 
 impl fmt::Display for GoalStatus {

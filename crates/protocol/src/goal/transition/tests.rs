@@ -1,4 +1,5 @@
 use super::*;
+use crate::goal::BudgetLimitKind;
 use proptest::prelude::*;
 
 const NOW: i64 = 1_700_000_000_000;

@@ -1,0 +1,622 @@
+//! [`ThreadManager`]: many threads in one process.
+//!
+//! The manager owns the state database, restart reconciliation, goal-loop leases and the goal
+//! runtime of every thread it has loaded. Front-ends (exec, the `quest goal` commands, the
+//! app-server) start, resume, list, interrupt and shut down threads here, subscribe to a thread's
+//! events, and read or change goals here — whether or not the thread is loaded in this process —
+//! without ever touching SQL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use quest_model::ModelClient;
+use quest_protocol::goal::transition::{
+    BudgetChange, CreateGoal, CreateMode, GoalEvent, GoalState, Trigger, UpdateGoal,
+};
+use quest_protocol::goal::{Actor, GoalOrigin, GoalStatus};
+use quest_protocol::{ResponseItem, ThreadId};
+use quest_state::{GoalContext, Store};
+
+use crate::config::Config;
+use crate::goal::control::GoalControl;
+use crate::goal::{GoalBudgets, GoalError, GoalRuntime, goal_tool_specs};
+use crate::protocol::Op;
+use crate::session::{EventSink, EventStream, Session};
+use crate::telemetry::ThreadTelemetry;
+use crate::thread::{IdlePolicy, ThreadHandle, spawn_thread};
+use crate::{CoreError, build_client, session, tools};
+
+pub use quest_state::GoalEventPage;
+
+/// How a manager runs its threads.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// Keep nothing on disk: threads are ephemeral and goals are unavailable.
+    pub ephemeral: bool,
+    /// `originator` header and telemetry service name.
+    pub originator: String,
+    /// Telemetry for threads; `None` when off.
+    pub telemetry: Option<ThreadTelemetry>,
+    /// Send W3C trace context on model requests.
+    pub propagate_trace: bool,
+}
+
+impl Default for ManagerOptions {
+    fn default() -> Self {
+        ManagerOptions {
+            ephemeral: false,
+            originator: "quest".to_string(),
+            telemetry: None,
+            propagate_trace: false,
+        }
+    }
+}
+
+/// How one thread runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadOptions {
+    /// Start hidden continuation turns while the thread's goal is `active`. Off for a plain
+    /// `quest exec`, which runs the turns it is given and nothing else.
+    pub goal_loop: bool,
+}
+
+/// A thread just started or resumed: its handle and a first event subscription that sees every
+/// event from the very start.
+pub struct StartedThread {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Sends ops; subscribes more listeners.
+    pub handle: ThreadHandle,
+    /// Receives the thread's events.
+    pub events: EventStream,
+}
+
+/// A recorded thread, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadSummary {
+    /// Thread id.
+    pub id: ThreadId,
+    /// Working directory.
+    pub cwd: String,
+    /// Model slug.
+    pub model: String,
+    /// Model provider id.
+    pub model_provider: String,
+    /// Title, when one was set.
+    pub title: Option<String>,
+    /// Preview text (first user message or goal objective).
+    pub preview: Option<String>,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+impl From<quest_state::ThreadRecord> for ThreadSummary {
+    fn from(r: quest_state::ThreadRecord) -> Self {
+        ThreadSummary {
+            id: r.id,
+            cwd: r.cwd,
+            model: r.model,
+            model_provider: r.model_provider,
+            title: r.title,
+            preview: r.preview,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
+        }
+    }
+}
+
+/// A new goal asked for by the user (`quest exec --goal`, `thread/goal/set` on a thread without
+/// a goal, `/goal <objective>`).
+#[derive(Clone, Debug, Default)]
+pub struct NewGoal {
+    /// The objective (trimmed and validated by the transition function).
+    pub objective: String,
+    /// Budgets; `None` each = the configured default.
+    pub budgets: GoalBudgets,
+    /// Initial status (`None` = `active`).
+    pub status: Option<GoalStatus>,
+    /// Replace an unfinished goal (the user confirmed); otherwise only a missing or `complete`
+    /// goal is replaced.
+    pub replace: bool,
+    /// Where the request came from (`thread/goal/set` `origin`).
+    pub origin: Option<GoalOrigin>,
+}
+
+/// An in-place change of an existing goal by the user (`thread/goal/set`, `quest goal edit`,
+/// `quest goal budget`). Every field is optional.
+#[derive(Clone, Debug, Default)]
+pub struct GoalUpdate {
+    /// New objective.
+    pub objective: Option<String>,
+    /// Requested status (precedence rules apply; `active` resets the breaker like a resume).
+    pub status: Option<GoalStatus>,
+    /// Token budget change.
+    pub token_budget: BudgetChange,
+    /// Time budget change, seconds.
+    pub time_budget_seconds: BudgetChange,
+    /// Turn budget change.
+    pub turn_budget: BudgetChange,
+    /// Opt in to (or out of) automatic resume at the usage-limit reset.
+    pub auto_resume_at_reset: Option<bool>,
+    /// Where the request came from.
+    pub origin: Option<GoalOrigin>,
+}
+
+/// Runs many threads in one process. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct ThreadManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    options: ManagerOptions,
+    store: Option<Store>,
+    client: Mutex<Option<ModelClient>>,
+    threads: Mutex<HashMap<ThreadId, Loaded>>,
+}
+
+#[derive(Clone)]
+struct Loaded {
+    handle: ThreadHandle,
+    goal: Option<GoalRuntime>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl ThreadManager {
+    /// A manager for `config`. Opens (creating if needed) the state database under
+    /// `config.home` unless `options.ephemeral`.
+    pub fn new(config: Arc<Config>, options: ManagerOptions) -> Result<Self, CoreError> {
+        let store = if options.ephemeral {
+            None
+        } else {
+            Some(Store::open_in(&config.home)?)
+        };
+        Ok(ThreadManager {
+            inner: Arc::new(Inner {
+                config,
+                options,
+                store,
+                client: Mutex::new(None),
+                threads: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration threads start with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    /// Whether threads are recorded.
+    pub fn is_ephemeral(&self) -> bool {
+        self.inner.store.is_none()
+    }
+
+    fn store(&self) -> Result<&Store, CoreError> {
+        self.inner.store.as_ref().ok_or(CoreError::Ephemeral)
+    }
+
+    fn client(&self) -> Result<ModelClient, CoreError> {
+        let mut client = lock(&self.inner.client);
+        if let Some(client) = client.as_ref() {
+            return Ok(client.clone());
+        }
+        let built = build_client(
+            &self.inner.config,
+            &self.inner.options.originator,
+            self.inner.options.propagate_trace,
+        )?;
+        *client = Some(built.clone());
+        Ok(built)
+    }
+
+    /// Starts a new thread (recorded unless the manager is ephemeral).
+    pub fn start_thread(&self, options: ThreadOptions) -> Result<StartedThread, CoreError> {
+        let client = self.client()?;
+        let thread_id = ThreadId::new();
+        let config = &self.inner.config;
+        let items = session::initial_items(config);
+        if let Some(store) = &self.inner.store {
+            store.create_thread(&quest_state::NewThread {
+                id: thread_id,
+                cwd: config.cwd.display().to_string(),
+                model: config.model.clone(),
+                model_provider: config.model_provider_id.clone(),
+            })?;
+            store.append_rollout(&thread_id, None, &items)?;
+        }
+        Ok(self.launch(client, thread_id, items, options))
+    }
+
+    /// Loads a recorded thread with its exact history and starts its actor. Restart
+    /// reconciliation runs first: an `active` goal whose runner died comes back `paused`
+    /// (unless `[goals] auto_continue_on_resume`).
+    pub fn resume_thread(
+        &self,
+        thread_id: ThreadId,
+        options: ThreadOptions,
+    ) -> Result<StartedThread, CoreError> {
+        let store = self.store()?;
+        if lock(&self.inner.threads).contains_key(&thread_id) {
+            return Err(CoreError::ThreadAlreadyLoaded(thread_id));
+        }
+        if store.get_thread(&thread_id)?.is_none() {
+            return Err(CoreError::ThreadNotFound(thread_id));
+        }
+        store.reconcile_on_load(&thread_id, self.inner.config.goals.auto_continue_on_resume)?;
+        let client = self.client()?;
+        let items = store.load_rollout(&thread_id)?;
+        Ok(self.launch(client, thread_id, items, options))
+    }
+
+    fn launch(
+        &self,
+        client: ModelClient,
+        thread_id: ThreadId,
+        history: Vec<ResponseItem>,
+        options: ThreadOptions,
+    ) -> StartedThread {
+        let config = self.inner.config.clone();
+        let store = self.inner.store.clone();
+        let mut tool_specs = tools::builtin_tool_specs();
+        if store.is_some() {
+            tool_specs.extend(goal_tool_specs());
+        }
+        let thread_telemetry = self.inner.options.telemetry.as_ref();
+        let telemetry = thread_telemetry.map(|t| t.session(&thread_id.to_string(), &config));
+        if let Some(t) = &telemetry {
+            t.conversation_starts(
+                &config.model_provider_id,
+                config.reasoning_effort.as_deref(),
+                config.reasoning_summary.as_deref().unwrap_or("auto"),
+                None,
+                None,
+                "never",
+                &config.sandbox_mode,
+                &[],
+            );
+        }
+        let events = EventSink::default();
+        let first = events.subscribe();
+        let server = Session::server_address(config.model_provider.base_url());
+        let session = Arc::new(Session {
+            thread_id,
+            config: config.clone(),
+            client,
+            store: store.clone(),
+            events,
+            tools: tool_specs,
+            log_user_prompt: thread_telemetry.is_some_and(|t| t.log_user_prompt),
+            telemetry,
+            propagate_trace: self.inner.options.propagate_trace,
+            server,
+        });
+        let goal = store.map(|store| {
+            GoalRuntime::new(
+                session.clone(),
+                store,
+                config.goals.clone(),
+                options.goal_loop,
+            )
+        });
+        let policy = goal.clone().map(|g| Box::new(g) as Box<dyn IdlePolicy>);
+        let handle = spawn_thread(session, history, policy);
+        lock(&self.inner.threads).insert(
+            thread_id,
+            Loaded {
+                handle: handle.clone(),
+                goal,
+            },
+        );
+        StartedThread {
+            thread_id,
+            handle,
+            events: first,
+        }
+    }
+
+    /// Recorded threads, most recently updated first.
+    pub fn list_threads(&self, limit: usize) -> Result<Vec<ThreadSummary>, CoreError> {
+        Ok(self
+            .store()?
+            .list_threads(limit)?
+            .into_iter()
+            .map(ThreadSummary::from)
+            .collect())
+    }
+
+    /// The most recently updated recorded thread, optionally only among those started in `cwd`.
+    pub fn latest_thread(&self, cwd: Option<&str>) -> Result<Option<ThreadId>, CoreError> {
+        Ok(self.store()?.latest_thread(cwd)?.map(|t| t.id))
+    }
+
+    /// The threads loaded in this manager.
+    pub fn loaded_threads(&self) -> Vec<ThreadId> {
+        lock(&self.inner.threads).keys().copied().collect()
+    }
+
+    /// The handle of a loaded thread.
+    pub fn thread(&self, thread_id: &ThreadId) -> Option<ThreadHandle> {
+        lock(&self.inner.threads)
+            .get(thread_id)
+            .map(|l| l.handle.clone())
+    }
+
+    fn loaded(&self, thread_id: &ThreadId) -> Option<Loaded> {
+        lock(&self.inner.threads).get(thread_id).cloned()
+    }
+
+    /// Subscribes to a loaded thread's events from now on.
+    pub fn subscribe(&self, thread_id: &ThreadId) -> Result<EventStream, CoreError> {
+        self.thread(thread_id)
+            .map(|h| h.subscribe())
+            .ok_or(CoreError::ThreadNotLoaded(*thread_id))
+    }
+
+    /// Sends an op to a loaded thread.
+    pub fn submit(&self, thread_id: &ThreadId, op: Op) -> Result<(), CoreError> {
+        match self.thread(thread_id) {
+            Some(handle) if handle.submit(op) => Ok(()),
+            _ => Err(CoreError::ThreadNotLoaded(*thread_id)),
+        }
+    }
+
+    /// Interrupts a loaded thread's running turn; with `pause_goal` an active goal is paused
+    /// first (reason `interrupt`).
+    pub fn interrupt(&self, thread_id: &ThreadId, pause_goal: bool) -> Result<(), CoreError> {
+        self.submit(thread_id, Op::Interrupt { pause_goal })
+    }
+
+    /// Stops a loaded thread: the running turn's bookkeeping finishes, an active goal run by
+    /// this process is paused (reason `process_exit`), its lease is released, and the thread is
+    /// unloaded once its actor has ended.
+    pub async fn shutdown_thread(&self, thread_id: &ThreadId) -> Result<(), CoreError> {
+        let handle = self
+            .thread(thread_id)
+            .ok_or(CoreError::ThreadNotLoaded(*thread_id))?;
+        handle.submit(Op::Shutdown);
+        handle.join().await;
+        lock(&self.inner.threads).remove(thread_id);
+        Ok(())
+    }
+
+    /// Waits until a loaded thread's actor has ended (after it was asked to shut down) and
+    /// unloads it.
+    pub async fn join_thread(&self, thread_id: &ThreadId) {
+        if let Some(handle) = self.thread(thread_id) {
+            handle.join().await;
+        }
+        lock(&self.inner.threads).remove(thread_id);
+    }
+
+    /// Shuts every loaded thread down.
+    pub async fn shutdown(&self) {
+        for thread_id in self.loaded_threads() {
+            let _ = self.shutdown_thread(&thread_id).await;
+        }
+    }
+
+    // ----- goals -----------------------------------------------------------------------------
+
+    fn control(&self) -> Result<GoalControl, GoalError> {
+        let store = self.inner.store.clone().ok_or(GoalError::Ephemeral)?;
+        Ok(GoalControl::new(store, &self.inner.config))
+    }
+
+    fn goal_runtime(&self, thread_id: &ThreadId) -> Option<GoalRuntime> {
+        self.loaded(thread_id).and_then(|l| l.goal)
+    }
+
+    /// Wakes a loaded thread after a goal change, so an `active` goal continues when idle.
+    fn wake(&self, thread_id: &ThreadId) {
+        if let Some(handle) = self.thread(thread_id) {
+            handle.submit(Op::WakeIdle);
+        }
+    }
+
+    /// The thread's goal. For a thread not loaded here, restart reconciliation runs first.
+    pub fn goal(&self, thread_id: &ThreadId) -> Result<Option<GoalState>, GoalError> {
+        match self.goal_runtime(thread_id) {
+            Some(runtime) => runtime.current(),
+            None => self.control()?.status(thread_id),
+        }
+    }
+
+    /// Every recorded goal, most recently updated first.
+    pub fn list_goals(&self) -> Result<Vec<GoalState>, GoalError> {
+        self.control()?.list()
+    }
+
+    /// The thread's goal audit trail (all goals, oldest first), at most `limit` events.
+    pub fn goal_log(
+        &self,
+        thread_id: &ThreadId,
+        limit: usize,
+    ) -> Result<Vec<GoalEvent>, GoalError> {
+        self.control()?.log(thread_id, limit)
+    }
+
+    /// One page of the audit trail (`thread/goal/history`).
+    pub fn goal_history(
+        &self,
+        thread_id: &ThreadId,
+        goal_id: Option<&str>,
+        limit: usize,
+        cursor: Option<i64>,
+    ) -> Result<GoalEventPage, GoalError> {
+        let store = self.inner.store.as_ref().ok_or(GoalError::Ephemeral)?;
+        Ok(store.goal_events(thread_id, goal_id, limit, cursor)?)
+    }
+
+    /// Creates a goal for the user. On a loaded thread the goal is announced on its event
+    /// stream, this process takes the goal-loop lease, and an idle thread starts working.
+    pub fn create_goal(&self, thread_id: &ThreadId, goal: NewGoal) -> Result<GoalState, GoalError> {
+        if let Some(runtime) = self.goal_runtime(thread_id) {
+            let created = runtime.create_goal(&goal.objective, goal.budgets, goal.replace)?;
+            return Ok(created);
+        }
+        let control = self.control()?;
+        let mut create = CreateGoal::new(thread_id.to_string(), goal.objective);
+        create.token_budget = goal.budgets.tokens;
+        create.time_budget_seconds = goal.budgets.time_seconds;
+        create.turn_budget = goal.budgets.turns;
+        create.status = goal.status;
+        create.auto_resume_at_reset = self.inner.config.goals.auto_resume_after_usage_limit;
+        create.mode = if goal.replace {
+            CreateMode::Replace
+        } else {
+            CreateMode::IfNoneOrComplete
+        };
+        create.limits = control.limits();
+        let ctx = GoalContext {
+            origin: goal.origin.or(Some(GoalOrigin::User)),
+            ..GoalContext::default()
+        };
+        let store = self.inner.store.as_ref().ok_or(GoalError::Ephemeral)?;
+        store
+            .apply_goal(thread_id, &Trigger::Create(create), Actor::User, &ctx)?
+            .goal
+            .ok_or_else(|| {
+                GoalError::Refused(quest_protocol::goal::transition::TransitionError::NoGoal {
+                    thread_id: thread_id.to_string(),
+                })
+            })
+    }
+
+    fn apply_user(
+        &self,
+        thread_id: &ThreadId,
+        trigger: Trigger,
+    ) -> Result<Option<GoalState>, GoalError> {
+        let control = self.control()?;
+        control.require(thread_id)?;
+        let goal = match self.goal_runtime(thread_id) {
+            Some(runtime) => runtime.apply_user(trigger)?,
+            None => control.apply(thread_id, trigger)?,
+        };
+        if goal
+            .as_ref()
+            .is_some_and(|g| g.status == GoalStatus::Active)
+        {
+            self.wake(thread_id);
+        }
+        Ok(goal)
+    }
+
+    /// Changes an existing goal in place (objective, status, budgets, auto-resume opt-in).
+    pub fn update_goal(
+        &self,
+        thread_id: &ThreadId,
+        update: GoalUpdate,
+    ) -> Result<Option<GoalState>, GoalError> {
+        let limits = self.control()?.limits();
+        self.apply_user(
+            thread_id,
+            Trigger::Update(UpdateGoal {
+                thread_id: thread_id.to_string(),
+                objective: update.objective,
+                status: update.status,
+                token_budget: update.token_budget,
+                time_budget_seconds: update.time_budget_seconds,
+                turn_budget: update.turn_budget,
+                auto_resume_at_reset: update.auto_resume_at_reset,
+                limits,
+            }),
+        )
+    }
+
+    /// `active` → `paused` at the user's request.
+    pub fn pause_goal(&self, thread_id: &ThreadId) -> Result<Option<GoalState>, GoalError> {
+        self.apply_user(
+            thread_id,
+            Trigger::SetStatus {
+                status: GoalStatus::Paused,
+            },
+        )
+    }
+
+    /// Back to `active` with fresh breaker counters; with `at_reset` a usage-limited goal opts
+    /// into resuming itself at the reset time instead.
+    pub fn resume_goal(
+        &self,
+        thread_id: &ThreadId,
+        at_reset: bool,
+    ) -> Result<Option<GoalState>, GoalError> {
+        if at_reset {
+            return self.update_goal(
+                thread_id,
+                GoalUpdate {
+                    auto_resume_at_reset: Some(true),
+                    ..GoalUpdate::default()
+                },
+            );
+        }
+        if let Some(runtime) = self.goal_runtime(thread_id) {
+            self.control()?.require(thread_id)?;
+            let goal = runtime.resume()?;
+            self.wake(thread_id);
+            return Ok(goal);
+        }
+        self.apply_user(thread_id, Trigger::Resume)
+    }
+
+    /// Replaces the objective, keeping id, counters and status.
+    pub fn edit_goal(
+        &self,
+        thread_id: &ThreadId,
+        objective: &str,
+    ) -> Result<Option<GoalState>, GoalError> {
+        self.update_goal(
+            thread_id,
+            GoalUpdate {
+                objective: Some(objective.to_string()),
+                ..GoalUpdate::default()
+            },
+        )
+    }
+
+    /// Changes budgets (three-state each).
+    pub fn set_goal_budgets(
+        &self,
+        thread_id: &ThreadId,
+        tokens: BudgetChange,
+        time_seconds: BudgetChange,
+        turns: BudgetChange,
+    ) -> Result<Option<GoalState>, GoalError> {
+        self.update_goal(
+            thread_id,
+            GoalUpdate {
+                token_budget: tokens,
+                time_budget_seconds: time_seconds,
+                turn_budget: turns,
+                ..GoalUpdate::default()
+            },
+        )
+    }
+
+    /// Deletes the goal (the audit trail stays); false when there was none.
+    pub fn clear_goal(&self, thread_id: &ThreadId) -> Result<bool, GoalError> {
+        let control = self.control()?;
+        if control.status_raw(thread_id)?.is_none() {
+            return Ok(false);
+        }
+        match self.goal_runtime(thread_id) {
+            Some(runtime) => {
+                runtime.apply_user(Trigger::Clear)?;
+            }
+            None => {
+                control.apply(thread_id, Trigger::Clear)?;
+            }
+        }
+        Ok(true)
+    }
+}
