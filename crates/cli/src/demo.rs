@@ -84,9 +84,16 @@ async fn run_inner() -> Result<(), String> {
 
     // 3. A model that never makes progress and never says so.
     banner("3/3  The circuit breaker stops a goal that makes no progress");
-    let mock = MockModel::start(Script::new([]).with_default(
-        Step::message("I am still investigating the build failure.").with_usage(usage()),
-    ))
+    // It keeps talking without doing anything, a different excuse each time: no blocker repeats,
+    // so the breaker stops it for making no progress (`no_progress`).
+    let mock = MockModel::start(
+        Script::new([
+            Step::message("I am still investigating the build failure.").with_usage(usage()),
+            Step::message("Let me think about the compiler output first.").with_usage(usage()),
+            Step::message("Perhaps the toolchain version matters here.").with_usage(usage()),
+        ])
+        .with_default(Step::message("Still considering options.").with_usage(usage())),
+    )
     .await;
     let code = run_goal(
         &mock,

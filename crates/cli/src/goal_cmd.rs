@@ -3,7 +3,9 @@
 use clap::{Args, Subcommand};
 use quest_core::config::parse_duration;
 use quest_core::goal::prompts::human_duration;
-use quest_core::{ConfigOverrides, ManagerOptions, ThreadManager, load_config};
+use std::sync::Arc;
+
+use quest_core::{ConfigOverrides, CoreError, ThreadManager, load_config};
 use quest_protocol::ThreadId;
 use quest_protocol::goal::transition::{BudgetChange, GoalEvent, GoalState};
 use serde_json::json;
@@ -122,11 +124,12 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
     }
-    let manager = ThreadManager::new(
-        std::sync::Arc::new(loaded.config),
-        ManagerOptions::default(),
-    )
-    .map_err(failed)?;
+    // Readers never create a database: without one there is no thread and no goal.
+    let manager = match ThreadManager::open_existing(Arc::new(loaded.config)) {
+        Ok(manager) => manager,
+        Err(CoreError::NoDatabase(_)) => return no_database(args),
+        Err(err) => return Err(failed(err)),
+    };
     let print_goal = |goal: Option<GoalState>| {
         if args.json {
             println!("{}", json!({"goal": goal.as_ref().map(GoalState::to_wire)}));
@@ -182,7 +185,10 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
             at_reset,
         } => {
             let id = parse_thread(thread_id)?;
-            print_goal(manager.resume_goal(&id, *at_reset).map_err(failed)?);
+            let goal = manager.resume_goal(&id, *at_reset).map_err(failed)?;
+            let runner = manager.goal_runner(&id).map_err(failed)?;
+            eprintln!("{}", resume_note(&id, runner, *at_reset));
+            print_goal(goal);
         }
         GoalCommand::Edit {
             thread_id,
@@ -226,6 +232,46 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Without a database: `list` shows nothing, everything else names the missing thread.
+fn no_database(args: &GoalArgs) -> Result<(), Failure> {
+    let thread = match &args.command {
+        GoalCommand::List => {
+            if args.json {
+                println!("{}", json!({"goals": []}));
+            } else {
+                println!("No goals.");
+            }
+            return Ok(());
+        }
+        GoalCommand::Status { thread_id }
+        | GoalCommand::Log { thread_id, .. }
+        | GoalCommand::Pause { thread_id }
+        | GoalCommand::Resume { thread_id, .. }
+        | GoalCommand::Edit { thread_id, .. }
+        | GoalCommand::Clear { thread_id }
+        | GoalCommand::Budget { thread_id, .. } => parse_thread(thread_id)?,
+    };
+    Err(failed(format!("no such thread: {thread}")))
+}
+
+/// What happens next after `quest goal resume`: who runs the goal, or how to run it.
+fn resume_note(id: &ThreadId, runner: Option<u32>, at_reset: bool) -> String {
+    match (runner, at_reset) {
+        (Some(pid), false) => {
+            format!("quest process {pid} runs thread {id} and continues the goal.")
+        }
+        (Some(pid), true) => format!(
+            "quest process {pid} runs thread {id} and resumes the goal when the usage limit resets."
+        ),
+        (None, false) => format!(
+            "No quest process is running thread {id}. To continue the goal now, run:\n  quest exec resume {id} --goal"
+        ),
+        (None, true) => format!(
+            "No quest process is running thread {id}, so nothing will resume the goal at the reset time. To run it, use:\n  quest exec resume {id} --goal"
+        ),
+    }
 }
 
 fn first_line(text: &str, max: usize) -> String {

@@ -18,7 +18,7 @@ fn demo_walks_completion_usage_limit_and_breaker() {
         "Status:      usageLimited",
         "exit code 3; the model server received 3 request(s)",
         "Status:      blocked",
-        "repeated_blocker",
+        "no_progress",
     ] {
         assert!(
             stdout.contains(expected),

@@ -651,3 +651,112 @@ fn notify_runs_for_attention_states_only() {
     assert_eq!(lines[0]["goal"]["status"], "blocked");
     assert_eq!(lines[0]["goal"]["objective"], "fix it");
 }
+
+#[test]
+fn a_user_turn_on_a_thread_another_process_runs_is_refused() {
+    let mock = MockModel::start_blocking(progress_model("sleep 0.3; echo {n}", None));
+    let env = TestEnv::new();
+    let (mut child, id) = spawn_goal_run(&env, &mock, "keep going");
+    let out = run(
+        env.exec(&mock)
+            .args(["resume", &id, "a question from another shell"]),
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("another quest process (pid {})", child.id())),
+        "{stderr}"
+    );
+    // Nothing of the refused turn reached the thread or the model.
+    let store = quest_state::Store::open_in(env.home()).unwrap();
+    let rollout =
+        serde_json::to_string(&store.load_rollout(&id.parse().unwrap()).unwrap()).unwrap();
+    assert!(!rollout.contains("a question from another shell"));
+    assert!(
+        mock.requests()
+            .iter()
+            .all(|r| !r.body.to_string().contains("a question from another shell"))
+    );
+    // The runner was neither paused nor charged by the refused process: it is still going.
+    assert_eq!(goal_json(&env, &id)["status"], "active");
+    assert!(
+        !reasons(&goal_log(&env, &id)).contains(&"system:process_exit".to_string()),
+        "{:?}",
+        goal_log(&env, &id)
+    );
+    run(env.quest_bare().args(["goal", "pause", &id]), 0);
+    assert_eq!(child.wait().unwrap().code(), Some(6));
+}
+
+#[test]
+fn goal_resume_from_the_shell_stays_active_and_says_how_to_run_it() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::update_goal("blocked"),
+        Step::message("I need credentials I do not have."),
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(["--goal", "deploy"]), 3);
+    let id = thread_id(&jsonl(&out));
+    let resumed = run(env.quest_bare().args(["goal", "resume", &id]), 0);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        stderr.contains(&format!("quest exec resume {id} --goal")),
+        "{stderr}"
+    );
+    // Reading the goal afterwards records no crash that never happened.
+    assert_eq!(goal_json(&env, &id)["status"], "active");
+    assert_eq!(goal_json(&env, &id)["status"], "active");
+    assert_eq!(
+        reasons(&goal_log(&env, &id)).last().unwrap(),
+        "user:user_request"
+    );
+    let at_reset = run(
+        env.quest_bare().args(["goal", "resume", &id, "--at-reset"]),
+        0,
+    );
+    let stderr = String::from_utf8_lossy(&at_reset.stderr);
+    assert!(
+        stderr.contains("nothing will resume the goal at the reset time"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn readers_of_an_unknown_thread_fail_without_creating_a_database() {
+    let env = TestEnv::new();
+    let unknown = "019ac0de-0000-7000-8000-000000000000";
+    for args in [
+        vec!["goal", "status", unknown],
+        vec!["goal", "log", unknown],
+        vec!["goal", "pause", unknown],
+    ] {
+        let out = run(env.quest_bare().args(&args), 1);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no such thread"), "{args:?}: {stderr}");
+    }
+    assert!(!env.home().join("state.sqlite").exists());
+    let listed = run(env.quest_bare().args(["goal", "list", "--json"]), 0);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+        json!({"goals": []})
+    );
+    assert!(!env.home().join("state.sqlite").exists());
+}
+
+#[test]
+fn pausing_a_complete_goal_is_refused() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::update_goal("complete"),
+        Step::message("Done."),
+    ]));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(["--goal", "finish"]), 0);
+    let id = thread_id(&jsonl(&out));
+    let refused = run(env.quest_bare().args(["goal", "pause", &id]), 1);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("cannot pause a goal that is complete"),
+        "{stderr}"
+    );
+    assert_eq!(goal_json(&env, &id)["status"], "complete");
+}

@@ -88,6 +88,10 @@ pub struct GoalsConfig {
     pub auto_resume_jitter_max_ms: u64,
     /// Wait before the one deferred retry of a goal turn that failed with "model at capacity".
     pub server_overloaded_retry_delay: DurationValue,
+    /// How often a process renews its thread leases, flushes active goal time and looks for goal
+    /// changes made by other processes. Must stay well under the 60 s after which a silent
+    /// lease counts as dead.
+    pub heartbeat_interval: DurationValue,
 }
 
 impl Default for GoalsConfig {
@@ -109,6 +113,7 @@ impl Default for GoalsConfig {
             auto_resume_jitter_min_ms: 30_000,
             auto_resume_jitter_max_ms: 90_000,
             server_overloaded_retry_delay: DurationValue(Duration::from_secs(300)),
+            heartbeat_interval: DurationValue(Duration::from_secs(15)),
         }
     }
 }
@@ -499,6 +504,14 @@ fn resolve(
         return Err(ConfigError::InvalidValue {
             key: "goals.auto_resume_jitter_min_ms".into(),
             reason: "must not exceed goals.auto_resume_jitter_max_ms".into(),
+        });
+    }
+    let heartbeat = parsed.goals.heartbeat_interval.0;
+    if heartbeat.is_zero() || heartbeat.as_millis() >= quest_state::LEASE_STALE_AFTER_MS as u128 / 2
+    {
+        return Err(ConfigError::InvalidValue {
+            key: "goals.heartbeat_interval".into(),
+            reason: "must be more than 0 and under 30s".into(),
         });
     }
     if !matches!(parsed.goals.notify.as_str(), "attention" | "all" | "none") {

@@ -49,6 +49,22 @@ pub enum CoreError {
     /// The thread is already loaded in this manager.
     #[error("thread {0} is already loaded")]
     ThreadAlreadyLoaded(ThreadId),
+    /// Another live process runs the thread (holds its lease); nothing was sent to it.
+    #[error(
+        "thread {thread_id} is in use by another quest process (pid {pid}); nothing was sent to it"
+    )]
+    LeaseHeld {
+        /// The thread.
+        thread_id: ThreadId,
+        /// The holder's process id.
+        pid: u32,
+    },
+    /// A goal operation failed while starting or resuming the thread.
+    #[error(transparent)]
+    Goal(GoalError),
+    /// There is no state database yet (nothing was ever recorded in this Quest home).
+    #[error("no state database in {0}")]
+    NoDatabase(std::path::PathBuf),
     /// The operation needs a recorded thread, but the manager keeps nothing on disk.
     #[error("this needs a recorded thread; threads are ephemeral here")]
     Ephemeral,

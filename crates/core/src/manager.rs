@@ -191,6 +191,16 @@ impl ThreadManager {
         })
     }
 
+    /// A manager over an existing state database only: `Err(CoreError::NoDatabase)` when this
+    /// Quest home has none, and nothing is created. For readers (`quest goal status|log|list`).
+    pub fn open_existing(config: Arc<Config>) -> Result<Self, CoreError> {
+        let path = config.home.join(quest_state::STATE_DB_FILE_NAME);
+        if !path.is_file() {
+            return Err(CoreError::NoDatabase(path));
+        }
+        Self::new(config, ManagerOptions::default())
+    }
+
     /// The configuration threads start with.
     pub fn config(&self) -> &Arc<Config> {
         &self.inner.config
@@ -234,7 +244,7 @@ impl ThreadManager {
             })?;
             store.append_rollout(&thread_id, None, &items)?;
         }
-        Ok(self.launch(client, thread_id, items, options))
+        self.launch(client, thread_id, items, options)
     }
 
     /// Loads a recorded thread with its exact history and starts its actor. Restart
@@ -252,10 +262,17 @@ impl ThreadManager {
         if store.get_thread(&thread_id)?.is_none() {
             return Err(CoreError::ThreadNotFound(thread_id));
         }
-        store.reconcile_on_load(&thread_id, self.inner.config.goals.auto_continue_on_resume)?;
         let client = self.client()?;
+        store
+            .reconcile_for_load(&thread_id, self.inner.config.goals.auto_continue_on_resume)
+            .map_err(|err| match err {
+                quest_state::StateError::LeaseHeld { pid, .. } => {
+                    CoreError::LeaseHeld { thread_id, pid }
+                }
+                other => CoreError::State(other),
+            })?;
         let items = store.load_rollout(&thread_id)?;
-        Ok(self.launch(client, thread_id, items, options))
+        self.launch(client, thread_id, items, options)
     }
 
     fn launch(
@@ -264,7 +281,7 @@ impl ThreadManager {
         thread_id: ThreadId,
         history: Vec<ResponseItem>,
         options: ThreadOptions,
-    ) -> StartedThread {
+    ) -> Result<StartedThread, CoreError> {
         let config = self.inner.config.clone();
         let store = self.inner.store.clone();
         let mut tool_specs = tools::builtin_tool_specs();
@@ -308,8 +325,20 @@ impl ThreadManager {
                 options.goal_loop,
             )
         });
+        if let Some(runtime) = &goal {
+            // The lease says this process runs the thread: nobody else may charge, continue or
+            // pause its goal while it is loaded here.
+            runtime.acquire_lease().map_err(|err| match err {
+                GoalError::LeaseHeld { pid, .. } => CoreError::LeaseHeld { thread_id, pid },
+                GoalError::Storage(err) => CoreError::State(err),
+                other => CoreError::Goal(other),
+            })?;
+        }
         let policy = goal.clone().map(|g| Box::new(g) as Box<dyn IdlePolicy>);
         let handle = spawn_thread(session, history, policy);
+        if let Some(runtime) = &goal {
+            runtime.attach(handle.weak_ops());
+        }
         lock(&self.inner.threads).insert(
             thread_id,
             Loaded {
@@ -317,11 +346,11 @@ impl ThreadManager {
                 goal,
             },
         );
-        StartedThread {
+        Ok(StartedThread {
             thread_id,
             handle,
             events: first,
-        }
+        })
     }
 
     /// Recorded threads, most recently updated first.
@@ -412,6 +441,25 @@ impl ThreadManager {
         Ok(GoalControl::new(store, &self.inner.config))
     }
 
+    /// `NoSuchThread` unless the thread is recorded.
+    fn require_thread(&self, thread_id: &ThreadId) -> Result<(), GoalError> {
+        let store = self.inner.store.as_ref().ok_or(GoalError::Ephemeral)?;
+        match store.get_thread(thread_id)? {
+            Some(_) => Ok(()),
+            None => Err(GoalError::NoSuchThread(*thread_id)),
+        }
+    }
+
+    /// The process id of another live process that runs the thread (holds its lease), if any.
+    /// `None` also when this process runs it.
+    pub fn goal_runner(&self, thread_id: &ThreadId) -> Result<Option<u32>, GoalError> {
+        let store = self.inner.store.as_ref().ok_or(GoalError::Ephemeral)?;
+        Ok(store
+            .live_lease(thread_id)?
+            .map(|l| l.pid)
+            .filter(|pid| *pid != std::process::id()))
+    }
+
     fn goal_runtime(&self, thread_id: &ThreadId) -> Option<GoalRuntime> {
         self.loaded(thread_id).and_then(|l| l.goal)
     }
@@ -425,6 +473,7 @@ impl ThreadManager {
 
     /// The thread's goal. For a thread not loaded here, restart reconciliation runs first.
     pub fn goal(&self, thread_id: &ThreadId) -> Result<Option<GoalState>, GoalError> {
+        self.require_thread(thread_id)?;
         match self.goal_runtime(thread_id) {
             Some(runtime) => runtime.current(),
             None => self.control()?.status(thread_id),
@@ -442,6 +491,7 @@ impl ThreadManager {
         thread_id: &ThreadId,
         limit: usize,
     ) -> Result<Vec<GoalEvent>, GoalError> {
+        self.require_thread(thread_id)?;
         self.control()?.log(thread_id, limit)
     }
 
@@ -453,6 +503,7 @@ impl ThreadManager {
         limit: usize,
         cursor: Option<i64>,
     ) -> Result<GoalEventPage, GoalError> {
+        self.require_thread(thread_id)?;
         let store = self.inner.store.as_ref().ok_or(GoalError::Ephemeral)?;
         Ok(store.goal_events(thread_id, goal_id, limit, cursor)?)
     }
@@ -460,6 +511,7 @@ impl ThreadManager {
     /// Creates a goal for the user. On a loaded thread the goal is announced on its event
     /// stream, this process takes the goal-loop lease, and an idle thread starts working.
     pub fn create_goal(&self, thread_id: &ThreadId, goal: NewGoal) -> Result<GoalState, GoalError> {
+        self.require_thread(thread_id)?;
         if let Some(runtime) = self.goal_runtime(thread_id) {
             let created = runtime.create_goal(&goal.objective, goal.budgets, goal.replace)?;
             return Ok(created);
@@ -497,6 +549,7 @@ impl ThreadManager {
         thread_id: &ThreadId,
         trigger: Trigger,
     ) -> Result<Option<GoalState>, GoalError> {
+        self.require_thread(thread_id)?;
         let control = self.control()?;
         control.require(thread_id)?;
         let goal = match self.goal_runtime(thread_id) {
@@ -605,6 +658,7 @@ impl ThreadManager {
 
     /// Deletes the goal (the audit trail stays); false when there was none.
     pub fn clear_goal(&self, thread_id: &ThreadId) -> Result<bool, GoalError> {
+        self.require_thread(thread_id)?;
         let control = self.control()?;
         if control.status_raw(thread_id)?.is_none() {
             return Ok(false);

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::protocol::{EventMsg, Op, TurnTrigger};
+use crate::protocol::{EventMsg, Op, TurnError, TurnTrigger};
 use crate::session::{EventSink, EventStream, Session};
 use crate::turn::{TurnObserver, TurnOutcome, TurnReport, run_turn};
 
@@ -28,6 +28,11 @@ impl ThreadHandle {
     /// A new event subscriber: it receives every event the thread sends from now on.
     pub fn subscribe(&self) -> EventStream {
         self.events.subscribe()
+    }
+
+    /// A sender that does not keep the actor alive (for the actor's own policy).
+    pub(crate) fn weak_ops(&self) -> mpsc::WeakUnboundedSender<Op> {
+        self.ops.downgrade()
     }
 
     /// Queues an op. Returns false when the actor has stopped.
@@ -70,6 +75,8 @@ pub trait IdlePolicy: Send {
 }
 
 struct Running {
+    turn_id: TurnId,
+    trigger: TurnTrigger,
     cancel: CancellationToken,
     handle: JoinHandle<(Vec<ResponseItem>, TurnReport)>,
 }
@@ -155,15 +162,26 @@ impl Actor {
                         None => std::future::pending().await,
                     }
                 } => {
-                    self.running = None;
+                    let Some(running) = self.running.take() else { continue };
                     match joined {
                         Ok((history, report)) => {
                             self.history = Some(history);
                             self.finish_turn(report);
                         }
                         Err(err) => {
-                            self.session.emit(None, EventMsg::Warning(format!("turn task failed: {err}")));
+                            // A panic (or an abort) inside the turn task still ends the turn
+                            // through the normal path: recorded, accounted, reported.
                             self.reload_history();
+                            self.finish_turn(TurnReport {
+                                turn_id: running.turn_id,
+                                trigger: running.trigger,
+                                outcome: TurnOutcome::Failed(TurnError::internal(format!(
+                                    "the turn stopped because of an internal error in Quest: {err}"
+                                ))),
+                                usage: Default::default(),
+                                tool_results: Vec::new(),
+                                model_requests: 0,
+                            });
                         }
                     }
                     if shutting_down {
@@ -289,7 +307,12 @@ impl Actor {
             }
             .instrument(span),
         );
-        self.running = Some(Running { cancel, handle });
+        self.running = Some(Running {
+            turn_id,
+            trigger,
+            cancel,
+            handle,
+        });
     }
 
     fn finish_turn(&mut self, report: TurnReport) {
@@ -331,5 +354,148 @@ impl Actor {
         {
             self.history = Some(items);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use quest_mock_model::{MockModel, Script, Step};
+    use quest_protocol::TokenUsage;
+    use quest_protocol::goal::GoalStatus;
+
+    use super::*;
+    use crate::goal::{GoalBudgets, GoalRuntime};
+    use crate::protocol::TurnErrorKind;
+    use crate::tools::{ToolCall, ToolResult};
+    use crate::turn::TurnObserver;
+
+    /// The goal runtime, except that the turn's observer panics when usage arrives: a stand-in
+    /// for any bug that panics inside a turn task.
+    struct PanicsInTurn(GoalRuntime);
+
+    struct PanickingObserver(Arc<dyn TurnObserver>);
+
+    impl TurnObserver for PanickingObserver {
+        fn goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> Option<ToolResult> {
+            self.0.goal_tool(turn_id, call)
+        }
+        fn on_usage(&self, _turn_id: TurnId, _usage: &TokenUsage) {
+            panic!("a bug inside the turn");
+        }
+        fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String> {
+            self.0.after_tools(turn_id, results)
+        }
+    }
+
+    impl IdlePolicy for PanicsInTurn {
+        fn on_turn_start(
+            &mut self,
+            turn_id: TurnId,
+            trigger: TurnTrigger,
+            span: &tracing::Span,
+        ) -> Option<&'static str> {
+            self.0.on_turn_start(turn_id, trigger, span)
+        }
+        fn on_turn_end(&mut self, report: &TurnReport) {
+            self.0.on_turn_end(report)
+        }
+        fn next_continuation(&mut self) -> Option<Duration> {
+            self.0.next_continuation()
+        }
+        fn confirm_continuation(&mut self) -> Option<Vec<ResponseItem>> {
+            self.0.confirm_continuation()
+        }
+        fn observer(&self) -> Option<Arc<dyn TurnObserver>> {
+            let inner = self.0.observer()?;
+            Some(Arc::new(PanickingObserver(inner)))
+        }
+        fn on_interrupt(&mut self) {
+            self.0.on_interrupt()
+        }
+        fn on_shutdown(&mut self) {
+            self.0.on_shutdown()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_a_turn_ends_it_as_failed_and_counts_as_no_progress() {
+        let mock = MockModel::start(Script::new([]).with_default(
+            Step::message("hello").with_usage(quest_mock_model::Usage::new(100, 0, 10, 0)),
+        ))
+        .await;
+        let home = tempfile::tempdir().unwrap();
+        let loaded = crate::load_config(crate::ConfigOverrides {
+            home: Some(home.path().to_path_buf()),
+            cwd: Some(home.path().to_path_buf()),
+            raw_overrides: vec![
+                "model_provider=mock".to_string(),
+                format!(
+                    "model_providers.mock={{name=\"mock\", base_url=\"{}\", wire_api=\"responses\"}}",
+                    mock.uri()
+                ),
+                "goals.no_progress_backoff=[\"1h\"]".to_string(),
+            ],
+            ..crate::ConfigOverrides::default()
+        })
+        .unwrap();
+        let config = Arc::new(loaded.config);
+        let store = quest_state::Store::open_in(home.path()).unwrap();
+        let thread_id = ThreadId::new();
+        store
+            .create_thread(&quest_state::NewThread {
+                id: thread_id,
+                cwd: "/".to_string(),
+                model: config.model.clone(),
+                model_provider: config.model_provider_id.clone(),
+            })
+            .unwrap();
+        let events = crate::session::EventSink::default();
+        let mut rx = events.subscribe();
+        let session = Arc::new(Session {
+            thread_id,
+            config: config.clone(),
+            client: crate::build_client(&config, "test", false).unwrap(),
+            store: Some(store.clone()),
+            events,
+            tools: Vec::new(),
+            telemetry: None,
+            propagate_trace: false,
+            log_user_prompt: false,
+            server: (None, None),
+        });
+        let runtime = GoalRuntime::new(session.clone(), store.clone(), config.goals.clone(), true);
+        runtime
+            .create_goal("keep going", GoalBudgets::default(), true)
+            .unwrap();
+        let handle = spawn_thread(
+            session,
+            Vec::new(),
+            Some(Box::new(PanicsInTurn(runtime.clone()))),
+        );
+        handle.submit(Op::WakeIdle);
+        let failed = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(event) = rx.recv().await {
+                if let EventMsg::TurnFailed { error, .. } = event.msg {
+                    return Some(error);
+                }
+            }
+            None
+        })
+        .await
+        .expect("the turn never ended")
+        .expect("events ended");
+        assert_eq!(failed.kind, TurnErrorKind::Internal);
+        let goal = store.get_goal(&thread_id).unwrap().unwrap();
+        // Counted and classified like any goal turn that got nowhere; no instant retry.
+        assert_eq!(goal.status, GoalStatus::Active);
+        assert_eq!((goal.turns_used, goal.no_progress_streak), (1, 1));
+        let turns = store.list_turns(&thread_id).unwrap();
+        assert_eq!(turns.len(), 1);
+        assert_eq!(turns[0].status, quest_state::TurnStatus::Failed);
+        handle.submit(Op::Shutdown);
+        handle.join().await;
+        assert_eq!(mock.request_count(), 1);
     }
 }

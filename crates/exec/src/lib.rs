@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use quest_core::config::parse_duration;
 use quest_core::goal::GoalBudgets;
 use quest_core::{
-    ConfigOverrides, CoreError, EventMsg, ManagerOptions, NewGoal, Op, StartedThread,
+    ConfigOverrides, CoreError, EventMsg, GoalError, ManagerOptions, NewGoal, Op, StartedThread,
     ThreadManager, ThreadOptions, load_config,
 };
 use quest_protocol::ThreadId;
@@ -275,7 +275,10 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             if let Err(err) = setup {
                 started.handle.submit(Op::Shutdown);
                 started.handle.join().await;
-                return Err(usage(err.to_string()));
+                return Err(match err {
+                    GoalError::Refused(_) => usage(err.to_string()),
+                    other => failure(other.to_string()),
+                });
             }
             drive_goal(started, &manager, &mut processor).await
         }

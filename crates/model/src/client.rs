@@ -451,6 +451,34 @@ fn transport_message(err: &reqwest::Error) -> String {
     message
 }
 
+/// The reset time (unix seconds) of the active rate-limit window from the
+/// `x-codex-{primary,secondary}-reset-at` headers: the window with the highest used percent
+/// (the primary one on a tie or when no percent is given). Unparseable values are ignored.
+fn header_reset_at(headers: &http::HeaderMap) -> Option<i64> {
+    let number = |name: String| {
+        headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+    };
+    ["primary", "secondary"]
+        .into_iter()
+        .filter_map(|window| {
+            let reset = number(format!("x-codex-{window}-reset-at"))?;
+            if reset < 0.0 || reset > i64::MAX as f64 {
+                return None;
+            }
+            let used = number(format!("x-codex-{window}-used-percent")).unwrap_or(0.0);
+            Some((used, reset as i64))
+        })
+        .fold(None, |best: Option<(f64, i64)>, (used, reset)| match best {
+            Some((best_used, _)) if best_used >= used => best,
+            _ => Some((used, reset)),
+        })
+        .map(|(_, reset)| reset)
+}
+
 /// Classifies a non-success response (after layer-1 retries) per the spec's matrix.
 async fn status_error(response: reqwest::Response, url: &str) -> AttemptError {
     let status = response.status();
@@ -479,7 +507,8 @@ async fn status_error(response: reqwest::Response, url: &str) -> AttemptError {
                 let resets_at = parsed
                     .as_ref()
                     .and_then(|v| v.pointer("/error/resets_at"))
-                    .and_then(Value::as_i64);
+                    .and_then(Value::as_i64)
+                    .or_else(|| header_reset_at(&headers));
                 return AttemptError::never(ModelError::UsageLimit {
                     plan_type: field("plan_type"),
                     resets_at,
@@ -841,5 +870,36 @@ mod tests {
         assert!(!never && hint.is_none());
         let typed = classify_failed(None, Some("usage_limit_reached".into()), None);
         assert!(typed.error.is_usage_limit());
+    }
+}
+
+#[cfg(test)]
+mod reset_header_tests {
+    use super::header_reset_at;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn usage_limit_reset_falls_back_to_the_active_window_header() {
+        assert_eq!(header_reset_at(&headers(&[])), None);
+        assert_eq!(
+            header_reset_at(&headers(&[("x-codex-primary-reset-at", "1900000000")])),
+            Some(1_900_000_000)
+        );
+        let both = headers(&[
+            ("x-codex-primary-used-percent", "40"),
+            ("x-codex-primary-reset-at", "1900000000"),
+            ("x-codex-secondary-used-percent", "100"),
+            ("x-codex-secondary-reset-at", "1900500000"),
+        ]);
+        assert_eq!(header_reset_at(&both), Some(1_900_500_000));
+        let garbage = headers(&[("x-codex-primary-reset-at", "1e400")]);
+        assert_eq!(header_reset_at(&garbage), None);
     }
 }

@@ -78,6 +78,15 @@ pub enum StateError {
         /// The thread.
         thread_id: String,
     },
+    /// Another live process holds the thread (`Store::reconcile_for_load`). Not retried: the
+    /// caller must not run the thread while that process does.
+    #[error("thread {thread_id} is in use by another quest process (pid {pid})")]
+    LeaseHeld {
+        /// The thread.
+        thread_id: String,
+        /// The holder's process id.
+        pid: u32,
+    },
     /// A goal trigger produced a goal for another thread than the one it was applied to (a
     /// `Create` whose `thread_id` differs from the call's). A caller bug; not retried.
     #[error("goal trigger for thread {found} applied to thread {expected}")]

@@ -586,10 +586,12 @@ impl Store {
         })
     }
 
-    /// Restart handling (§17e), to run when a thread is loaded and before any idle lifecycle:
-    /// an `active` goal whose lease is not live (no lease, dead process, or stale heartbeat) is
-    /// moved to `paused` (actor `system`, reason `process_exit`, detail `unclean`) unless
-    /// `auto_continue` is set. A dead lease row is removed either way; a live one is left alone.
+    /// Restart handling (§17e): when the thread's goal-loop lease exists but is not live (its
+    /// process died or hung), an `active` goal is moved to `paused` (actor `system`, reason
+    /// `process_exit`, detail `unclean`) unless `auto_continue` is set, and the dead lease row is
+    /// removed. A goal that never had a lease, or whose runner released it on a clean exit, is
+    /// left exactly as it is; so is one whose lease is live. Readers (`quest goal status`) call
+    /// this and nothing else that writes.
     pub fn reconcile_on_load(
         &self,
         thread_id: &ThreadId,
@@ -606,35 +608,84 @@ impl Store {
         now_ms: i64,
     ) -> Result<GoalApplyOutcome, StateError> {
         let thread = thread_id.to_string();
+        self.write(|tx| reconcile_in_tx(tx, &thread, auto_continue, false, now_ms))
+    }
+
+    /// What a process that loads the thread runs first: [`Store::reconcile_on_load`], and, when
+    /// no live process holds the thread, turns its dead runner left `running` are closed as
+    /// `interrupted`. Fails with [`StateError::LeaseHeld`] (changing nothing) while another live
+    /// process holds the thread.
+    pub fn reconcile_for_load(
+        &self,
+        thread_id: &ThreadId,
+        auto_continue: bool,
+    ) -> Result<GoalApplyOutcome, StateError> {
+        let thread = thread_id.to_string();
+        let now = now_ms();
+        let pid = std::process::id();
         self.write(|tx| {
-            let lease = read_lease(tx, &thread)?;
-            let live = lease.as_ref().is_some_and(|l| l.is_live(now_ms));
-            if lease.is_some() && !live {
-                tx.execute(
-                    "DELETE FROM goal_leases WHERE thread_id = ?1",
-                    params![thread],
-                )?;
-            }
-            let goal = read_goal(tx, &thread)?;
-            let active = goal
-                .as_ref()
-                .is_some_and(|g| g.status == GoalStatus::Active);
-            if !active || live || auto_continue {
-                return Ok(GoalApplyOutcome {
-                    goal,
-                    event: None,
-                    changed: false,
-                    status_changed: false,
+            if let Some(lease) = read_lease(tx, &thread)?
+                && lease.pid != pid
+                && lease.is_live(now)
+            {
+                return Err(StateError::LeaseHeld {
+                    thread_id: thread.clone(),
+                    pid: lease.pid,
                 });
             }
-            apply_in_tx(
-                tx,
-                &thread,
-                &Trigger::ProcessExit { clean: false },
-                Actor::System,
-                &GoalContext::default(),
-                now_ms,
-            )
+            reconcile_in_tx(tx, &thread, auto_continue, true, now)
         })
     }
+
+    /// The live lease on a thread held by another process, if any (who runs the thread now).
+    pub fn live_lease(&self, thread_id: &ThreadId) -> Result<Option<Lease>, StateError> {
+        let now = now_ms();
+        Ok(self.lease(thread_id)?.filter(|l| l.is_live(now)))
+    }
+}
+
+fn reconcile_in_tx(
+    tx: &Transaction<'_>,
+    thread: &str,
+    auto_continue: bool,
+    close_turns: bool,
+    now_ms: i64,
+) -> Result<GoalApplyOutcome, StateError> {
+    let lease = read_lease(tx, thread)?;
+    let live = lease.as_ref().is_some_and(|l| l.is_live(now_ms));
+    if close_turns && !live {
+        tx.execute(
+            "UPDATE turns SET status = 'interrupted', ended_at_ms = ?2
+             WHERE thread_id = ?1 AND status = 'running'",
+            params![thread, now_ms],
+        )?;
+    }
+    let goal = read_goal(tx, thread)?;
+    let unchanged = |goal| GoalApplyOutcome {
+        goal,
+        event: None,
+        changed: false,
+        status_changed: false,
+    };
+    if live || lease.is_none() {
+        return Ok(unchanged(goal));
+    }
+    tx.execute(
+        "DELETE FROM goal_leases WHERE thread_id = ?1",
+        params![thread],
+    )?;
+    let active = goal
+        .as_ref()
+        .is_some_and(|g| g.status == GoalStatus::Active);
+    if !active || auto_continue {
+        return Ok(unchanged(goal));
+    }
+    apply_in_tx(
+        tx,
+        thread,
+        &Trigger::ProcessExit { clean: false },
+        Actor::System,
+        &GoalContext::default(),
+        now_ms,
+    )
 }

@@ -546,8 +546,17 @@ fn reconcile_pauses_active_goal_without_live_lease() {
     assert!(store.release_lease(&lease).unwrap());
     assert!(!store.release_lease(&lease).unwrap());
 
-    // No lease: paused, system, process_exit, unclean.
-    let out = store.reconcile_on_load(&thread, false).unwrap();
+    // No lease (never run, or released on a clean exit): readers leave the goal alone.
+    let untouched = store.reconcile_on_load(&thread, false).unwrap();
+    assert!(!untouched.changed);
+    assert_eq!(untouched.goal.unwrap().status, GoalStatus::Active);
+
+    // A lease whose process is gone: paused, system, process_exit, unclean.
+    let LeaseAcquire::Acquired(lease) = store.acquire_lease(&thread).unwrap() else {
+        panic!("lease not acquired");
+    };
+    let later = lease.heartbeat_at_ms + quest_state::LEASE_STALE_AFTER_MS + 1;
+    let out = store.reconcile_on_load_at(&thread, false, later).unwrap();
     assert!(out.changed);
     assert_eq!(out.goal.unwrap().status, GoalStatus::Paused);
     let ev = out.event.unwrap();

@@ -4,9 +4,10 @@
 use super::*;
 
 impl GoalRuntime {
-    /// Takes (or renews) the lease that says this process runs the goal loop, and starts the
-    /// heartbeat that keeps it live and flushes active wall-clock time every 15 s.
-    pub(super) fn acquire_lease(&self) -> Result<(), GoalError> {
+    /// Takes (or renews) the lease that says this process runs the thread and its goal loop,
+    /// and starts the heartbeat that keeps it live, flushes active wall-clock time, and notices
+    /// goal changes made by other processes (`[goals] heartbeat_interval`, 15 s by default).
+    pub(crate) fn acquire_lease(&self) -> Result<(), GoalError> {
         let thread_id = self.shared.session.thread_id;
         let acquired = self
             .shared
@@ -26,12 +27,17 @@ impl GoalRuntime {
             let mut inner = self.inner();
             let first = inner.lease.is_none();
             inner.lease = Some(lease);
+            if inner.suspended == Some(SuspendCause::LeaseLost) {
+                inner.suspended = None;
+            }
             first
         };
         if start_heartbeat {
             let weak = Arc::downgrade(&self.shared);
             tokio::spawn(async move {
-                let period = Duration::from_millis(quest_state::LEASE_HEARTBEAT_INTERVAL_MS as u64);
+                let period = weak
+                    .upgrade()
+                    .map_or(Duration::from_secs(15), |s| s.config.heartbeat_interval.0);
                 loop {
                     tokio::time::sleep(period).await;
                     let Some(shared) = weak.upgrade() else { break };
@@ -58,16 +64,8 @@ impl GoalRuntime {
         match self.shared.store.heartbeat(&lease, seconds) {
             Ok((renewed, outcome)) => {
                 self.inner().lease = Some(renewed);
-                if outcome.changed
-                    && let Some(goal) = &outcome.goal
-                {
-                    if goal.status != GoalStatus::Active {
-                        self.inner().clock = None;
-                    }
-                    self.shared
-                        .session
-                        .emit(None, EventMsg::GoalUpdated(Box::new(goal.to_wire())));
-                }
+                self.announce(&outcome, None);
+                self.observe_external(outcome.goal.as_ref());
                 true
             }
             Err(err) => {
@@ -75,12 +73,81 @@ impl GoalRuntime {
                 let mut inner = self.inner();
                 if matches!(err, StateError::LeaseLost { .. }) {
                     inner.lease = None;
-                    inner.suspended = Some(message.clone());
+                    inner.suspended = Some(SuspendCause::LeaseLost);
                 }
                 drop(inner);
                 self.shared.session.emit(None, EventMsg::Warning(message));
                 !matches!(err, StateError::LeaseLost { .. })
             }
         }
+    }
+
+    /// A goal change made by another process (`quest goal resume|pause|budget`, an API client on
+    /// another server) shows up here: announce it and let an idle thread act on it — start
+    /// working on a goal resumed from the shell, or schedule its usage-limit auto-resume.
+    fn observe_external(&self, goal: Option<&GoalState>) {
+        let wire = goal.map(|g| quest_protocol::goal::ThreadGoal {
+            updated_at: 0,
+            ..g.to_wire()
+        });
+        let mut inner = self.inner();
+        if inner.last_announced == wire {
+            return;
+        }
+        inner.last_announced = wire;
+        match goal {
+            Some(goal) => {
+                if goal.status == GoalStatus::Active {
+                    inner.clock.get_or_insert_with(Instant::now);
+                    if inner.suspended == Some(SuspendCause::StopFailed) {
+                        inner.suspended = None;
+                    }
+                } else {
+                    inner.clock = None;
+                }
+                drop(inner);
+                self.shared
+                    .session
+                    .emit(None, EventMsg::GoalUpdated(Box::new(goal.to_wire())));
+            }
+            None => {
+                inner.clock = None;
+                drop(inner);
+                self.shared.session.emit(None, EventMsg::GoalCleared);
+            }
+        }
+        self.wake();
+    }
+
+    /// Asks the thread's actor to re-evaluate its idle policy.
+    pub(super) fn wake(&self) {
+        let sender = match self.shared.wake.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some(sender) = sender.and_then(|weak| weak.upgrade()) {
+            let _ = sender.send(crate::protocol::Op::WakeIdle);
+        }
+    }
+
+    /// Gives up the lease (clean exit): another process may run the thread from now on.
+    pub(super) fn release_lease(&self) {
+        let thread_id = self.shared.session.thread_id;
+        let lease = self.inner().lease.take();
+        if let Some(lease) = lease
+            && let Err(err) = self.shared.store.release_lease(&lease)
+        {
+            self.shared.session.emit(
+                None,
+                EventMsg::Warning(format!(
+                    "could not release the goal lease of {thread_id}: {err}"
+                )),
+            );
+        }
+    }
+
+    /// Whether this process holds the thread's lease (and so may charge, continue or pause).
+    pub(super) fn holds_lease(&self) -> bool {
+        self.inner().lease.is_some()
     }
 }

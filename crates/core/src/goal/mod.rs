@@ -36,6 +36,8 @@ use crate::turn::{TurnObserver, TurnOutcome, TurnReport};
 
 pub use model_tools::goal_tool_specs;
 
+use accounting::{CallFingerprint, call_fingerprint};
+
 /// Budgets asked for when a goal is created from the command line.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GoalBudgets {
@@ -95,13 +97,28 @@ struct Shared {
     config: GoalsConfig,
     /// Start hidden continuation turns (off for a plain `quest exec`, which runs one turn).
     continuations: bool,
+    /// The thread actor's op queue, to wake it when another process changed the goal.
+    wake: Mutex<Option<tokio::sync::mpsc::WeakUnboundedSender<crate::protocol::Op>>>,
     inner: Mutex<Inner>,
+}
+
+/// Why continuation is suspended in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SuspendCause {
+    /// A system stop could not be persisted (§17a): cleared when the goal is next seen active
+    /// after a user change.
+    StopFailed,
+    /// Another process took the lease over: cleared when this process takes it back.
+    LeaseLost,
 }
 
 #[derive(Default)]
 struct Inner {
     /// The running turn is charged to the goal.
     goal_turn: bool,
+    /// The goal the running goal turn is charged to (accounting aimed at a replaced goal is
+    /// dropped by the store).
+    turn_goal_id: Option<String>,
     /// Accounting mode of the next flush (ActiveOrComplete after `update_goal complete`).
     charge_mode: Option<AccountingMode>,
     /// Tokens used by the running turn since the last flush.
@@ -110,12 +127,13 @@ struct Inner {
     clock: Option<Instant>,
     /// Goal ids that already got the budget wind-down message.
     steered: HashSet<String>,
-    /// Tool calls of the previous goal turn (name, payload, output), for repeat detection.
-    previous_calls: HashSet<(String, String, String)>,
+    /// Fingerprints of the previous goal turn's tool calls, for repeat detection.
+    previous_calls: HashSet<CallFingerprint>,
     /// The last turn was interrupted: do not continue on the following idle.
     interrupted: bool,
-    /// A stop could not be persisted: no continuation from this process (§17a).
-    suspended: Option<String>,
+    /// A stop could not be persisted, or the lease was lost: no continuation from this
+    /// process until the cause is gone (§17a).
+    suspended: Option<SuspendCause>,
     /// Send the "blocked audit restarts" note with the next continuation.
     resume_note: bool,
     /// A usage-limit auto-resume is scheduled for this reset time.
@@ -167,6 +185,7 @@ impl GoalRuntime {
                 store,
                 config,
                 continuations,
+                wake: Mutex::new(None),
                 inner: Mutex::new(Inner::default()),
             }),
         }
@@ -219,9 +238,21 @@ impl GoalRuntime {
         actor: Actor,
         turn_id: Option<TurnId>,
     ) -> Result<Option<GoalState>, GoalError> {
+        self.apply_expecting(trigger, actor, turn_id, None)
+    }
+
+    /// [`Self::apply`] that changes nothing unless the goal still has `expected_goal_id`.
+    fn apply_expecting(
+        &self,
+        trigger: Trigger,
+        actor: Actor,
+        turn_id: Option<TurnId>,
+        expected_goal_id: Option<String>,
+    ) -> Result<Option<GoalState>, GoalError> {
         let thread_id = self.shared.session.thread_id;
         let ctx = GoalContext {
             turn_id: turn_id.map(|t| t.to_string()),
+            expected_goal_id,
             ..GoalContext::default()
         };
         let outcome = self
@@ -229,58 +260,7 @@ impl GoalRuntime {
             .store
             .apply_goal(&thread_id, &trigger, actor, &ctx)
             .map_err(GoalError::from)?;
-        if let (Some(event), Some(goal)) = (&outcome.event, &outcome.goal)
-            && outcome.status_changed
-        {
-            self.notify(goal, event);
-        }
-        if let (Some(event), Some(t)) = (&outcome.event, &self.shared.session.telemetry)
-            && outcome.status_changed
-        {
-            let counters = outcome.goal.as_ref();
-            t.goal_status_changed(&quest_otel::GoalStatusChange {
-                goal_id: event.goal_id.clone(),
-                from: event
-                    .from_status
-                    .map_or("none", |s| s.as_wire())
-                    .to_string(),
-                to: event.to_status.map_or("none", |s| s.as_wire()).to_string(),
-                actor: event.actor.as_str().to_string(),
-                reason: event.reason.as_str().to_string(),
-                tokens_used: counters.map_or(0, |g| g.tokens_used.max(0) as u64),
-                time_used_seconds: counters.map_or(0, |g| g.time_used_seconds.max(0) as u64),
-                turns_used: counters.map_or(0, |g| g.turns_used.max(0) as u64),
-            });
-        }
-        if outcome.changed {
-            match &outcome.goal {
-                Some(goal) => {
-                    let mut inner = self.inner();
-                    if goal.status == GoalStatus::Active {
-                        inner.clock.get_or_insert_with(Instant::now);
-                    } else {
-                        inner.clock = None;
-                    }
-                    let wire = goal.to_wire();
-                    let comparable = quest_protocol::goal::ThreadGoal {
-                        updated_at: 0,
-                        ..wire.clone()
-                    };
-                    let fresh = inner.last_announced.as_ref() != Some(&comparable);
-                    inner.last_announced = Some(comparable);
-                    drop(inner);
-                    if fresh {
-                        self.shared
-                            .session
-                            .emit(turn_id, EventMsg::GoalUpdated(Box::new(wire)));
-                    }
-                }
-                None => {
-                    self.inner().clock = None;
-                    self.shared.session.emit(turn_id, EventMsg::GoalCleared);
-                }
-            }
-        }
+        self.announce(&outcome, turn_id);
         Ok(outcome.goal)
     }
 
@@ -309,9 +289,23 @@ impl GoalRuntime {
                     thread_id: self.shared.session.thread_id.to_string(),
                 })
             })?;
-        self.inner().user_record = Some(prompts::user_set_goal(&goal.objective));
+        {
+            let mut inner = self.inner();
+            inner.user_record = Some(prompts::user_set_goal(&goal.objective));
+            if inner.suspended == Some(SuspendCause::StopFailed) {
+                inner.suspended = None;
+            }
+        }
         self.acquire_lease()?;
         Ok(goal)
+    }
+
+    /// Connects the runtime to its thread actor, so changes from other processes wake it.
+    pub(crate) fn attach(&self, ops: tokio::sync::mpsc::WeakUnboundedSender<crate::protocol::Op>) {
+        match self.shared.wake.lock() {
+            Ok(mut guard) => *guard = Some(ops),
+            Err(poisoned) => *poisoned.into_inner() = Some(ops),
+        }
     }
 
     /// A user change (pause, edit, budgets, clear, …) made through the manager while this thread
@@ -325,17 +319,31 @@ impl GoalRuntime {
         self.acquire_lease()?;
         let before = self.current()?;
         let goal = self.apply(Trigger::Resume, Actor::User, None)?;
+        let mut inner = self.inner();
         if before.is_some_and(|g| g.status != GoalStatus::Active) {
-            self.inner().resume_note = true;
+            inner.resume_note = true;
         }
+        if inner.suspended == Some(SuspendCause::StopFailed) {
+            inner.suspended = None;
+        }
+        drop(inner);
         Ok(goal)
     }
 
     /// Runs a system stop; if it cannot be persisted, suspends continuation in this process.
     fn system_stop(&self, trigger: Trigger, turn_id: Option<TurnId>) {
-        if let Err(err) = self.apply(trigger, Actor::System, turn_id) {
+        // A stop that belongs to a turn applies only to the goal that turn worked on.
+        let expected = {
+            let inner = self.inner();
+            if turn_id.is_some() && inner.goal_turn {
+                inner.turn_goal_id.clone()
+            } else {
+                None
+            }
+        };
+        if let Err(err) = self.apply_expecting(trigger, Actor::System, turn_id, expected) {
             let message = format!("could not record the goal stop ({err}); continuation suspended");
-            self.inner().suspended = Some(message.clone());
+            self.inner().suspended = Some(SuspendCause::StopFailed);
             self.shared
                 .session
                 .emit(turn_id, EventMsg::Warning(message));
@@ -366,8 +374,8 @@ impl GoalRuntime {
 }
 
 impl TurnObserver for GoalRuntime {
-    fn on_usage(&self, _turn_id: TurnId, usage: &TokenUsage) {
-        self.charge_usage(usage);
+    fn on_usage(&self, turn_id: TurnId, usage: &TokenUsage) {
+        self.charge_usage(turn_id, usage);
     }
 
     fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String> {
@@ -386,7 +394,7 @@ impl TurnObserver for GoalRuntime {
 impl IdlePolicy for GoalRuntime {
     fn on_turn_start(
         &mut self,
-        _turn_id: TurnId,
+        turn_id: TurnId,
         _trigger: TurnTrigger,
         span: &tracing::Span,
     ) -> Option<&'static str> {
@@ -402,11 +410,22 @@ impl IdlePolicy for GoalRuntime {
         inner.pending_tokens = 0;
         inner.charge_mode = None;
         inner.interrupted = false;
-        inner.goal_turn = goal
+        inner.goal_turn = inner.lease.is_some()
+            && goal.as_ref().is_some_and(|g| {
+                matches!(g.status, GoalStatus::Active | GoalStatus::BudgetLimited)
+            });
+        inner.turn_goal_id = goal
             .as_ref()
-            .is_some_and(|g| matches!(g.status, GoalStatus::Active | GoalStatus::BudgetLimited));
+            .filter(|_| inner.goal_turn)
+            .map(|g| g.goal_id.clone());
         if goal.is_some_and(|g| g.status == GoalStatus::Active) {
             inner.clock.get_or_insert_with(Instant::now);
+        }
+        let goal_turn = inner.goal_turn;
+        drop(inner);
+        if goal_turn {
+            // The turn counts from its start: a crash later in it cannot erase it.
+            self.flush(AccountingMode::ActiveOnly, 1, Some(turn_id));
         }
         status
     }
@@ -425,7 +444,7 @@ impl IdlePolicy for GoalRuntime {
                 TurnOutcome::Failed(_) => AccountingMode::ActiveOrStopped,
                 _ => mode,
             };
-            self.flush(mode, 1, turn_id);
+            self.flush(mode, 0, turn_id);
         }
         match &report.outcome {
             TurnOutcome::Failed(error) if goal_turn && self.defer_overload(error) => {
@@ -439,6 +458,17 @@ impl IdlePolicy for GoalRuntime {
                         )
                     )),
                 );
+            }
+            TurnOutcome::Failed(error)
+                if goal_turn && error.kind == crate::protocol::TurnErrorKind::Internal =>
+            {
+                // Quest's own failure (a crashed turn task, storage): no progress, so the
+                // breaker and the backoff apply instead of an immediate retry.
+                let trigger = Trigger::TurnClassified {
+                    outcome: GoalTurnOutcome::NoProgress { blocker: None },
+                    thresholds: self.thresholds(),
+                };
+                self.system_stop(trigger, turn_id);
             }
             TurnOutcome::Failed(error) if goal_turn => {
                 let trigger = if error.is_usage_limit() {
@@ -475,17 +505,7 @@ impl IdlePolicy for GoalRuntime {
         }
         let mut inner = self.inner();
         inner.goal_turn = false;
-        inner.previous_calls = report
-            .tool_results
-            .iter()
-            .map(|r| {
-                (
-                    r.call.name.clone(),
-                    r.call.payload.clone(),
-                    r.output.clone(),
-                )
-            })
-            .collect();
+        inner.previous_calls = report.tool_results.iter().map(call_fingerprint).collect();
     }
 
     fn next_continuation(&mut self) -> Option<Duration> {
@@ -508,22 +528,12 @@ impl IdlePolicy for GoalRuntime {
     }
 
     fn on_shutdown(&mut self) {
-        let thread_id = self.shared.session.thread_id;
-        if self.is_active() {
+        // Only the process that runs the thread may pause its goal on the way out.
+        if self.holds_lease() && self.is_active() {
             self.flush(AccountingMode::ActiveOrStopped, 0, None);
             self.system_stop(Trigger::ProcessExit { clean: true }, None);
         }
-        let lease = self.inner().lease.take();
-        if let Some(lease) = lease
-            && let Err(err) = self.shared.store.release_lease(&lease)
-        {
-            self.shared.session.emit(
-                None,
-                EventMsg::Warning(format!(
-                    "could not release the goal lease of {thread_id}: {err}"
-                )),
-            );
-        }
+        self.release_lease();
     }
 }
 

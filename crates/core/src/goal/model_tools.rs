@@ -113,10 +113,13 @@ impl GoalRuntime {
                         {
                             let mut inner = self.inner();
                             inner.goal_turn = true;
+                            inner.turn_goal_id = goal.as_ref().map(|g| g.goal_id.clone());
                             inner.pending_tokens = 0;
                             inner.charge_mode = None;
                             inner.clock = Some(Instant::now());
                         }
+                        // The turn that created the goal is its first goal turn.
+                        self.flush(AccountingMode::ActiveOnly, 1, Some(turn_id));
                         if let Err(err) = self.acquire_lease() {
                             self.shared
                                 .session

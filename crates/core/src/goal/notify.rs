@@ -1,8 +1,75 @@
-//! Attention notifications: the `notify` program for statuses that need someone.
+//! Announcing goal changes: every committed change, whoever made it (a tool, the turn loop, the
+//! heartbeat, a user request), goes out the same way — event, then the `notify` program for
+//! statuses that need someone, then goal telemetry.
+
+use quest_state::GoalApplyOutcome;
 
 use super::*;
 
 impl GoalRuntime {
+    /// Announces a committed goal change: the `GoalUpdated`/`GoalCleared` event (skipped when
+    /// nothing a client sees changed), `notify` and telemetry for status changes. Keeps the wall
+    /// clock in step with the status. Call only after the change is on disk.
+    pub(super) fn announce(&self, outcome: &GoalApplyOutcome, turn_id: Option<TurnId>) {
+        if outcome.changed {
+            match &outcome.goal {
+                Some(goal) => {
+                    let mut inner = self.inner();
+                    if goal.status == GoalStatus::Active {
+                        inner.clock.get_or_insert_with(Instant::now);
+                    } else {
+                        inner.clock = None;
+                    }
+                    let wire = goal.to_wire();
+                    let comparable = quest_protocol::goal::ThreadGoal {
+                        updated_at: 0,
+                        ..wire.clone()
+                    };
+                    let fresh = inner.last_announced.as_ref() != Some(&comparable);
+                    inner.last_announced = Some(comparable);
+                    drop(inner);
+                    if fresh {
+                        self.shared
+                            .session
+                            .emit(turn_id, EventMsg::GoalUpdated(Box::new(wire)));
+                    }
+                }
+                None => {
+                    let mut inner = self.inner();
+                    inner.clock = None;
+                    inner.last_announced = None;
+                    drop(inner);
+                    self.shared.session.emit(turn_id, EventMsg::GoalCleared);
+                }
+            }
+        }
+        if !outcome.status_changed {
+            return;
+        }
+        let Some(event) = &outcome.event else {
+            return;
+        };
+        if let Some(goal) = &outcome.goal {
+            self.notify(goal, event);
+        }
+        if let Some(t) = &self.shared.session.telemetry {
+            let counters = outcome.goal.as_ref();
+            t.goal_status_changed(&quest_otel::GoalStatusChange {
+                goal_id: event.goal_id.clone(),
+                from: event
+                    .from_status
+                    .map_or("none", |s| s.as_wire())
+                    .to_string(),
+                to: event.to_status.map_or("none", |s| s.as_wire()).to_string(),
+                actor: event.actor.as_str().to_string(),
+                reason: event.reason.as_str().to_string(),
+                tokens_used: counters.map_or(0, |g| g.tokens_used.max(0) as u64),
+                time_used_seconds: counters.map_or(0, |g| g.time_used_seconds.max(0) as u64),
+                turns_used: counters.map_or(0, |g| g.turns_used.max(0) as u64),
+            });
+        }
+    }
+
     /// Runs the `notify` program for statuses that need someone's attention (§17i): never for
     /// an ordinary continuation. `[goals] notify = "all"` also reports every other status change.
     pub(super) fn notify(

@@ -93,6 +93,12 @@ pub fn transition(
             Actor::Model | Actor::System => Err(not_permitted()),
         },
         Trigger::SetStatus { status } => match actor {
+            Actor::User
+                if *status == GoalStatus::Paused
+                    && goal.is_some_and(|g| g.status == GoalStatus::Complete) =>
+            {
+                Err(TransitionError::CompleteCannotPause)
+            }
             Actor::User => {
                 let update = UpdateGoal {
                     thread_id: goal.map(|g| g.thread_id.clone()).unwrap_or_default(),

@@ -1497,3 +1497,18 @@ proptest! {
         prop_assert_eq!(blocker_fingerprint(&a), blocker_fingerprint(&b));
     }
 }
+
+#[test]
+fn user_pause_of_a_complete_goal_is_refused() {
+    let done = goal(GoalStatus::Complete);
+    let paused = Trigger::SetStatus {
+        status: GoalStatus::Paused,
+    };
+    assert_eq!(
+        transition(Some(&done), &paused, Actor::User, NOW),
+        Err(TransitionError::CompleteCannotPause)
+    );
+    // Other user moves out of `complete` stay allowed.
+    let resumed = transition(Some(&done), &Trigger::Resume, Actor::User, NOW).unwrap();
+    assert_eq!(resumed.goal.unwrap().status, GoalStatus::Active);
+}

@@ -286,6 +286,10 @@ pub enum TransitionError {
     /// `update_goal` on a thread without a goal.
     #[error("cannot update goal because this thread has no goal")]
     ModelNoGoal,
+    /// A user pause of a `complete` goal: there is nothing left to pause (the transition table
+    /// has no `complete` → `paused` move; edit or replace the goal instead).
+    #[error("cannot pause a goal that is complete; edit or replace it instead")]
+    CompleteCannotPause,
     /// A user update on a thread without a goal (and without an objective to create one).
     #[error("cannot update goal for thread {thread_id}: no goal exists")]
     NoGoal {
