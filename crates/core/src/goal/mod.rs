@@ -11,7 +11,7 @@ mod lease;
 pub mod model_tools;
 mod notify;
 pub mod prompts;
-mod schedule;
+pub mod schedule;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +35,7 @@ use crate::tools::{GOAL_TOOL_NAMES, ToolCall, ToolResult};
 use crate::turn::{TurnObserver, TurnOutcome, TurnReport};
 
 pub use model_tools::goal_tool_specs;
+pub use schedule::{Decision, ScheduleFlags, decide};
 
 use accounting::{CallFingerprint, call_fingerprint};
 
