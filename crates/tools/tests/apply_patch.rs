@@ -3,11 +3,12 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use quest_protocol::exec_events::PatchChangeKind;
 use quest_tools::apply_patch::{
-    FileChange, Hunk, PatchError, apply_patch, apply_patch_text, parse_patch,
+    FileChange, Hunk, PatchError, apply_patch, apply_patch_text, format_for_model, parse_patch,
 };
 
 /// Every regular file under `dir` with its content, sorted, for before/after comparisons.
@@ -82,7 +83,7 @@ fn add_update_delete_and_move_in_one_patch() {
     assert_eq!(read(d, "sub/dir/new.txt"), "keep\nchanged\n");
     assert_eq!(
         report.summary(),
-        "Success. Updated the following files:\nA hello.txt\nM b.txt\nD c.txt\nM sub/dir/new.txt\n"
+        "Success. Updated the following files:\nA hello.txt\nM b.txt\nM sub/dir/new.txt\nD c.txt\n"
     );
     assert_eq!(
         report.changes[3],
@@ -265,8 +266,8 @@ fn parser_is_lenient_about_whitespace_and_unified_headers() {
     };
     assert_eq!(path, "a.txt");
     assert_eq!(chunks[0].context, None);
-    assert_eq!(chunks[0].old_lines, ["a"]);
-    assert_eq!(chunks[0].new_lines, ["b"]);
+    assert_eq!(chunks[0].old_lines(), ["a"]);
+    assert_eq!(chunks[0].new_lines(), ["b"]);
 }
 
 #[test]
@@ -296,7 +297,7 @@ fn crlf_files_keep_crlf() {
 }
 
 #[test]
-fn file_without_trailing_newline() {
+fn an_updated_file_without_trailing_newline_gets_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     fs::write(d.join("n.txt"), "a\nb").unwrap();
@@ -305,7 +306,20 @@ fn file_without_trailing_newline() {
         "*** Begin Patch\n*** Update File: n.txt\n a\n-b\n+c\n*** End of File\n*** End Patch",
     )
     .unwrap();
-    assert_eq!(read(d, "n.txt"), "a\nc");
+    assert_eq!(read(d, "n.txt"), "a\nc\n");
+    // A plain rename moves the bytes unchanged.
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: n.txt\n*** Move to: m.txt\n*** End Patch",
+    )
+    .unwrap();
+    fs::write(d.join("raw.txt"), "no newline").unwrap();
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: raw.txt\n*** Move to: moved.txt\n*** End Patch",
+    )
+    .unwrap();
+    assert_eq!(read(d, "moved.txt"), "no newline");
 }
 
 #[test]
@@ -343,14 +357,7 @@ fn file_existence_rules() {
     let d = dir.path();
     fs::write(d.join("here.txt"), "x\n").unwrap();
     fs::create_dir(d.join("adir")).unwrap();
-    assert_eq!(
-        apply_err(
-            d,
-            "*** Begin Patch\n*** Add File: here.txt\n+y\n*** End Patch"
-        ),
-        "cannot add here.txt: file already exists (use '*** Update File: here.txt' to change \
-         it, or delete it first)"
-    );
+    fs::write(d.join("adir/inside.txt"), "i\n").unwrap();
     assert_eq!(
         apply_err(
             d,
@@ -369,14 +376,17 @@ fn file_existence_rules() {
         apply_err(d, "*** Begin Patch\n*** Delete File: adir\n*** End Patch"),
         "cannot delete adir: not a regular file"
     );
-    fs::write(d.join("other.txt"), "o\n").unwrap();
+    // Add and Move replace a file, never a directory.
+    assert_eq!(
+        apply_err(d, "*** Begin Patch\n*** Add File: adir\n+x\n*** End Patch"),
+        "cannot add adir: not a regular file"
+    );
     assert_eq!(
         apply_err(
             d,
-            "*** Begin Patch\n*** Update File: here.txt\n*** Move to: other.txt\n-x\n+y\n*** End Patch"
+            "*** Begin Patch\n*** Update File: here.txt\n*** Move to: adir\n-x\n+y\n*** End Patch"
         ),
-        "cannot move to other.txt: file already exists (use '*** Update File: other.txt' to \
-         change it, or delete it first)"
+        "cannot move to adir: not a regular file"
     );
     fs::write(d.join("bin.dat"), [0xff, 0xfe, 0x00]).unwrap();
     assert_eq!(
@@ -396,6 +406,37 @@ fn file_existence_rules() {
     assert_eq!(
         (read(d, "here.txt"), read(d, "made.txt")),
         ("fresh\n".into(), "two\n".into())
+    );
+}
+
+#[test]
+fn add_and_move_replace_an_existing_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("a.txt"), "old a\n").unwrap();
+    fs::write(d.join("run.sh"), "#!/bin/sh\necho one\n").unwrap();
+    fs::set_permissions(d.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(d.join("target.sh"), "old target\n").unwrap();
+    fs::set_permissions(d.join("target.sh"), fs::Permissions::from_mode(0o600)).unwrap();
+    let report = apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Add File: a.txt\n+new a\n*** Update File: run.sh\n\
+         *** Move to: target.sh\n-echo one\n+echo two\n*** End Patch",
+    )
+    .unwrap();
+    assert_eq!(read(d, "a.txt"), "new a\n");
+    assert_eq!(read(d, "target.sh"), "#!/bin/sh\necho two\n");
+    assert!(!d.join("run.sh").exists());
+    // The moved file keeps its own mode, not the mode of the file it replaced.
+    let mode = fs::metadata(d.join("target.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert_eq!(
+        report.summary(),
+        "Success. Updated the following files:\nA a.txt\nM target.sh\n"
     );
 }
 
@@ -479,15 +520,141 @@ fn a_write_failure_changes_nothing() {
 #[test]
 fn parse_then_apply_reports_predicted_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let patch = parse_patch("*** Begin Patch\n*** Add File: x\n+1\n*** End Patch").unwrap();
+    let patch =
+        parse_patch("*** Begin Patch\n*** Add File: x\n+1\n*** Delete File: y\n*** End Patch")
+            .unwrap();
     let predicted = patch.changes();
+    let err = apply_patch(dir.path(), &patch).unwrap_err();
+    assert!(matches!(err, PatchError::FileNotFound { .. }), "{err}");
+    assert!(!dir.path().join("x").exists());
+    fs::write(dir.path().join("y"), "y\n").unwrap();
     let report = apply_patch(dir.path(), &patch).unwrap();
     assert_eq!(report.changes, predicted);
-    let err = apply_patch(dir.path(), &patch).unwrap_err();
-    assert!(matches!(err, PatchError::AlreadyExists { .. }));
 }
 
-// ---- property test: patches generated from random edits ----
+#[test]
+fn the_model_sees_a_command_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = apply_patch_text(
+        dir.path(),
+        "*** Begin Patch\n*** Add File: x\n+1\n*** End Patch",
+    );
+    assert_eq!(
+        format_for_model(&ok, Duration::from_millis(240)),
+        "Exit code: 0\nWall time: 0.2 seconds\nOutput:\nSuccess. Updated the following files:\nA x\n"
+    );
+    let failed = apply_patch_text(
+        dir.path(),
+        "*** Begin Patch\n*** Delete File: nope\n*** End Patch",
+    );
+    assert_eq!(
+        format_for_model(&failed, Duration::from_millis(1500)),
+        "Exit code: 1\nWall time: 1.5 seconds\nOutput:\ncannot delete nope: file does not exist\n"
+    );
+}
+
+// ---- regressions: blank lines outside a chunk, mixed line endings ----
+
+#[test]
+fn a_blank_line_before_the_first_chunk_does_not_move_the_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The blank line once opened a chunk of one empty context line, which matched the file's
+    // blank line and pushed the real chunk past it onto the second `x = 1`.
+    fs::write(d.join("f.py"), "x = 1\n\nx = 1\n").unwrap();
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: f.py\n\n@@\n-x = 1\n+x = 2\n*** End Patch",
+    )
+    .unwrap();
+    assert_eq!(read(d, "f.py"), "x = 2\n\nx = 1\n");
+    // Also before a first chunk without `@@`, and with whitespace-only lines.
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: f.py\n  \n\n-x = 1\n+x = 3\n*** End Patch",
+    )
+    .unwrap();
+    assert_eq!(read(d, "f.py"), "x = 2\n\nx = 3\n");
+}
+
+#[test]
+fn blank_lines_after_end_of_file_and_between_file_sections_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("a.txt"), "one\ntwo\n").unwrap();
+    fs::write(d.join("b.txt"), "three\nfour\n").unwrap();
+    fs::write(d.join("c.txt"), "five\n").unwrap();
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n\
+         *** Update File: a.txt\n@@\n-two\n+TWO\n*** End of File\n\n\n\
+         *** Update File: b.txt\n@@\n-three\n+THREE\n\n\n\
+         *** Update File: c.txt\n-five\n+FIVE\n\n\
+         *** End Patch",
+    )
+    .unwrap();
+    assert_eq!(read(d, "a.txt"), "one\nTWO\n");
+    assert_eq!(read(d, "b.txt"), "THREE\nfour\n");
+    assert_eq!(read(d, "c.txt"), "FIVE\n");
+    let patch = parse_patch(
+        "*** Begin Patch\n*** Update File: b.txt\n@@\n-x\n+y\n\n \n*** Delete File: c.txt\n*** End Patch",
+    )
+    .unwrap();
+    let Hunk::Update { chunks, .. } = &patch.hunks[0] else {
+        panic!("{patch:?}")
+    };
+    assert_eq!(chunks[0].old_lines(), ["x"]);
+}
+
+#[test]
+fn a_blank_line_inside_a_chunk_is_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("f.txt"), "a\nb\n\nc\nb\nc\n").unwrap();
+    // The empty context line picks the `b` followed by a blank line.
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: f.txt\n@@\n-b\n+B\n\n c\n*** End Patch",
+    )
+    .unwrap();
+    assert_eq!(read(d, "f.txt"), "a\nB\n\nc\nb\nc\n");
+}
+
+#[test]
+fn a_file_with_mixed_line_endings_keeps_each_lines_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("m.txt"), "a\r\nb\nc\r\nd\ne\r\n").unwrap();
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: m.txt\n@@\n b\n-c\n+C\n+C2\n d\n@@\n e\n+f\n*** End Patch",
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read(d.join("m.txt")).unwrap(),
+        b"a\r\nb\nC\r\nC2\r\nd\ne\r\nf\r\n"
+    );
+}
+
+#[test]
+fn two_patches_in_a_row_to_one_file_keep_both_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("f.txt"), "alpha\nbeta\ngamma\n").unwrap();
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: f.txt\n-alpha\n+ALPHA\n*** End Patch",
+    )
+    .unwrap();
+    apply_patch_text(
+        d,
+        "*** Begin Patch\n*** Update File: f.txt\n-gamma\n+GAMMA\n*** End Patch",
+    )
+    .unwrap();
+    assert_eq!(read(d, "f.txt"), "ALPHA\nbeta\nGAMMA\n");
+}
+
+// ---- property tests: patches generated from random edits ----
 
 #[derive(Clone, Debug)]
 enum Edit {
@@ -513,8 +680,19 @@ enum Op {
     Ins(String),
 }
 
-/// Builds a patch (with `context` lines around each change) and the expected result lines.
-fn build(lines: &[String], edits: &[Edit], append: usize, context: usize) -> (String, Vec<String>) {
+impl Op {
+    /// The same change, undone.
+    fn inverse(&self) -> Op {
+        match self {
+            Op::Keep(s) => Op::Keep(s.clone()),
+            Op::Del(s) => Op::Ins(s.clone()),
+            Op::Ins(s) => Op::Del(s.clone()),
+        }
+    }
+}
+
+/// The edit script turning `lines` into the edited lines (unique new texts).
+fn ops_for(lines: &[String], edits: &[Edit], append: usize) -> Vec<Op> {
     let mut ops = Vec::new();
     for (i, (line, edit)) in lines.iter().zip(edits).enumerate() {
         match edit {
@@ -531,13 +709,23 @@ fn build(lines: &[String], edits: &[Edit], append: usize, context: usize) -> (St
         }
     }
     ops.extend((0..append).map(|j| Op::Ins(format!("appended {j}"))));
-    let expected = ops
-        .iter()
+    ops
+}
+
+/// The lines an edit script produces (`new`) or starts from (`!new`).
+fn side(ops: &[Op], new: bool) -> Vec<String> {
+    ops.iter()
         .filter_map(|op| match op {
-            Op::Keep(s) | Op::Ins(s) => Some(s.clone()),
-            Op::Del(_) => None,
+            Op::Keep(s) => Some(s.clone()),
+            Op::Ins(s) if new => Some(s.clone()),
+            Op::Del(s) if !new => Some(s.clone()),
+            Op::Ins(_) | Op::Del(_) => None,
         })
-        .collect();
+        .collect()
+}
+
+/// A patch for `ops`, with `context` unchanged lines around each change.
+fn patch_for(ops: &[Op], context: usize) -> String {
     let changed: Vec<usize> = ops
         .iter()
         .enumerate()
@@ -571,7 +759,7 @@ fn build(lines: &[String], edits: &[Edit], append: usize, context: usize) -> (St
         patch.push('\n');
     }
     patch.push_str("*** End Patch\n");
-    (patch, expected)
+    patch
 }
 
 fn join(lines: &[String], crlf: bool, final_newline: bool) -> String {
@@ -586,34 +774,98 @@ fn join(lines: &[String], crlf: bool, final_newline: bool) -> String {
     s
 }
 
+/// Unique lines (so every hunk has exactly one place to go) and an edit script that changes them.
+fn edited_file() -> impl Strategy<Value = (Vec<String>, Vec<Op>)> {
+    (
+        prop::collection::vec("[a-z ]{0,12}", 1..40),
+        prop::collection::vec(edit(), 40),
+        0usize..3,
+    )
+        .prop_map(|(words, edits, append)| {
+            let lines: Vec<String> = words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| format!("{i}: {w}"))
+                .collect();
+            let ops = ops_for(&lines, &edits[..lines.len()], append);
+            (lines, ops)
+        })
+        .prop_filter("the script changes something", |(_, ops)| {
+            ops.iter().any(|op| !matches!(op, Op::Keep(_)))
+        })
+}
+
+fn apply_in(dir: &Path, patch: &str) -> Result<String, TestCaseError> {
+    apply_patch_text(dir, patch)
+        .map_err(|e| TestCaseError::fail(format!("{e}\npatch:\n{patch}")))?;
+    Ok(fs::read_to_string(dir.join("f.txt")).unwrap())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
+    /// A generated patch gives the edited text, and the inverse patch gives back the original file
+    /// byte for byte. (An updated file always ends with a line ending, so the original has one.)
     #[test]
-    fn applying_a_generated_patch_gives_the_edited_text(
-        words in prop::collection::vec("[a-z ]{0,12}", 1..40),
-        edits in prop::collection::vec(edit(), 40),
-        append in 0usize..3,
+    fn a_generated_patch_then_its_inverse_restores_the_file(
+        (lines, ops) in edited_file(),
         context in 1usize..4,
         crlf in any::<bool>(),
-        final_newline in any::<bool>(),
     ) {
-        // Unique lines, so every hunk has exactly one place to go.
-        let lines: Vec<String> =
-            words.iter().enumerate().map(|(i, w)| format!("{i}: {w}")).collect();
-        let edits = &edits[..lines.len()];
-        prop_assume!(append > 0 || edits.iter().any(|e| !matches!(e, Edit::Keep)));
-        let (patch, expected) = build(&lines, edits, append, context);
-        // A one-line file without a final newline has no line ending to copy; new lines in it
-        // get "\n".
-        let crlf = crlf && (lines.len() > 1 || final_newline);
-
+        let original = join(&lines, crlf, true);
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("f.txt"), join(&lines, crlf, final_newline)).unwrap();
-        let report = apply_patch_text(dir.path(), &patch)
-            .map_err(|e| TestCaseError::fail(format!("{e}\npatch:\n{patch}")))?;
-        prop_assert_eq!(report.changes.len(), 1);
-        let got = fs::read_to_string(dir.path().join("f.txt")).unwrap();
-        prop_assert_eq!(got, join(&expected, crlf, final_newline), "patch:\n{}", patch);
+        fs::write(dir.path().join("f.txt"), &original).unwrap();
+
+        let forward = patch_for(&ops, context);
+        let edited = apply_in(dir.path(), &forward)?;
+        prop_assert_eq!(&edited, &join(&side(&ops, true), crlf, true), "patch:\n{}", forward);
+
+        let inverse_ops: Vec<Op> = ops.iter().map(Op::inverse).collect();
+        prop_assert_eq!(side(&inverse_ops, true), lines);
+        let inverse = patch_for(&inverse_ops, context);
+        let restored = apply_in(dir.path(), &inverse)?;
+        prop_assert_eq!(restored, original, "patch:\n{}\ninverse:\n{}", forward, inverse);
+    }
+
+    /// Whatever the file's mix of endings, every line the patch leaves alone keeps its own, the
+    /// text is the edited text, and the result ends with a line ending.
+    #[test]
+    fn untouched_lines_keep_their_own_line_endings(
+        (lines, ops) in edited_file(),
+        endings in prop::collection::vec(any::<bool>(), 40),
+        final_newline in any::<bool>(),
+        context in 1usize..4,
+    ) {
+        let mut original = String::new();
+        for (i, (line, crlf)) in lines.iter().zip(&endings).enumerate() {
+            original.push_str(line);
+            if i + 1 < lines.len() || final_newline {
+                original.push_str(if *crlf { "\r\n" } else { "\n" });
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f.txt"), &original).unwrap();
+        let patch = patch_for(&ops, context);
+        let edited = apply_in(dir.path(), &patch)?;
+
+        prop_assert!(edited.ends_with('\n'), "{:?}", edited);
+        let got: Vec<(&str, bool)> = edited
+            .split_inclusive('\n')
+            .map(|l| match l.strip_suffix("\r\n") {
+                Some(text) => (text, true),
+                None => (l.strip_suffix('\n').unwrap_or(l), false),
+            })
+            .collect();
+        let texts: Vec<String> = got.iter().map(|(t, _)| (*t).to_owned()).collect();
+        prop_assert_eq!(texts, side(&ops, true), "patch:\n{}", patch);
+        let last = lines.len() - 1;
+        for (i, (line, crlf)) in lines.iter().zip(&endings).enumerate() {
+            if i == last && !final_newline {
+                continue;
+            }
+            if let Some((_, got_crlf)) = got.iter().find(|(t, _)| *t == line.as_str()) {
+                prop_assert_eq!(got_crlf, crlf, "line {:?}\npatch:\n{}", line, patch);
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::seek::seek;
-use super::{ApplyReport, Hunk, Patch, PatchError, UpdateChunk};
+use super::{ApplyReport, ChunkLine, Hunk, Patch, PatchError, UpdateChunk};
 
 /// Applies `patch` to files under `cwd`: all hunks or none (see the module docs for the rules).
 ///
@@ -26,12 +26,7 @@ pub fn apply_patch(cwd: &Path, patch: &Patch) -> Result<ApplyReport, PatchError>
             Hunk::Add { path, contents } => {
                 let target = resolve(&root, path)?;
                 let entry = staging.entry(&target)?;
-                if entry.exists() {
-                    return Err(PatchError::AlreadyExists {
-                        action: "add",
-                        path: path.clone(),
-                    });
-                }
+                entry.require_replaceable("add", path)?;
                 entry.current = Some(contents.clone().into_bytes());
             }
             Hunk::Delete { path } => {
@@ -49,9 +44,14 @@ pub fn apply_patch(cwd: &Path, patch: &Patch) -> Result<ApplyReport, PatchError>
                 let entry = staging.entry(&target)?;
                 entry.require_file("update", path)?;
                 let old = entry.current.as_deref().unwrap_or_default();
-                let old = std::str::from_utf8(old)
-                    .map_err(|_| PatchError::NotUtf8 { path: path.clone() })?;
-                let new = apply_chunks(path, old, chunks)?.into_bytes();
+                let new = if chunks.is_empty() {
+                    // A plain rename: the bytes move unchanged.
+                    old.to_vec()
+                } else {
+                    let old = std::str::from_utf8(old)
+                        .map_err(|_| PatchError::NotUtf8 { path: path.clone() })?;
+                    apply_chunks(path, old, chunks)?.into_bytes()
+                };
                 match move_path {
                     Some(dest_path) => {
                         let dest = resolve(&root, dest_path)?;
@@ -59,14 +59,11 @@ pub fn apply_patch(cwd: &Path, patch: &Patch) -> Result<ApplyReport, PatchError>
                             entry.current = Some(new);
                         } else {
                             entry.current = None;
+                            let permissions = entry.permissions().cloned();
                             let dest_entry = staging.entry(&dest)?;
-                            if dest_entry.exists() {
-                                return Err(PatchError::AlreadyExists {
-                                    action: "move to",
-                                    path: dest_path.clone(),
-                                });
-                            }
+                            dest_entry.require_replaceable("move to", dest_path)?;
                             dest_entry.current = Some(new);
+                            dest_entry.permissions = permissions;
                         }
                     }
                     None => entry.current = Some(new),
@@ -154,13 +151,11 @@ struct Entry {
     original: Original,
     /// Planned content; `None` means absent.
     current: Option<Vec<u8>>,
+    /// Planned permissions when they differ from the original's (a file moved here).
+    permissions: Option<Permissions>,
 }
 
 impl Entry {
-    fn exists(&self) -> bool {
-        self.current.is_some() || matches!(self.original, Original::Other)
-    }
-
     fn require_file(&self, action: &'static str, path: &str) -> Result<(), PatchError> {
         match (&self.original, &self.current) {
             (Original::Other, _) => Err(PatchError::NotAFile {
@@ -175,11 +170,36 @@ impl Entry {
         }
     }
 
+    /// An Add or a Move may replace a file, never a directory or anything else.
+    fn require_replaceable(&self, action: &'static str, path: &str) -> Result<(), PatchError> {
+        match self.original {
+            Original::Other => Err(PatchError::NotAFile {
+                action,
+                path: path.to_owned(),
+            }),
+            Original::Missing | Original::File { .. } => Ok(()),
+        }
+    }
+
+    /// The permissions the file will have once written, if known.
+    fn permissions(&self) -> Option<&Permissions> {
+        self.permissions.as_ref().or(match &self.original {
+            Original::File { permissions, .. } => Some(permissions),
+            Original::Missing | Original::Other => None,
+        })
+    }
+
     fn changed(&self) -> bool {
         match (&self.original, &self.current) {
             (Original::Missing, None) | (Original::Other, _) => false,
             (Original::Missing, Some(_)) | (Original::File { .. }, None) => true,
-            (Original::File { bytes, .. }, Some(new)) => bytes != new,
+            (Original::File { bytes, permissions }, Some(new)) => {
+                bytes != new
+                    || self
+                        .permissions
+                        .as_ref()
+                        .is_some_and(|planned| planned != permissions)
+            }
         }
     }
 }
@@ -198,8 +218,14 @@ impl Staging {
                 Original::File { bytes, .. } => Some(bytes.clone()),
                 Original::Missing | Original::Other => None,
             };
-            self.entries
-                .insert(target.to_path_buf(), Entry { original, current });
+            self.entries.insert(
+                target.to_path_buf(),
+                Entry {
+                    original,
+                    current,
+                    permissions: None,
+                },
+            );
         }
         self.entries.get_mut(target).ok_or_else(|| PatchError::Io {
             action: "read",
@@ -220,10 +246,7 @@ impl Staging {
                 deletes.push((target, &entry.original));
                 continue;
             };
-            let permissions = match &entry.original {
-                Original::File { permissions, .. } => Some(permissions),
-                Original::Missing | Original::Other => None,
-            };
+            let permissions = entry.permissions();
             let written = create_parents(target, &mut created_dirs)
                 .and_then(|()| write_temp(target, content, permissions));
             match written {
@@ -411,34 +434,136 @@ fn write_temp(
     }
 }
 
+/// A line ending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Eol {
+    Lf,
+    CrLf,
+}
+
+impl Eol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Eol::Lf => "\n",
+            Eol::CrLf => "\r\n",
+        }
+    }
+}
+
+/// One line of a file being updated. `ending` is `None` for a last line without a line ending
+/// and, in a planned result, for a new line whose ending comes from its neighbours.
+#[derive(Clone, Copy, Debug)]
+struct Line<'a> {
+    text: &'a str,
+    ending: Option<Eol>,
+}
+
+/// Splits `text` into lines with their own endings.
+fn split_lines(text: &str) -> Vec<Line<'_>> {
+    let mut lines = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('\n') {
+        let piece = &rest[..i];
+        lines.push(match piece.strip_suffix('\r') {
+            Some(text) => Line {
+                text,
+                ending: Some(Eol::CrLf),
+            },
+            None => Line {
+                text: piece,
+                ending: Some(Eol::Lf),
+            },
+        });
+        rest = &rest[i + 1..];
+    }
+    if !rest.is_empty() {
+        lines.push(Line {
+            text: rest,
+            ending: None,
+        });
+    }
+    lines
+}
+
+/// `lines` without the blank context or removed lines that end it.
+fn without_trailing_blanks(lines: &[ChunkLine]) -> &[ChunkLine] {
+    let kept = lines.len()
+        - lines
+            .iter()
+            .rev()
+            .take_while(|line| {
+                matches!(line, ChunkLine::Context(t) | ChunkLine::Remove(t) if t.trim().is_empty())
+            })
+            .count();
+    &lines[..kept]
+}
+
+fn old_side(lines: &[ChunkLine]) -> Vec<&str> {
+    lines
+        .iter()
+        .filter_map(|line| match line {
+            ChunkLine::Context(text) | ChunkLine::Remove(text) => Some(text.as_str()),
+            ChunkLine::Add(_) => None,
+        })
+        .collect()
+}
+
+/// The lines that replace `matched` (the file lines a chunk's context and removed lines matched):
+/// context lines stay exactly as they are in the file; an added line takes the ending of the
+/// removed line at the same position in its run of changes (the last one when it has more added
+/// than removed lines), or none when its run removes nothing.
+fn plan_chunk<'a>(matched: &[Line<'a>], lines: &'a [ChunkLine]) -> Vec<Line<'a>> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut file = matched.iter();
+    let mut rest = lines;
+    while let Some(first) = rest.first() {
+        if let ChunkLine::Context(_) = first {
+            if let Some(line) = file.next() {
+                out.push(*line);
+            }
+            rest = &rest[1..];
+            continue;
+        }
+        let run_len = rest
+            .iter()
+            .position(|line| matches!(line, ChunkLine::Context(_)))
+            .unwrap_or(rest.len());
+        let (run, after) = rest.split_at(run_len);
+        let removed: Vec<Option<Eol>> = run
+            .iter()
+            .filter(|line| matches!(line, ChunkLine::Remove(_)))
+            .filter_map(|_| file.next().map(|line| line.ending))
+            .collect();
+        let added = run.iter().filter_map(|line| match line {
+            ChunkLine::Add(text) => Some(text.as_str()),
+            ChunkLine::Context(_) | ChunkLine::Remove(_) => None,
+        });
+        for (nth, text) in added.enumerate() {
+            let ending = removed.get(nth).or(removed.last()).copied().flatten();
+            out.push(Line { text, ending });
+        }
+        rest = after;
+    }
+    out
+}
+
 /// Applies the chunks of one Update hunk to `old` and returns the new text.
 pub(super) fn apply_chunks(
     path: &str,
     old: &str,
     chunks: &[UpdateChunk],
 ) -> Result<String, PatchError> {
-    let crlf = old
-        .find('\n')
-        .is_some_and(|i| i > 0 && old.as_bytes()[i - 1] == b'\r');
-    let ends_with_newline = old.ends_with('\n');
-    let mut lines: Vec<&str> = if old.is_empty() {
-        Vec::new()
-    } else {
-        old.split('\n')
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
-            .collect()
-    };
-    if ends_with_newline {
-        lines.pop();
-    }
+    let lines = split_lines(old);
+    let preferred = lines.iter().find_map(|l| l.ending).unwrap_or(Eol::Lf);
+    let texts: Vec<&str> = lines.iter().map(|l| l.text).collect();
 
-    // (start, removed line count, inserted lines)
-    let mut replacements: Vec<(usize, usize, &[String])> = Vec::new();
+    // (start, removed line count, replacement lines)
+    let mut replacements: Vec<(usize, usize, Vec<Line<'_>>)> = Vec::new();
     let mut cursor = 0;
     for chunk in chunks {
         if let Some(context) = &chunk.context {
             let found =
-                seek(&lines, std::slice::from_ref(context), cursor, false).ok_or_else(|| {
+                seek(&texts, std::slice::from_ref(context), cursor, false).ok_or_else(|| {
                     PatchError::ContextNotFound {
                         path: path.to_owned(),
                         context: context.clone(),
@@ -446,55 +571,71 @@ pub(super) fn apply_chunks(
                 })?;
             cursor = found + 1;
         }
-        if chunk.old_lines.is_empty() {
+        let mut chunk_lines = &chunk.lines[..];
+        let mut pattern = old_side(chunk_lines);
+        if pattern.is_empty() {
             let at = if chunk.context.is_some() && !chunk.is_end_of_file {
                 cursor
             } else {
                 lines.len()
             };
-            replacements.push((at, 0, &chunk.new_lines));
+            replacements.push((at, 0, plan_chunk(&[], chunk_lines)));
             continue;
         }
-        let mut old_lines = &chunk.old_lines[..];
-        let mut new_lines = &chunk.new_lines[..];
-        let mut found = seek(&lines, old_lines, cursor, chunk.is_end_of_file);
-        if found.is_none() && old_lines.last().is_some_and(String::is_empty) {
-            // A trailing blank line is often a separator the model added, not file content.
-            old_lines = &old_lines[..old_lines.len() - 1];
-            if new_lines.last().is_some_and(String::is_empty) {
-                new_lines = &new_lines[..new_lines.len() - 1];
+        let mut found = seek(&texts, &pattern, cursor, chunk.is_end_of_file);
+        if found.is_none() {
+            // Blank lines ending a chunk are often a separator the model added, not file content.
+            let trimmed = without_trailing_blanks(chunk_lines);
+            if trimmed.len() < chunk_lines.len() {
+                chunk_lines = trimmed;
+                pattern = old_side(chunk_lines);
+                found = if pattern.is_empty() {
+                    Some(cursor.min(lines.len()))
+                } else {
+                    seek(&texts, &pattern, cursor, chunk.is_end_of_file)
+                };
             }
-            found = seek(&lines, old_lines, cursor, chunk.is_end_of_file);
         }
-        let Some(start) = found.filter(|_| !old_lines.is_empty()) else {
+        let Some(start) = found else {
             return Err(PatchError::LinesNotFound {
                 path: path.to_owned(),
-                lines: chunk.old_lines.join("\n"),
+                lines: chunk.old_lines().join("\n"),
             });
         };
-        replacements.push((start, old_lines.len(), new_lines));
-        cursor = start + old_lines.len();
+        let end = start + pattern.len();
+        replacements.push((
+            start,
+            pattern.len(),
+            plan_chunk(&lines[start..end], chunk_lines),
+        ));
+        cursor = end;
     }
 
     replacements.sort_by_key(|(start, _, _)| *start);
-    let mut result: Vec<&str> = Vec::with_capacity(lines.len());
+    let mut result: Vec<Line<'_>> = Vec::with_capacity(lines.len());
     let mut next = 0;
     for (start, removed, inserted) in replacements {
         // Insertions at the end may sort after a later chunk's start; never go backwards.
         let start = start.max(next);
         result.extend_from_slice(&lines[next..start]);
-        result.extend(inserted.iter().map(String::as_str));
+        result.extend(inserted);
         next = (start + removed).min(lines.len()).max(next);
     }
     result.extend_from_slice(&lines[next.min(lines.len())..]);
 
-    if result.is_empty() {
-        return Ok(String::new());
-    }
-    let newline = if crlf { "\r\n" } else { "\n" };
-    let mut text = result.join(newline);
-    if ends_with_newline || old.is_empty() {
-        text.push_str(newline);
+    // Every line ends with a line ending; one without takes the ending of the line before it (of
+    // the line after it at the top of the file).
+    let mut text = String::with_capacity(old.len() + 64);
+    let mut previous: Option<Eol> = None;
+    for (i, line) in result.iter().enumerate() {
+        let ending = line
+            .ending
+            .or(previous)
+            .or_else(|| result[i + 1..].iter().find_map(|l| l.ending))
+            .unwrap_or(preferred);
+        text.push_str(line.text);
+        text.push_str(ending.as_str());
+        previous = Some(ending);
     }
     Ok(text)
 }
@@ -503,11 +644,20 @@ pub(super) fn apply_chunks(
 mod tests {
     use super::*;
 
-    fn chunk(old: &[&str], new: &[&str]) -> UpdateChunk {
+    /// A chunk from diff lines (` ` context, `-` removed, `+` added).
+    fn chunk(body: &[&str]) -> UpdateChunk {
+        let lines = body
+            .iter()
+            .map(|l| match l.split_at(1) {
+                (" ", t) => ChunkLine::Context(t.to_owned()),
+                ("-", t) => ChunkLine::Remove(t.to_owned()),
+                ("+", t) => ChunkLine::Add(t.to_owned()),
+                _ => panic!("bad test line {l:?}"),
+            })
+            .collect();
         UpdateChunk {
             context: None,
-            old_lines: old.iter().map(|s| (*s).to_owned()).collect(),
-            new_lines: new.iter().map(|s| (*s).to_owned()).collect(),
+            lines,
             is_end_of_file: false,
         }
     }
@@ -529,6 +679,7 @@ mod tests {
                     permissions,
                 },
                 current: Some(b"A\n".to_vec()),
+                permissions: None,
             },
         );
         // Planned as a new file, but a directory appeared there: the rename fails after
@@ -538,6 +689,7 @@ mod tests {
             Entry {
                 original: Original::Missing,
                 current: Some(b"z\n".to_vec()),
+                permissions: None,
             },
         );
         let err = staging.commit().unwrap_err();
@@ -552,20 +704,44 @@ mod tests {
     }
 
     #[test]
-    fn keeps_missing_final_newline() {
-        let out = apply_chunks("f", "a\nb", &[chunk(&["b"], &["c"])]).unwrap();
-        assert_eq!(out, "a\nc");
+    fn an_updated_file_ends_with_a_newline() {
+        let out = apply_chunks("f", "a\nb", &[chunk(&["-b", "+c"])]).unwrap();
+        assert_eq!(out, "a\nc\n");
+        let out = apply_chunks("f", "a\r\nb", &[chunk(&[" a", "+x"])]).unwrap();
+        assert_eq!(out, "a\r\nx\r\nb\r\n");
     }
 
     #[test]
     fn keeps_crlf() {
-        let out = apply_chunks("f", "a\r\nb\r\n", &[chunk(&["a"], &["x", "y"])]).unwrap();
+        let out = apply_chunks("f", "a\r\nb\r\n", &[chunk(&["-a", "+x", "+y"])]).unwrap();
         assert_eq!(out, "x\r\ny\r\nb\r\n");
     }
 
     #[test]
+    fn mixed_endings_untouched_lines_keep_theirs_new_lines_take_their_neighbours() {
+        let text = "a\r\nb\nc\r\nd\n";
+        // Replaced lines: the added lines take the endings of the removed ones, by position.
+        let out = apply_chunks("f", text, &[chunk(&[" a", "-b", "-c", "+x", "+y", "+z"])]);
+        assert_eq!(out.unwrap(), "a\r\nx\ny\r\nz\r\nd\n");
+        // Pure insertion: the line before decides; at the top of the file, the line after.
+        let out = apply_chunks("f", text, &[chunk(&[" b", "+new"])]).unwrap();
+        assert_eq!(out, "a\r\nb\nnew\nc\r\nd\n");
+        let out = apply_chunks("f", text, &[chunk(&["+top", " a"])]).unwrap();
+        assert_eq!(out, "top\r\na\r\nb\nc\r\nd\n");
+        // Appending after a last line without an ending: it gets the ending of the line before.
+        let out = apply_chunks("f", "a\r\nb\nc", &[chunk(&[" c", "+d"])]).unwrap();
+        assert_eq!(out, "a\r\nb\nc\nd\n");
+    }
+
+    #[test]
+    fn context_lines_are_left_as_they_are_in_the_file() {
+        let out = apply_chunks("f", "  a  \nb\n", &[chunk(&[" a", "-b", "+B"])]).unwrap();
+        assert_eq!(out, "  a  \nB\n");
+    }
+
+    #[test]
     fn pure_insertion_goes_after_context_header_or_at_end() {
-        let mut with_header = chunk(&[], &["inserted"]);
+        let mut with_header = chunk(&["+inserted"]);
         with_header.context = Some("fn a() {".into());
         let text = "fn a() {\n}\nfn b() {\n}\n";
         assert_eq!(
@@ -573,22 +749,42 @@ mod tests {
             "fn a() {\ninserted\n}\nfn b() {\n}\n"
         );
         assert_eq!(
-            apply_chunks("f", text, &[chunk(&[], &["last"])]).unwrap(),
+            apply_chunks("f", text, &[chunk(&["+last"])]).unwrap(),
             "fn a() {\n}\nfn b() {\n}\nlast\n"
+        );
+    }
+
+    #[test]
+    fn pure_addition_then_replacement_sorts_by_position() {
+        let out = apply_chunks(
+            "f",
+            "line1\nline2\nline3\n",
+            &[
+                chunk(&["+after-context", "+second-line"]),
+                chunk(&[" line1", "-line2", "-line3", "+line2-replacement"]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "line1\nline2-replacement\nafter-context\nsecond-line\n"
         );
     }
 
     #[test]
     fn deleting_every_line_gives_an_empty_file() {
         assert_eq!(
-            apply_chunks("f", "a\nb\n", &[chunk(&["a", "b"], &[])]).unwrap(),
+            apply_chunks("f", "a\nb\n", &[chunk(&["-a", "-b"])]).unwrap(),
             ""
         );
     }
 
     #[test]
     fn trailing_blank_context_is_retried_without_it() {
-        let out = apply_chunks("f", "a\nb\n", &[chunk(&["b", ""], &["c", ""])]).unwrap();
+        let out = apply_chunks("f", "a\nb\n", &[chunk(&["-b", "+c", " ", " "])]).unwrap();
         assert_eq!(out, "a\nc\n");
+        // When the blank line is there, it is part of the match.
+        let out = apply_chunks("f", "b\nx\nb\n\n", &[chunk(&["-b", "+c", " "])]).unwrap();
+        assert_eq!(out, "b\nx\nc\n\n");
     }
 }

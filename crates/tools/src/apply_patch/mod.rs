@@ -16,25 +16,32 @@
 //! *** End Patch
 //! ```
 //!
-//! Rules this module settles:
+//! Rules this module settles (the same as Codex's `apply_patch` unless stated otherwise; the
+//! upstream fixture suite runs against it in `tests/apply_patch_scenarios.rs`):
 //! - **Paths** are relative to the working directory. Absolute paths, `..` that climbs out of it
 //!   and symlinks that lead out of it are rejected before anything is read.
-//! - **Add** refuses to overwrite an existing file, and **Move to** refuses to overwrite an
-//!   existing destination: replacing a file the model did not look at loses data, and the error
-//!   tells it to use Update (or Delete first). **Update** and **Delete** need an existing regular
-//!   file. An Update with a Move and no chunks is a plain rename.
+//! - **Add** writes the file, replacing one that exists, and **Move to** replaces an existing
+//!   destination. A directory (or anything but a regular file) is never replaced. **Update** and
+//!   **Delete** need an existing regular file. An Update with a Move and no chunks is a plain
+//!   rename. A moved file keeps its permissions.
+//! - **Blank lines outside a chunk** (before the first `@@`, after `*** End of File`, between file
+//!   sections) are skipped. Inside a chunk an empty line is an empty context line.
 //! - **Context** is matched exactly, then ignoring trailing whitespace, then ignoring surrounding
 //!   whitespace, then also folding typographic dashes, quotes and spaces to ASCII. Chunks are
 //!   matched in order, each after the previous one. An `@@ text` header first finds the line
 //!   `text`; the chunk is matched after it. `*** End of File` anchors a chunk at the end of the
-//!   file. A chunk with no context and no removed lines inserts after its `@@` header line when it
-//!   has one, else at the end of the file. Unified-diff range headers (`@@ -1,3 +1,4 @@`) are
-//!   accepted and ignored.
-//! - **Line endings**: an updated file keeps its CRLF or LF endings and its final newline (or lack
-//!   of one). Added files end with a newline.
-//! - **Atomicity**: every new content is computed in memory and every check is made before the
-//!   first write. Files are then written to temporary files beside their targets and renamed into
-//!   place; if any write, rename or delete fails, everything already changed is restored from
+//!   file. When a chunk ending in blank lines is not found, it is retried without them. A chunk
+//!   with no context and no removed lines inserts after its `@@` header line when it has one,
+//!   else at the end of the file. Unified-diff range headers (`@@ -1,3 +1,4 @@`) are accepted and
+//!   ignored. Context lines are left exactly as they are in the file.
+//! - **Line endings**: every line the patch does not touch keeps its own ending (a file may mix
+//!   CRLF and LF). An added line takes the ending of the line it replaces, or, when it replaces
+//!   none, of the line before it (the line after it at the top of a file). An updated file ends
+//!   with a line ending, as with Codex. Added files use LF.
+//! - **Atomicity** (Quest's one deliberate difference from Codex, which keeps the hunks applied
+//!   before a failing one): every new content is computed in memory and every check is made before
+//!   the first write. Files are then written to temporary files beside their targets and renamed
+//!   into place; if any write, rename or delete fails, everything already changed is restored from
 //!   the originals kept in memory. A patch applies all of its hunks or none.
 
 mod apply;
@@ -96,12 +103,45 @@ impl Hunk {
 pub struct UpdateChunk {
     /// Text after `@@` locating the chunk (e.g. `def foo():`), if any.
     pub context: Option<String>,
-    /// Lines that must be present: context and removed lines, in order.
-    pub old_lines: Vec<String>,
-    /// Lines that replace them: context and added lines, in order.
-    pub new_lines: Vec<String>,
+    /// The chunk's lines in patch order.
+    pub lines: Vec<ChunkLine>,
     /// `*** End of File` followed the chunk: it must match at the end of the file.
     pub is_end_of_file: bool,
+}
+
+impl UpdateChunk {
+    /// Lines that must be present in the file: context and removed lines, in order.
+    pub fn old_lines(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|line| match line {
+                ChunkLine::Context(text) | ChunkLine::Remove(text) => Some(text.as_str()),
+                ChunkLine::Add(_) => None,
+            })
+            .collect()
+    }
+
+    /// Lines that replace them: context and added lines, in order.
+    pub fn new_lines(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|line| match line {
+                ChunkLine::Context(text) | ChunkLine::Add(text) => Some(text.as_str()),
+                ChunkLine::Remove(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// One line of an update chunk, without its one-character prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChunkLine {
+    /// ` text` (or an empty line): must be present, stays as it is.
+    Context(String),
+    /// `-text`: must be present, is removed.
+    Remove(String),
+    /// `+text`: is inserted.
+    Add(String),
 }
 
 impl Patch {
@@ -161,22 +201,23 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    /// The success text shown to the model, e.g.
-    /// `"Success. Updated the following files:\nA hello.txt\nM b.txt\nD c.txt\n"`. A moved file is
-    /// listed under its new path.
+    /// The success text shown to the model, as Codex prints it: added files, then modified ones
+    /// (a moved file under its new path), then deleted ones, each group in patch order, e.g.
+    /// `"Success. Updated the following files:\nA hello.txt\nM b.txt\nD c.txt\n"`.
     pub fn summary(&self) -> String {
         let mut text = String::from("Success. Updated the following files:\n");
-        for change in &self.changes {
-            let letter = match change.kind {
-                PatchChangeKind::Add => 'A',
-                PatchChangeKind::Delete => 'D',
-                PatchChangeKind::Update => 'M',
-            };
-            let path = change.move_path.as_deref().unwrap_or(&change.path);
-            text.push(letter);
-            text.push(' ');
-            text.push_str(path);
-            text.push('\n');
+        for (kind, letter) in [
+            (PatchChangeKind::Add, 'A'),
+            (PatchChangeKind::Update, 'M'),
+            (PatchChangeKind::Delete, 'D'),
+        ] {
+            for change in self.changes.iter().filter(|c| c.kind == kind) {
+                let path = change.move_path.as_deref().unwrap_or(&change.path);
+                text.push(letter);
+                text.push(' ');
+                text.push_str(path);
+                text.push('\n');
+            }
         }
         text
     }
@@ -246,20 +287,10 @@ pub enum PatchError {
         path: String,
     },
     /// Returned by [`apply_patch`] when an Update or Delete names something that is not a regular
-    /// file.
+    /// file, or an Add or Move would replace one (a directory, a socket, ...).
     #[error("cannot {action} {path}: not a regular file")]
     NotAFile {
-        /// `update` or `delete`.
-        action: &'static str,
-        /// Path as written in the patch.
-        path: String,
-    },
-    /// Returned by [`apply_patch`] when an Add or a Move would overwrite an existing file.
-    #[error(
-        "cannot {action} {path}: file already exists (use '*** Update File: {path}' to change it, or delete it first)"
-    )]
-    AlreadyExists {
-        /// `add` or `move to`.
+        /// `update`, `delete`, `add` or `move to`.
         action: &'static str,
         /// Path as written in the patch.
         path: String,

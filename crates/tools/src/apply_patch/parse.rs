@@ -1,6 +1,6 @@
 //! Patch text → [`Patch`].
 
-use super::{Hunk, Patch, PatchError, UpdateChunk};
+use super::{ChunkLine, Hunk, Patch, PatchError, UpdateChunk};
 
 const BEGIN: &str = "*** Begin Patch";
 const END: &str = "*** End Patch";
@@ -144,11 +144,13 @@ impl<'a> Parser<'a> {
         self.lines.get(self.pos).copied()
     }
 
-    /// Whether the next line starts another hunk (or is a stray `***` line ending this one).
+    /// Whether the next line starts another hunk: a file header (possibly indented), or a stray
+    /// `*** ` line ending this one. ` *** text` is a context line, not a boundary.
     fn at_hunk_boundary(&self) -> bool {
         self.peek().is_some_and(|(_, l)| {
             let t = l.trim();
-            t.starts_with("*** ") && t != END_OF_FILE
+            [ADD, DELETE, UPDATE].iter().any(|h| t.starts_with(h))
+                || (l.starts_with("*** ") && t != END_OF_FILE)
         })
     }
 
@@ -198,13 +200,19 @@ impl<'a> Parser<'a> {
         }
 
         let mut chunks: Vec<UpdateChunk> = Vec::new();
-        // The chunk being filled and the line its header was on.
+        // The chunk being filled, the line its header was on, and how many blank lines end it
+        // (blank lines at the end of a file section are outside any chunk).
         let mut current: Option<(usize, UpdateChunk)> = None;
+        let mut trailing_blanks = 0;
         while let Some((number, line)) = self.peek() {
             if self.at_hunk_boundary() {
                 break;
             }
             self.pos += 1;
+            if line.trim().is_empty() && current.is_none() {
+                // Before the first `@@` or after `*** End of File`: not part of any chunk.
+                continue;
+            }
             if line.trim() == END_OF_FILE {
                 let Some((start, mut chunk)) = current.take() else {
                     return Err(PatchError::InvalidHunk {
@@ -214,6 +222,7 @@ impl<'a> Parser<'a> {
                 };
                 chunk.is_end_of_file = true;
                 push_chunk(&mut chunks, start, chunk, &path)?;
+                trailing_blanks = 0;
                 continue;
             }
             if let Some(rest) = line.strip_prefix("@@") {
@@ -230,25 +239,27 @@ impl<'a> Parser<'a> {
                         ..UpdateChunk::default()
                     },
                 ));
+                trailing_blanks = 0;
                 continue;
             }
             let (_, chunk) = current.get_or_insert_with(|| (number, UpdateChunk::default()));
+            if line.trim().is_empty() {
+                trailing_blanks += 1;
+            } else {
+                trailing_blanks = 0;
+            }
             if line.is_empty() {
                 // An empty context line whose leading space was stripped.
-                chunk.old_lines.push(String::new());
-                chunk.new_lines.push(String::new());
+                chunk.lines.push(ChunkLine::Context(String::new()));
                 continue;
             }
             let mut chars = line.chars();
             let prefix = chars.next();
-            let text = chars.as_str();
+            let text = chars.as_str().to_owned();
             match prefix {
-                Some(' ') => {
-                    chunk.old_lines.push(text.to_owned());
-                    chunk.new_lines.push(text.to_owned());
-                }
-                Some('-') => chunk.old_lines.push(text.to_owned()),
-                Some('+') => chunk.new_lines.push(text.to_owned()),
+                Some(' ') => chunk.lines.push(ChunkLine::Context(text)),
+                Some('-') => chunk.lines.push(ChunkLine::Remove(text)),
+                Some('+') => chunk.lines.push(ChunkLine::Add(text)),
                 _ => {
                     return Err(PatchError::InvalidHunk {
                         line: number,
@@ -261,7 +272,11 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        if let Some((start, chunk)) = current.take() {
+        if let Some((start, mut chunk)) = current.take() {
+            // Blank lines between this file section and the next one (or `*** End Patch`)
+            // separate sections; they are not context.
+            let kept = chunk.lines.len().saturating_sub(trailing_blanks);
+            chunk.lines.truncate(kept);
             push_chunk(&mut chunks, start, chunk, &path)?;
         }
         if chunks.is_empty() && move_path.is_none() {
@@ -284,7 +299,7 @@ fn push_chunk(
     chunk: UpdateChunk,
     path: &str,
 ) -> Result<(), PatchError> {
-    if chunk.old_lines.is_empty() && chunk.new_lines.is_empty() {
+    if chunk.lines.is_empty() {
         return Err(PatchError::InvalidHunk {
             line: start,
             message: format!("Update chunk for {path} has no lines"),
