@@ -54,7 +54,7 @@ use std::time::Duration;
 use quest_protocol::exec_events::{FileUpdateChange, PatchChangeKind};
 
 pub use apply::apply_patch;
-pub use parse::parse_patch;
+pub use parse::{declared_changes, parse_patch};
 
 /// A parsed patch: its file operations in order.
 #[derive(Clone, Debug, PartialEq, Eq)]

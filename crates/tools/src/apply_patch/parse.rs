@@ -1,6 +1,8 @@
 //! Patch text → [`Patch`].
 
-use super::{ChunkLine, Hunk, Patch, PatchError, UpdateChunk};
+use quest_protocol::exec_events::PatchChangeKind;
+
+use super::{ChunkLine, FileChange, Hunk, Patch, PatchError, UpdateChunk};
 
 const BEGIN: &str = "*** Begin Patch";
 const END: &str = "*** End Patch";
@@ -78,6 +80,42 @@ pub fn parse_patch(text: &str) -> Result<Patch, PatchError> {
         ));
     }
     Ok(Patch { hunks })
+}
+
+/// The file operations `text` declares in its `*** Add File:`, `*** Delete File:` and
+/// `*** Update File:` headers (with `*** Move to:`), found line by line without parsing the rest:
+/// what a patch that does not parse was trying to change.
+pub fn declared_changes(text: &str) -> Vec<FileChange> {
+    let mut changes: Vec<FileChange> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let (kind, path) = if let Some(path) = line.strip_prefix(ADD) {
+            (PatchChangeKind::Add, path)
+        } else if let Some(path) = line.strip_prefix(DELETE) {
+            (PatchChangeKind::Delete, path)
+        } else if let Some(path) = line.strip_prefix(UPDATE) {
+            (PatchChangeKind::Update, path)
+        } else {
+            if let Some(dest) = line.strip_prefix(MOVE_TO)
+                && let Some(last) = changes.last_mut()
+                && last.kind == PatchChangeKind::Update
+                && last.move_path.is_none()
+                && !dest.trim().is_empty()
+            {
+                last.move_path = Some(dest.trim().to_owned());
+            }
+            continue;
+        };
+        let path = path.trim();
+        if !path.is_empty() {
+            changes.push(FileChange {
+                path: path.to_owned(),
+                kind,
+                move_path: None,
+            });
+        }
+    }
+    changes
 }
 
 fn trim_blank_edges(lines: &mut Vec<(usize, &str)>) {
@@ -312,6 +350,26 @@ fn push_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_changes_of_a_patch_that_does_not_parse() {
+        let text = "*** Begin Patch\n*** Update File: a.rs\n*** Move to: b.rs\n@@\n?bad line\n\
+                    *** Add File: new.txt\n+x\n  *** Delete File: old.txt\n*** Delete File: \n";
+        assert!(parse_patch(text).is_err());
+        let changes = declared_changes(text);
+        let summary: Vec<(&str, PatchChangeKind, Option<&str>)> = changes
+            .iter()
+            .map(|c| (c.path.as_str(), c.kind, c.move_path.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a.rs", PatchChangeKind::Update, Some("b.rs")),
+                ("new.txt", PatchChangeKind::Add, None),
+                ("old.txt", PatchChangeKind::Delete, None),
+            ]
+        );
+    }
 
     #[test]
     fn range_headers_are_recognised() {
