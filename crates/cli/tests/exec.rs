@@ -138,7 +138,7 @@ fn shell_round_trip_runs_a_real_process() {
 }
 
 #[test]
-fn parallel_tool_calls_run_together_and_answer_in_call_order() {
+fn tool_calls_of_one_response_answer_in_call_order() {
     let mock = MockModel::start_blocking(Script::new([
         Step::calls([
             Output::function_call("exec_command", json!({"cmd": "sleep 0.3; echo first"}))
@@ -211,16 +211,152 @@ fn apply_patch_edits_real_files() {
         json!([{"path":"hello.txt","kind":"add"},{"path":"notes.txt","kind":"update"},{"path":"old.txt","kind":"delete"}])
     );
     assert_eq!(changes[1]["status"], "failed");
-    // The failed patch changed nothing and told the model why.
+    assert_eq!(
+        changes[1]["changes"],
+        json!([{"path":"notes.txt","kind":"update"}])
+    );
+    // The model sees each patch as a command result; the failed one changed nothing and says why.
+    let applied = mock.input_items(1);
+    let applied = applied
+        .iter()
+        .rfind(|i| i["type"] == "custom_tool_call_output")
+        .unwrap()["output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        applied.starts_with("Exit code: 0\nWall time: ")
+            && applied.ends_with(
+                "Output:\nSuccess. Updated the following files:\nA hello.txt\nM notes.txt\nD old.txt\n"
+            ),
+        "{applied}"
+    );
     let input = mock.input_items(2);
     let failure = input
         .iter()
         .rfind(|i| i["type"] == "function_call_output")
         .unwrap();
+    let failure = failure["output"].as_str().unwrap();
     assert!(
-        failure["output"].as_str().unwrap().contains("missing line"),
+        failure.starts_with("Exit code: 1\nWall time: ")
+            && failure
+                .ends_with("Output:\nFailed to find expected lines in notes.txt:\nmissing line\n"),
         "{failure}"
     );
+}
+
+/// The `item.started` / `item.completed` events of a run, as `(event, item type, status)`.
+fn item_events(events: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "item.started" || e["type"] == "item.completed")
+        .filter(|e| e["item"]["type"] != "agent_message")
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["item"]["type"].as_str().unwrap().to_string(),
+                e["item"]["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn patch_failing_patch_command_run_and_answer_in_the_models_order_every_run() {
+    let patch_a = "*** Begin Patch\n*** Update File: f.txt\n@@\n-alpha\n+ALPHA\n*** End Patch\n";
+    let patch_b = "*** Begin Patch\n*** Update File: f.txt\n@@\n-no such line\n+x\n*** End Patch\n";
+    for run_number in 0..5 {
+        let env = TestEnv::new();
+        std::fs::write(env.work().join("f.txt"), "alpha\nbeta\n").unwrap();
+        let mock = MockModel::start_blocking(Script::new([
+            Step::calls([
+                Output::function_call("apply_patch", json!({ "input": patch_a })).call_id("call_a"),
+                Output::function_call("apply_patch", json!({ "input": patch_b })).call_id("call_b"),
+                Output::function_call("exec_command", json!({"cmd": "cat f.txt"}))
+                    .call_id("call_c"),
+            ]),
+            Step::message("ok"),
+        ]));
+        let out = run(env.exec(&mock).arg("edit"), 0);
+        let events = jsonl(&out);
+        let expected: Vec<(String, String, String)> = [
+            ("item.completed", "file_change", "completed"),
+            ("item.completed", "file_change", "failed"),
+            ("item.started", "command_execution", "in_progress"),
+            ("item.completed", "command_execution", "completed"),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(item_events(&events), expected, "run {run_number}");
+        let command = completed_items(&events, "command_execution");
+        assert_eq!(
+            command[0]["aggregated_output"], "ALPHA\nbeta\n",
+            "run {run_number}: the command ran after patch A"
+        );
+
+        let input = mock.input_items(1);
+        let outputs: Vec<(&str, &str)> = input
+            .iter()
+            .filter(|i| i["type"] == "function_call_output")
+            .map(|i| {
+                (
+                    i["call_id"].as_str().unwrap(),
+                    i["output"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let ids: Vec<&str> = outputs.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, ["call_a", "call_b", "call_c"], "run {run_number}");
+        assert!(
+            outputs[0].1.starts_with("Exit code: 0\n"),
+            "{}",
+            outputs[0].1
+        );
+        assert!(
+            outputs[1].1.starts_with("Exit code: 1\n") && outputs[1].1.contains("no such line"),
+            "{}",
+            outputs[1].1
+        );
+        assert!(outputs[2].1.contains("ALPHA"), "{}", outputs[2].1);
+        assert_eq!(
+            std::fs::read_to_string(env.work().join("f.txt")).unwrap(),
+            "ALPHA\nbeta\n"
+        );
+    }
+}
+
+#[test]
+fn two_patches_to_one_file_in_one_response_keep_both_edits() {
+    // A large file makes each patch take long enough that two patches run at once would race.
+    let lines: Vec<String> = (0..200_000).map(|i| format!("line {i}")).collect();
+    let original = format!("{}\n", lines.join("\n"));
+    let patch = |line: usize| {
+        format!(
+            "*** Begin Patch\n*** Update File: big.txt\n@@\n-line {line}\n+LINE {line}\n*** End Patch\n"
+        )
+    };
+    for run_number in 0..8 {
+        let env = TestEnv::new();
+        std::fs::write(env.work().join("big.txt"), &original).unwrap();
+        let mock = MockModel::start_blocking(Script::new([
+            Step::calls([
+                Output::apply_patch(patch(10)).call_id("first"),
+                Output::apply_patch(patch(199_990)).call_id("second"),
+            ]),
+            Step::message("ok"),
+        ]));
+        let out = run(env.exec(&mock).arg("edit"), 0);
+        let events = jsonl(&out);
+        let changes = completed_items(&events, "file_change");
+        assert_eq!(changes.len(), 2);
+        assert!(changes.iter().all(|c| c["status"] == "completed"));
+        let text = std::fs::read_to_string(env.work().join("big.txt")).unwrap();
+        assert!(
+            text.contains("\nLINE 10\n") && text.contains("\nLINE 199990\n"),
+            "run {run_number}: an edit was lost"
+        );
+    }
 }
 
 #[test]

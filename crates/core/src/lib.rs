@@ -16,6 +16,7 @@ pub mod protocol;
 pub mod session;
 pub mod telemetry;
 pub mod thread;
+pub mod tool_order;
 pub mod tools;
 pub mod turn;
 

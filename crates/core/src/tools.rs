@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use quest_protocol::ResponseItem;
 use quest_protocol::exec_events::{FileUpdateChange, PatchApplyStatus};
-use quest_tools::apply_patch::{apply_patch, parse_patch};
+use quest_tools::apply_patch::{
+    apply_patch, declared_changes, format_for_model as format_patch_for_model, parse_patch,
+};
 use quest_tools::shell::{
     CommandLine, ExecRequest, display_command, format_for_model, run_command,
 };
@@ -319,45 +321,46 @@ fn run_patch(
     emit: &(dyn Fn(EventMsg) + Send + Sync),
     input: &str,
 ) -> ToolResult {
-    let outcome = parse_patch(input)
-        .map_err(|e| e.to_string())
-        .and_then(|patch| apply_patch(cwd, &patch).map_err(|e| e.to_string()));
-    match outcome {
+    let started = std::time::Instant::now();
+    let patch = parse_patch(input);
+    // The files the patch names, for the `file_change` item of a patch that fails.
+    let attempted: Vec<FileUpdateChange> = match &patch {
+        Ok(patch) => patch.changes(),
+        Err(_) => declared_changes(input),
+    }
+    .iter()
+    .map(FileUpdateChange::from)
+    .collect();
+    let result = patch.and_then(|patch| apply_patch(cwd, &patch));
+    // The model sees the patch as a command result, as with Codex.
+    let output = format_patch_for_model(&result, started.elapsed());
+    match result {
         Ok(report) => {
-            let changes = report
-                .changes
-                .iter()
-                .map(|c| FileUpdateChange {
-                    path: c.path.clone(),
-                    kind: c.kind,
-                })
-                .collect();
-            let summary = report.summary();
             emit(EventMsg::PatchApplied {
                 call_id: call.call_id.clone(),
-                changes,
+                changes: report.file_update_changes(),
                 status: PatchApplyStatus::Completed,
-                message: summary.clone(),
+                message: report.summary(),
             });
             ToolResult {
                 call: call.clone(),
-                output: summary,
+                output,
                 executed: true,
                 success: true,
                 changed_files: true,
                 exit_code: None,
             }
         }
-        Err(message) => {
+        Err(err) => {
             emit(EventMsg::PatchApplied {
                 call_id: call.call_id.clone(),
-                changes: Vec::new(),
+                changes: attempted,
                 status: PatchApplyStatus::Failed,
-                message: message.clone(),
+                message: err.to_string(),
             });
             ToolResult {
                 call: call.clone(),
-                output: format!("apply_patch failed: {message}"),
+                output,
                 executed: true,
                 success: false,
                 changed_files: false,

@@ -1,5 +1,5 @@
-//! One turn: send history → stream → run tool calls (in parallel) → send outputs → repeat until a
-//! response has no tool call.
+//! One turn: send history → stream → run tool calls (in the model's order; read-only ones together)
+//! → send outputs → repeat until a response has no tool call.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use tracing::field::Empty;
 
 use crate::protocol::{EventMsg, TurnError, TurnTrigger, turn_error_from_model};
 use crate::session::Session;
+use crate::tool_order;
 use crate::tools::{ToolCall, ToolContext, ToolResult, run_builtin_tool};
 
 /// How a turn ended.
@@ -225,8 +226,9 @@ fn record(
     Ok(())
 }
 
-/// Runs the calls of one response: goal tools first, in order, then every other call in parallel.
-/// Results come back in call order.
+/// Runs the calls of one response in the model's order: a call that may change something runs
+/// alone, consecutive read-only calls run together (see [`tool_order`]). Events and results come
+/// back in call order.
 async fn run_calls(
     session: &Arc<Session>,
     turn_id: TurnId,
@@ -235,75 +237,76 @@ async fn run_calls(
     cancel: &CancellationToken,
     observer: Option<&Arc<dyn TurnObserver>>,
 ) -> Vec<ToolResult> {
-    let ctx = Arc::new(ToolContext {
+    let ctx = ToolContext {
         cwd: session.config.cwd.clone(),
         shell_timeout: std::time::Duration::from_millis(session.config.tools.shell_timeout_ms),
         max_output_bytes: session.config.tools.max_output_bytes,
         env: Vec::new(),
         cancel: cancel.clone(),
-    });
-    let mut slots: Vec<Option<ToolResult>> = Vec::with_capacity(calls.len());
-    let mut handles = Vec::new();
-    for (index, call) in calls.into_iter().enumerate() {
-        let span = tool_span(&call, response_id);
-        if let Some(telemetry) = &session.telemetry {
-            telemetry.tool_decision(
-                &call.name,
-                &call.call_id,
-                "approved",
-                quest_otel::ToolDecisionSource::Config,
-            );
-        }
-        let goal_result = {
-            let _entered = span.enter();
-            let started = std::time::Instant::now();
-            observer
-                .and_then(|o| o.goal_tool(turn_id, &call))
-                .map(|result| (result, started.elapsed()))
-        };
-        if let Some((result, elapsed)) = goal_result {
-            finish_tool(session, &span, &result, elapsed);
-            slots.push(Some(result));
-            continue;
-        }
-        slots.push(None);
-        let mut ctx = (*ctx).clone();
-        ctx.env = quest_otel::span_trace_env(&span)
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value))
-            .collect();
+    };
+    let kinds: Vec<_> = calls.iter().map(tool_order::concurrency).collect();
+    let emitter = {
         let session = session.clone();
-        let task_span = span.clone();
-        handles.push((
-            index,
-            call.clone(),
-            span,
-            std::time::Instant::now(),
-            tokio::spawn(
+        Arc::new(tool_order::OrderedEmitter::new(calls.len(), move |msg| {
+            session.emit(Some(turn_id), msg)
+        }))
+    };
+    let mut results = Vec::with_capacity(calls.len());
+    for batch in tool_order::batches(&kinds) {
+        let mut running = Vec::with_capacity(batch.len());
+        for index in batch {
+            let call = calls[index].clone();
+            let span = tool_span(&call, response_id);
+            if let Some(telemetry) = &session.telemetry {
+                telemetry.tool_decision(
+                    &call.name,
+                    &call.call_id,
+                    "approved",
+                    quest_otel::ToolDecisionSource::Config,
+                );
+            }
+            let started = std::time::Instant::now();
+            let goal_result = {
+                let _entered = span.enter();
+                observer.and_then(|o| o.goal_tool(turn_id, &call))
+            };
+            if let Some(result) = goal_result {
+                running.push((index, span, started, Err(result)));
+                continue;
+            }
+            let mut ctx = ctx.clone();
+            ctx.env = quest_otel::span_trace_env(&span)
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect();
+            let emitter = emitter.clone();
+            let task = tokio::spawn(
                 async move {
-                    let emit = |msg: EventMsg| session.emit(Some(turn_id), msg);
+                    let emit = |msg: EventMsg| emitter.emit(index, msg);
                     run_builtin_tool(&call, &ctx, &emit).await
                 }
-                .instrument(task_span),
-            ),
-        ));
+                .instrument(span.clone()),
+            );
+            running.push((index, span, started, Ok(task)));
+        }
+        for (index, span, started, run) in running {
+            let result = match run {
+                Err(goal_result) => goal_result,
+                Ok(task) => task.await.unwrap_or_else(|err| ToolResult {
+                    output: format!("tool `{}` crashed: {err}", calls[index].name),
+                    call: calls[index].clone(),
+                    executed: true,
+                    success: false,
+                    changed_files: false,
+                    exit_code: None,
+                }),
+            };
+            finish_tool(session, &span, &result, started.elapsed());
+            emitter.finish(index);
+            results.push(result);
+        }
     }
-    for (index, call, span, started, handle) in handles {
-        let result = match handle.await {
-            Ok(result) => result,
-            Err(err) => ToolResult {
-                output: format!("tool `{}` crashed: {err}", call.name),
-                call,
-                executed: true,
-                success: false,
-                changed_files: false,
-                exit_code: None,
-            },
-        };
-        finish_tool(session, &span, &result, started.elapsed());
-        slots[index] = Some(result);
-    }
-    slots.into_iter().flatten().collect()
+    results
 }
 
 /// The `chat {model}` span of one model request (GenAI semantic conventions).
