@@ -31,8 +31,8 @@
 //!   matched in order, each after the previous one. An `@@ text` header first finds the line
 //!   `text`; the chunk is matched after it. `*** End of File` anchors a chunk at the end of the
 //!   file. When a chunk ending in blank lines is not found, it is retried without them. A chunk
-//!   with no context and no removed lines inserts after its `@@` header line when it has one,
-//!   else at the end of the file. Unified-diff range headers (`@@ -1,3 +1,4 @@`) are accepted and
+//!   with no context and no removed lines inserts after its `@@` header line when it has one
+//!   (Codex appends it at the end of the file even then), else at the end of the file. Unified-diff range headers (`@@ -1,3 +1,4 @@`) are accepted and
 //!   ignored. Context lines are left exactly as they are in the file.
 //! - **Line endings**: every line the patch does not touch keeps its own ending (a file may mix
 //!   CRLF and LF). An added line takes the ending of the line it replaces, or, when it replaces
