@@ -87,6 +87,9 @@ pub fn build_client(
         backoff_base: std::time::Duration::from_millis(config.model_tuning.retry_backoff_base_ms),
         max_retry_delay: std::time::Duration::from_secs(config.model_tuning.max_retry_delay_s),
         propagate_trace_context: propagate_trace,
+        provider_id: Some(config.model_provider_id.clone()),
+        // Each attempt's `chat` span, with the configured tracestate members merged.
+        trace_headers: Some(quest_otel::inject_span_w3c_trace_headers),
         ..ClientOptions::default()
     };
     ModelClient::new(config.model_provider.clone(), options)

@@ -261,9 +261,12 @@ impl Actor {
             otel.status_code = tracing::field::Empty,
             gen_ai.operation.name = "invoke_agent",
             gen_ai.agent.name = "quest",
+            gen_ai.provider.name = %self.session.provider_name(),
+            gen_ai.request.model = %self.session.config.model,
             gen_ai.conversation.id = %self.session.thread_id,
             quest.turn.id = %turn_id,
             quest.turn.trigger = trigger.as_str(),
+            quest.goal.id = tracing::field::Empty,
             quest.goal.status = tracing::field::Empty,
             quest.turn.outcome = tracing::field::Empty,
         );

@@ -56,8 +56,56 @@ pub trait TurnObserver: Send + Sync {
 }
 
 /// Runs one turn to its end. `history` is the thread's full history; items are appended to it and
-/// to the durable rollout as they are produced.
+/// to the durable rollout as they are produced. Records the turn metrics
+/// (`codex.turn.e2e_duration_ms`, `codex.turn.tool.call`) when it ends.
 pub async fn run_turn(
+    session: Arc<Session>,
+    history: &mut Vec<ResponseItem>,
+    turn_id: TurnId,
+    trigger: TurnTrigger,
+    input: Vec<ResponseItem>,
+    cancel: CancellationToken,
+    observer: Option<Arc<dyn TurnObserver>>,
+) -> TurnReport {
+    let started = std::time::Instant::now();
+    let telemetry = session.telemetry.clone();
+    let report = run_turn_inner(session, history, turn_id, trigger, input, cancel, observer).await;
+    if let Some(t) = telemetry {
+        t.record_turn_end(started.elapsed(), report.tool_results.len() as u64);
+    }
+    report
+}
+
+/// Time-to-first-token and time-to-first-message of one turn, each recorded once.
+struct TurnClock {
+    started: std::time::Instant,
+    first_token: std::sync::atomic::AtomicBool,
+    first_message: std::sync::atomic::AtomicBool,
+}
+
+impl TurnClock {
+    fn first_token(&self, session: &Session) {
+        if !self
+            .first_token
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Some(t) = &session.telemetry
+        {
+            t.record_turn_ttft(self.started.elapsed());
+        }
+    }
+
+    fn first_message(&self, session: &Session) {
+        if !self
+            .first_message
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Some(t) = &session.telemetry
+        {
+            t.record_turn_ttfm(self.started.elapsed());
+        }
+    }
+}
+
+async fn run_turn_inner(
     session: Arc<Session>,
     history: &mut Vec<ResponseItem>,
     turn_id: TurnId,
@@ -79,6 +127,11 @@ pub async fn run_turn(
         return report;
     }
     let mut last_message = None;
+    let clock = Arc::new(TurnClock {
+        started: std::time::Instant::now(),
+        first_token: false.into(),
+        first_message: false.into(),
+    });
     // Sticky routing: the opaque `x-codex-turn-state` a response carried goes back on every later
     // request of the same turn.
     let mut turn_state: Option<http::HeaderValue> = None;
@@ -89,41 +142,73 @@ pub async fn run_turn(
                 .extra_headers
                 .insert("x-codex-turn-state", value.clone());
         }
-        let chat = chat_span(&session);
-        if session.propagate_trace {
-            quest_otel::inject_span_w3c_trace_headers(&chat, &mut prompt.extra_headers);
-        }
         let events_session = session.clone();
-        let retry_span = chat.clone();
+        let events_clock = clock.clone();
+        // `error.type` of the last failed HTTP attempt, for the GenAI duration metric.
+        let last_error_type: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let attempt_error_type = last_error_type.clone();
         let mut on_event = move |event: ResponseEvent| match event {
             ResponseEvent::OutputTextDelta(delta) => {
+                events_clock.first_token(&events_session);
                 events_session.emit(Some(turn_id), EventMsg::AgentMessageDelta(delta));
+            }
+            ResponseEvent::ReasoningSummaryDelta(_) => events_clock.first_token(&events_session),
+            ResponseEvent::OutputItemDone(item) => {
+                if item.role() == Some("assistant") && item.message_text().is_some() {
+                    events_clock.first_token(&events_session);
+                    events_clock.first_message(&events_session);
+                }
+            }
+            ResponseEvent::RequestAttempt(attempt) => {
+                if let Ok(mut slot) = attempt_error_type.lock() {
+                    slot.clone_from(&attempt.error_type);
+                }
+                if let Some(t) = &events_session.telemetry {
+                    t.record_api_request(
+                        u64::from(attempt.attempt),
+                        attempt.status,
+                        attempt.error.as_deref(),
+                        attempt.duration,
+                        &quest_otel::ApiRequestDetails {
+                            error_type: attempt.error_type.clone(),
+                            ..Default::default()
+                        },
+                    );
+                    if let Some(delay) = attempt.retry_delay {
+                        t.api_request_retry(
+                            u64::from(attempt.attempt),
+                            delay,
+                            attempt.error_type.as_deref(),
+                            attempt.error.as_deref().unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+            ResponseEvent::SseEvent {
+                kind,
+                duration,
+                error,
+            } => {
+                if let Some(t) = &events_session.telemetry {
+                    t.log_sse_event(&kind, duration, error.as_deref());
+                }
             }
             ResponseEvent::Retrying {
                 attempt,
                 max_attempts,
                 reason,
-                delay,
-            } => {
-                tracing::info!(
-                    target: "codex_otel.trace_safe",
-                    parent: &retry_span,
-                    reason = %reason,
+                delay: _,
+            } => events_session.emit(
+                Some(turn_id),
+                EventMsg::Retrying {
                     attempt,
                     max_attempts,
-                    delay_ms = delay.as_millis() as u64,
-                    "gen_ai.request.retry"
-                );
-                events_session.emit(
-                    Some(turn_id),
-                    EventMsg::Retrying {
-                        attempt,
-                        max_attempts,
-                        reason,
-                    },
-                )
-            }
-            _ => {}
+                    reason,
+                },
+            ),
+            ResponseEvent::Created { .. }
+            | ResponseEvent::OutputItemAdded(_)
+            | ResponseEvent::Completed { .. } => {}
         };
         report.model_requests += 1;
         let started = std::time::Instant::now();
@@ -133,7 +218,7 @@ pub async fn run_turn(
                 report.outcome = TurnOutcome::Aborted;
                 return report;
             }
-            result = session.client.stream_with_meta(&prompt, &mut on_event).instrument(chat.clone()) => result,
+            result = session.client.stream_with_meta(&prompt, &mut on_event) => result,
         };
         let result = result.map(|(outcome, meta)| {
             if let Some(value) = meta
@@ -144,7 +229,8 @@ pub async fn run_turn(
             }
             outcome
         });
-        record_model_call(&session, &chat, started.elapsed(), &result);
+        let error_type = last_error_type.lock().ok().and_then(|slot| slot.clone());
+        record_model_call(&session, started.elapsed(), &result, error_type);
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -309,36 +395,17 @@ async fn run_calls(
     results
 }
 
-/// The `chat {model}` span of one model request (GenAI semantic conventions).
-fn chat_span(session: &Session) -> tracing::Span {
-    let (address, port) = &session.server;
-    tracing::info_span!(
-        target: "quest::model",
-        "chat",
-        otel.name = %format!("chat {}", session.config.model),
-        otel.kind = "client",
-        otel.status_code = Empty,
-        gen_ai.operation.name = "chat",
-        gen_ai.provider.name = %session.provider_name(),
-        gen_ai.request.model = %session.config.model,
-        gen_ai.response.id = Empty,
-        gen_ai.usage.input_tokens = Empty,
-        gen_ai.usage.output_tokens = Empty,
-        gen_ai.usage.cache_read.input_tokens = Empty,
-        error.type = Empty,
-        server.address = address.as_deref().unwrap_or_default(),
-        server.port = port.unwrap_or_default(),
-        quest.http_requests = Empty,
-    )
-}
-
-/// Records a model call on its span, as session events and as GenAI metrics.
+/// Records a model call (all its HTTP attempts) as session events and GenAI metrics. Each
+/// attempt is its own `chat {model}` span and `codex.api_request` record (see quest-model).
 fn record_model_call(
     session: &Session,
-    span: &tracing::Span,
     elapsed: std::time::Duration,
     result: &Result<quest_model::ResponseOutcome, quest_model::ModelError>,
+    last_error_type: Option<String>,
 ) {
+    let Some(t) = &session.telemetry else {
+        return;
+    };
     let (address, port) = session.server.clone();
     let mut call = quest_otel::GenAiCall {
         operation: "chat".to_string(),
@@ -355,51 +422,21 @@ fn record_model_call(
     match result {
         Ok(outcome) => {
             let usage = &outcome.usage;
-            span.record("gen_ai.response.id", outcome.response_id.as_str());
-            span.record("gen_ai.usage.input_tokens", usage.input_tokens);
-            span.record("gen_ai.usage.output_tokens", usage.output_tokens);
-            span.record(
-                "gen_ai.usage.cache_read.input_tokens",
-                usage.cached_input_tokens,
-            );
-            span.record("quest.http_requests", outcome.http_requests);
             call.input_tokens = usage.input_tokens.max(0) as u64;
             call.output_tokens = usage.output_tokens.max(0) as u64;
-            if let Some(t) = &session.telemetry {
-                t.record_api_request(
-                    u64::from(outcome.http_requests),
-                    Some(200),
-                    None,
-                    elapsed,
-                    &quest_otel::ApiRequestDetails::default(),
-                );
-                t.sse_event_completed(
-                    usage.input_tokens,
-                    usage.output_tokens,
-                    Some(usage.cached_input_tokens),
-                    Some(usage.reasoning_output_tokens),
-                    0,
-                );
-            }
+            t.sse_event_completed(
+                usage.input_tokens,
+                usage.output_tokens,
+                Some(usage.cached_input_tokens),
+                Some(usage.reasoning_output_tokens),
+                0,
+            );
         }
         Err(err) => {
-            span.record("error.type", err.error_type());
-            span.record("otel.status_code", "ERROR");
-            call.error_type = Some(err.error_type().to_string());
-            if let Some(t) = &session.telemetry {
-                t.record_api_request(
-                    1,
-                    None,
-                    Some(err.error_type()),
-                    elapsed,
-                    &quest_otel::ApiRequestDetails::default(),
-                );
-            }
+            call.error_type = Some(last_error_type.unwrap_or_else(|| err.error_type().to_string()));
         }
     }
-    if let Some(t) = &session.telemetry {
-        t.record_gen_ai_call(&call);
-    }
+    t.record_gen_ai_call(&call);
 }
 
 /// The `execute_tool {tool}` span of one tool call.
@@ -414,7 +451,8 @@ fn tool_span(call: &ToolCall, response_id: &str) -> tracing::Span {
         gen_ai.tool.name = %call.name,
         gen_ai.tool.call.id = %call.call_id,
         gen_ai.tool.type = "function",
-        gen_ai.response.id = %response_id,
+        quest.tool.requested_by = %response_id,
+        error.type = Empty,
         quest.tool.exit_code = Empty,
         quest.tool.success = Empty,
     )
@@ -432,6 +470,14 @@ fn finish_tool(
     span.record("quest.tool.success", result.success);
     if !result.success {
         span.record("otel.status_code", "ERROR");
+        span.record(
+            "error.type",
+            if result.exit_code.is_some() {
+                "exit_status"
+            } else {
+                "_OTHER"
+            },
+        );
     }
     if let Some(t) = &session.telemetry {
         let is_goal_tool = crate::tools::GOAL_TOOL_NAMES.contains(&result.call.name.as_str());

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use quest_protocol::{ResponseItem, TokenUsage};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::ModelError;
 use crate::provider::ModelProviderInfo;
@@ -30,8 +31,16 @@ pub struct ClientOptions {
     /// Appended to the user agent after a space, e.g. `xterm (quest_exec; 0.1.0)`.
     pub user_agent_suffix: Option<String>,
     /// Send W3C `traceparent`/`tracestate` (`[otel] propagate_model_requests`, default true).
-    /// When the prompt's headers already carry a `traceparent`, those are sent as given.
+    /// When the prompt's headers already carry a `traceparent`, those are sent as given;
+    /// otherwise each attempt carries the context of its own `chat` span.
     pub propagate_trace_context: bool,
+    /// The provider id (`[model_providers.<id>]`), for `gen_ai.provider.name` on `chat` spans
+    /// (`openai` for OpenAI endpoints whatever the id); the provider's display name when unset.
+    pub provider_id: Option<String>,
+    /// Writes `traceparent`/`tracestate` for an attempt's `chat` span into the request headers
+    /// (e.g. with configured tracestate members merged); returns whether it wrote any. When
+    /// unset, the span's OpenTelemetry context is injected as is.
+    pub trace_headers: Option<fn(&tracing::Span, &mut HeaderMap) -> bool>,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +52,8 @@ impl Default for ClientOptions {
             max_retry_delay: Duration::from_secs(120),
             user_agent_suffix: None,
             propagate_trace_context: true,
+            provider_id: None,
+            trace_headers: None,
         }
     }
 }
@@ -91,6 +102,19 @@ pub enum ResponseEvent {
         /// Usage of this response.
         usage: TokenUsage,
     },
+    /// One HTTP attempt ended (every attempt of both retry layers is reported once, in order,
+    /// before the retry or the final result).
+    RequestAttempt(RequestAttempt),
+    /// One SSE event was received on the current attempt's stream.
+    SseEvent {
+        /// The event's JSON `type` (`parse_error` for unparsable data, `stream_error` when the
+        /// stream broke or went idle).
+        kind: String,
+        /// Time since the previous event (or since the response headers).
+        duration: Duration,
+        /// The failure, for `response.failed`, unparsable data or a broken stream.
+        error: Option<String>,
+    },
     /// A layer-2 retry is about to happen after `delay`; front-ends print
     /// `Reconnecting... {attempt}/{max_attempts} ({reason})`.
     Retrying {
@@ -103,6 +127,68 @@ pub enum ResponseEvent {
         /// The error being retried (its user message).
         reason: String,
     },
+}
+
+/// One HTTP attempt of a model call, as reported by [`ResponseEvent::RequestAttempt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestAttempt {
+    /// 1-based attempt number within the call, counted across both retry layers.
+    pub attempt: u32,
+    /// HTTP status of the response, when one arrived.
+    pub status: Option<u16>,
+    /// `error.type` of a failed attempt: the status code for HTTP failures, else one of
+    /// `usage_limit_reached`, `rate_limited`, `stream_disconnected`, `idle_timeout`,
+    /// `response_failed`, `response_incomplete`, `connection_failed`, `_OTHER`.
+    pub error_type: Option<String>,
+    /// What went wrong, for a failed attempt.
+    pub error: Option<String>,
+    /// Request start to the end of the response (the end of the stream for a `200`).
+    pub duration: Duration,
+    /// Delay before the next attempt, when this one is retried.
+    pub retry_delay: Option<Duration>,
+}
+
+impl RequestAttempt {
+    /// True for a 2xx response whose stream completed.
+    pub fn succeeded(&self) -> bool {
+        self.error_type.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// An attempt in flight: its `chat` span and what is known so far.
+struct Attempt {
+    span: tracing::Span,
+    number: u32,
+    started: std::time::Instant,
+    status: Option<u16>,
+}
+
+impl Attempt {
+    /// Records the outcome on the span and reports it.
+    fn finish(
+        self,
+        failure: Option<&AttemptError>,
+        retry_delay: Option<Duration>,
+        on_event: &mut (dyn FnMut(ResponseEvent) + Send),
+    ) {
+        if let Some(status) = self.status {
+            self.span
+                .record("http.response.status_code", i64::from(status));
+        }
+        let error_type = failure.map(|failure| failure.error_type(self.status));
+        if let Some(kind) = &error_type {
+            self.span.record("error.type", kind.as_str());
+            self.span.record("otel.status_code", "ERROR");
+        }
+        on_event(ResponseEvent::RequestAttempt(RequestAttempt {
+            attempt: self.number,
+            status: self.status,
+            error_type,
+            error: failure.map(|failure| failure.error.user_message()),
+            duration: self.started.elapsed(),
+            retry_delay,
+        }));
+    }
 }
 
 /// The result of a successful call.
@@ -162,6 +248,9 @@ enum Retry {
 struct AttemptError {
     error: ModelError,
     retry: Retry,
+    /// `error.type` when the variant alone does not tell (idle timeout, broken stream,
+    /// `response.failed`).
+    kind: Option<&'static str>,
 }
 
 impl AttemptError {
@@ -169,13 +258,49 @@ impl AttemptError {
         Self {
             error,
             retry: Retry::Never,
+            kind: None,
         }
     }
     fn backoff(error: ModelError) -> Self {
         Self {
             error,
             retry: Retry::Backoff,
+            kind: None,
         }
+    }
+    fn with_kind(mut self, kind: &'static str) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// `error.type` of the attempt: the status code for an HTTP failure, else the GenAI
+    /// vocabulary.
+    fn error_type(&self, status: Option<u16>) -> String {
+        if let Some(status) = status.filter(|s| !(200..300).contains(s)) {
+            return status.to_string();
+        }
+        if let Some(kind) = self.kind {
+            return kind.to_string();
+        }
+        match &self.error {
+            ModelError::UsageLimit { .. } => "usage_limit_reached",
+            ModelError::RateLimited { .. } => "rate_limited",
+            ModelError::ConnectionFailed { .. } => "connection_failed",
+            ModelError::Incomplete { .. } => "response_incomplete",
+            ModelError::Stream { .. } => "stream_disconnected",
+            ModelError::ContextWindowExceeded
+            | ModelError::QuotaExceeded
+            | ModelError::UsageNotIncluded
+            | ModelError::ServerOverloaded => "response_failed",
+            ModelError::MissingEnvVar { .. }
+            | ModelError::InvalidConfig { .. }
+            | ModelError::InvalidRequest { .. }
+            | ModelError::InternalServerError
+            | ModelError::RetryLimit { .. }
+            | ModelError::UnexpectedStatus { .. }
+            | ModelError::RetryDelayTooLong { .. } => "_OTHER",
+        }
+        .to_string()
     }
 }
 
@@ -278,52 +403,58 @@ impl ModelClient {
         let mut retries = 0u32;
         loop {
             let body = request_body(prompt, &received);
-            let headers = self.request_headers(prompt);
-            let failure = match self.send(&body, headers, &mut http_requests).await {
-                Ok(response) => {
-                    let meta = ResponseMeta {
-                        headers: response.headers().clone(),
-                    };
-                    match read_stream(
-                        response,
-                        inner.provider.stream_idle_timeout(),
-                        on_event,
-                        &mut received,
-                    )
-                    .await
-                    {
-                        Ok((response_id, usage)) => {
-                            let outcome = ResponseOutcome {
-                                response_id,
-                                items: received,
-                                usage,
-                                http_requests,
-                            };
-                            return Ok((outcome, meta));
+            let (failure, attempt) =
+                match self.send(prompt, &body, &mut http_requests, on_event).await {
+                    Ok((response, attempt)) => {
+                        let meta = ResponseMeta {
+                            headers: response.headers().clone(),
+                        };
+                        let streamed = read_stream(
+                            response,
+                            inner.provider.stream_idle_timeout(),
+                            &attempt.span,
+                            on_event,
+                            &mut received,
+                        )
+                        .instrument(attempt.span.clone())
+                        .await;
+                        match streamed {
+                            Ok((response_id, usage)) => {
+                                attempt.finish(None, None, on_event);
+                                let outcome = ResponseOutcome {
+                                    response_id,
+                                    items: received,
+                                    usage,
+                                    http_requests,
+                                };
+                                return Ok((outcome, meta));
+                            }
+                            Err(failure) => (failure, attempt),
                         }
-                        Err(failure) => failure,
                     }
-                }
-                Err(failure) => failure,
-            };
+                    Err(failed) => failed,
+                };
             let delay = match failure.retry {
-                Retry::Never => return Err(failure.error),
-                _ if retries >= max_retries => return Err(failure.error),
-                Retry::Backoff => backoff(
+                Retry::Never => None,
+                _ if retries >= max_retries => None,
+                Retry::Backoff => Some(backoff(
                     inner.opts.backoff_base,
                     retries + 1,
                     inner.opts.max_retry_delay,
-                ),
-                Retry::After(hint) => {
-                    if hint > inner.opts.max_retry_delay {
-                        return Err(ModelError::RetryDelayTooLong {
-                            requested: hint,
-                            max: inner.opts.max_retry_delay,
-                            detail: failure.error.user_message(),
-                        });
-                    }
-                    hint
+                )),
+                Retry::After(hint) if hint > inner.opts.max_retry_delay => {
+                    attempt.finish(Some(&failure), None, on_event);
+                    return Err(ModelError::RetryDelayTooLong {
+                        requested: hint,
+                        max: inner.opts.max_retry_delay,
+                        detail: failure.error.user_message(),
+                    });
                 }
+                Retry::After(hint) => Some(hint),
+            };
+            attempt.finish(Some(&failure), delay, on_event);
+            let Some(delay) = delay else {
+                return Err(failure.error);
             };
             retries += 1;
             tracing::warn!(attempt = retries, max = max_retries, ?delay, error = %failure.error, "retrying model request");
@@ -337,7 +468,53 @@ impl ModelClient {
         }
     }
 
-    fn request_headers(&self, prompt: &Prompt) -> HeaderMap {
+    /// The `chat {model}` span of one HTTP attempt (OpenTelemetry GenAI conventions), a child
+    /// of the caller's current span.
+    fn attempt_span(&self, prompt: &Prompt, attempt: u32) -> tracing::Span {
+        let inner = &*self.inner;
+        let provider_id = inner
+            .opts
+            .provider_id
+            .as_deref()
+            .unwrap_or(&inner.provider.name);
+        let host = inner.url.host_str().unwrap_or_default();
+        let provider = if host == "api.openai.com"
+            || host.ends_with(".openai.com")
+            || host == "chatgpt.com"
+            || host.ends_with(".chatgpt.com")
+        {
+            "openai"
+        } else {
+            provider_id
+        };
+        let port = inner.url.port_or_known_default().map(i64::from);
+        tracing::info_span!(
+            target: "quest::model",
+            "chat",
+            otel.name = %format!("chat {}", prompt.model),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = provider,
+            gen_ai.request.model = %prompt.model,
+            gen_ai.conversation.id = prompt.prompt_cache_key.as_deref(),
+            gen_ai.response.id = tracing::field::Empty,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            gen_ai.usage.cache_read.input_tokens = tracing::field::Empty,
+            gen_ai.usage.reasoning.output_tokens = tracing::field::Empty,
+            codex.usage.reasoning_output_tokens = tracing::field::Empty,
+            codex.usage.total_tokens = tracing::field::Empty,
+            server.address = host,
+            server.port = port,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            quest.retry.attempt = i64::from(attempt),
+        )
+    }
+
+    fn request_headers(&self, prompt: &Prompt, span: &tracing::Span) -> HeaderMap {
         let mut headers = self.inner.headers.clone();
         for (name, value) in &prompt.extra_headers {
             headers.insert(name.clone(), value.clone());
@@ -346,20 +523,28 @@ impl ModelClient {
             headers.remove("traceparent");
             headers.remove("tracestate");
         } else if !headers.contains_key("traceparent") {
-            // The caller did not supply a context (with its configured tracestate members):
-            // propagate the current span's.
-            crate::trace::inject_current_context(&mut headers);
+            // The caller did not supply a context: propagate this attempt's `chat` span.
+            match self.inner.opts.trace_headers {
+                Some(inject) => {
+                    inject(span, &mut headers);
+                }
+                None => crate::trace::inject_span_context(span, &mut headers),
+            }
         }
         headers
     }
 
     /// Layer 1: one logical HTTP request, repeated silently for 5xx and connection errors.
+    /// Every attempt gets its own `chat` span and is reported when it ends; the last attempt
+    /// is handed back unfinished (streaming on success, awaiting the layer-2 decision on
+    /// failure).
     async fn send(
         &self,
+        prompt: &Prompt,
         body: &[u8],
-        headers: HeaderMap,
         http_requests: &mut u32,
-    ) -> Result<reqwest::Response, AttemptError> {
+        on_event: &mut (dyn FnMut(ResponseEvent) + Send),
+    ) -> Result<(reqwest::Response, Attempt), (AttemptError, Attempt)> {
         let inner = &*self.inner;
         let max = inner.provider.request_max_retries();
         let idle = inner.provider.stream_idle_timeout();
@@ -367,74 +552,84 @@ impl ModelClient {
         loop {
             attempt += 1;
             *http_requests += 1;
+            let span = self.attempt_span(prompt, *http_requests);
+            let headers = self.request_headers(prompt, &span);
+            let mut current = Attempt {
+                span,
+                number: *http_requests,
+                started: std::time::Instant::now(),
+                status: None,
+            };
             let request = inner
                 .http
                 .post(inner.url.clone())
-                .headers(headers.clone())
+                .headers(headers)
                 .body(body.to_vec());
             let can_retry = attempt <= max;
             let retry_no = u32::try_from(attempt).unwrap_or(u32::MAX);
-            let response = match tokio::time::timeout(idle, request.send()).await {
+            let retry_backoff = || {
+                backoff(
+                    inner.opts.backoff_base,
+                    retry_no,
+                    inner.opts.max_retry_delay,
+                )
+            };
+            let sent = tokio::time::timeout(idle, request.send())
+                .instrument(current.span.clone())
+                .await;
+            let response = match sent {
                 Ok(Ok(response)) => response,
                 Ok(Err(err)) => {
                     let message = transport_message(&err);
+                    let failure = AttemptError::never(ModelError::ConnectionFailed { message });
                     if can_retry {
-                        tracing::debug!(attempt, error = %message, "transport error, retrying");
-                        tokio::time::sleep(backoff(
-                            inner.opts.backoff_base,
-                            retry_no,
-                            inner.opts.max_retry_delay,
-                        ))
-                        .await;
+                        let delay = retry_backoff();
+                        tracing::debug!(attempt, error = %failure.error, "transport error, retrying");
+                        current.finish(Some(&failure), Some(delay), on_event);
+                        tokio::time::sleep(delay).await;
                         continue;
                     }
-                    return Err(AttemptError::never(ModelError::ConnectionFailed {
-                        message,
-                    }));
+                    return Err((failure, current));
                 }
                 Err(_) => {
+                    let failure = AttemptError::never(ModelError::ConnectionFailed {
+                        message: "timed out waiting for response headers".to_string(),
+                    });
                     if can_retry {
-                        tokio::time::sleep(backoff(
-                            inner.opts.backoff_base,
-                            retry_no,
-                            inner.opts.max_retry_delay,
-                        ))
-                        .await;
+                        let delay = retry_backoff();
+                        current.finish(Some(&failure), Some(delay), on_event);
+                        tokio::time::sleep(delay).await;
                         continue;
                     }
-                    return Err(AttemptError::never(ModelError::ConnectionFailed {
-                        message: "timed out waiting for response headers".to_string(),
-                    }));
+                    return Err((failure, current));
                 }
             };
             let status = response.status();
+            current.status = Some(status.as_u16());
             if status.is_success() {
-                return Ok(response);
+                return Ok((response, current));
             }
             let hint = retry_after(response.headers(), chrono::Utc::now());
             if status.is_server_error() && can_retry {
-                let delay = hint.unwrap_or_else(|| {
-                    backoff(
-                        inner.opts.backoff_base,
-                        retry_no,
-                        inner.opts.max_retry_delay,
-                    )
-                });
+                let delay = hint.unwrap_or_else(retry_backoff);
                 if delay > inner.opts.max_retry_delay {
                     let error = status_error(response, inner.url.as_str()).await.error;
-                    return Err(AttemptError::never(ModelError::RetryDelayTooLong {
+                    let failure = AttemptError::never(ModelError::RetryDelayTooLong {
                         requested: delay,
                         max: inner.opts.max_retry_delay,
                         detail: error.user_message(),
-                    }));
+                    });
+                    return Err((failure, current));
                 }
                 // Drain the body so the connection can be reused.
-                let _ = response.bytes().await;
+                let failure = status_error(response, inner.url.as_str()).await;
                 tracing::debug!(attempt, %status, ?delay, "server error, retrying");
+                current.finish(Some(&failure), Some(delay), on_event);
                 tokio::time::sleep(delay).await;
                 continue;
             }
-            return Err(status_error(response, inner.url.as_str()).await);
+            let failure = status_error(response, inner.url.as_str()).await;
+            return Err((failure, current));
         }
     }
 }
@@ -500,6 +695,7 @@ async fn status_error(response: reqwest::Response, url: &str) -> AttemptError {
     let with_hint = |error: ModelError| AttemptError {
         error,
         retry: hint.map_or(Retry::Backoff, Retry::After),
+        kind: None,
     };
     match status.as_u16() {
         429 => {
@@ -525,6 +721,7 @@ async fn status_error(response: reqwest::Response, url: &str) -> AttemptError {
                 Some(delay) => AttemptError {
                     error,
                     retry: Retry::After(delay),
+                    kind: None,
                 },
                 None => AttemptError::never(error),
             }
@@ -564,10 +761,47 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-/// Reads the SSE body until `response.completed` or a failure.
+/// The JSON `type` of an SSE event, as reported in [`ResponseEvent::SseEvent`].
+fn sse_kind(event: &WireEvent, data: &str) -> String {
+    match event {
+        WireEvent::Created { .. } => "response.created",
+        WireEvent::OutputItemAdded(_) => "response.output_item.added",
+        WireEvent::OutputTextDelta(_) => "response.output_text.delta",
+        WireEvent::ReasoningSummaryDelta(_) => "response.reasoning_summary_text.delta",
+        WireEvent::ReasoningTextDelta(_) => "response.reasoning_text.delta",
+        WireEvent::OutputItemDone(_) => "response.output_item.done",
+        WireEvent::Completed { .. } => "response.completed",
+        WireEvent::Failed { .. } => "response.failed",
+        WireEvent::Incomplete { .. } => "response.incomplete",
+        WireEvent::Unparseable => "parse_error",
+        WireEvent::Ignored => {
+            #[derive(serde::Deserialize)]
+            struct Kind {
+                #[serde(rename = "type")]
+                kind: String,
+            }
+            return serde_json::from_str::<Kind>(data)
+                .map_or_else(|_| "unknown".to_string(), |k| k.kind);
+        }
+    }
+    .to_string()
+}
+
+/// `response.model` of a `response.completed` event, when present.
+fn response_model(data: &str) -> Option<String> {
+    serde_json::from_str::<Value>(data)
+        .ok()?
+        .pointer("/response/model")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Reads the SSE body until `response.completed` or a failure, reporting every SSE event and
+/// recording the response id, model and usage on the attempt's `span`.
 async fn read_stream(
     response: reqwest::Response,
     idle: Duration,
+    span: &tracing::Span,
     on_event: &mut (dyn FnMut(ResponseEvent) + Send),
     received: &mut Vec<ResponseItem>,
 ) -> Result<(String, TokenUsage), AttemptError> {
@@ -575,28 +809,61 @@ async fn read_stream(
     let mut decoder = SseDecoder::new();
     let mut frames: Vec<SseFrame> = Vec::new();
     let mut response_id = String::new();
+    let mut last_event = std::time::Instant::now();
+    let stream_error = |failure: AttemptError,
+                        last_event: std::time::Instant,
+                        on_event: &mut (dyn FnMut(ResponseEvent) + Send)| {
+        on_event(ResponseEvent::SseEvent {
+            kind: "stream_error".to_string(),
+            duration: last_event.elapsed(),
+            error: Some(failure.error.user_message()),
+        });
+        failure
+    };
     loop {
         let chunk = match tokio::time::timeout(idle, body.next()).await {
             Ok(Some(Ok(chunk))) => chunk,
             Ok(Some(Err(err))) => {
-                return Err(AttemptError::backoff(ModelError::Stream {
+                let failure = AttemptError::backoff(ModelError::Stream {
                     message: format!("error reading stream: {}", transport_message(&err)),
-                }));
+                })
+                .with_kind("stream_disconnected");
+                return Err(stream_error(failure, last_event, on_event));
             }
             Ok(None) => {
-                return Err(AttemptError::backoff(ModelError::Stream {
+                let failure = AttemptError::backoff(ModelError::Stream {
                     message: "stream closed before response.completed".to_string(),
-                }));
+                })
+                .with_kind("stream_disconnected");
+                return Err(stream_error(failure, last_event, on_event));
             }
             Err(_) => {
-                return Err(AttemptError::backoff(ModelError::Stream {
+                let failure = AttemptError::backoff(ModelError::Stream {
                     message: "idle timeout waiting for SSE".to_string(),
-                }));
+                })
+                .with_kind("idle_timeout");
+                return Err(stream_error(failure, last_event, on_event));
             }
         };
         decoder.feed(&chunk, &mut frames);
         for frame in frames.drain(..) {
-            match decode_event(&frame.data) {
+            let event = decode_event(&frame.data);
+            let error = match &event {
+                WireEvent::Unparseable => Some("unparsable SSE event".to_string()),
+                WireEvent::Failed { message, .. } => Some(
+                    message
+                        .clone()
+                        .unwrap_or_else(|| "response.failed event received".to_string()),
+                ),
+                _ => None,
+            };
+            on_event(ResponseEvent::SseEvent {
+                kind: sse_kind(&event, &frame.data),
+                duration: last_event.elapsed(),
+                error,
+            });
+            last_event = std::time::Instant::now();
+            match event {
                 WireEvent::Created { response_id: id } => {
                     response_id.clone_from(&id);
                     on_event(ResponseEvent::Created { response_id: id });
@@ -619,6 +886,25 @@ async fn read_stream(
                     usage,
                 } => {
                     let id = if id.is_empty() { response_id } else { id };
+                    span.record("gen_ai.response.id", id.as_str());
+                    if let Some(model) = response_model(&frame.data) {
+                        span.record("gen_ai.response.model", model.as_str());
+                    }
+                    span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+                    span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+                    span.record(
+                        "gen_ai.usage.cache_read.input_tokens",
+                        usage.cached_input_tokens,
+                    );
+                    span.record(
+                        "gen_ai.usage.reasoning.output_tokens",
+                        usage.reasoning_output_tokens,
+                    );
+                    span.record(
+                        "codex.usage.reasoning_output_tokens",
+                        usage.reasoning_output_tokens,
+                    );
+                    span.record("codex.usage.total_tokens", usage.total_tokens);
                     on_event(ResponseEvent::Completed {
                         response_id: id.clone(),
                         usage,
@@ -647,7 +933,7 @@ fn classify_failed(
 ) -> AttemptError {
     let is = |name: &str| code.as_deref() == Some(name) || error_type.as_deref() == Some(name);
     if is("context_length_exceeded") {
-        return AttemptError::never(ModelError::ContextWindowExceeded);
+        return AttemptError::never(ModelError::ContextWindowExceeded).with_kind("response_failed");
     }
     if is("insufficient_quota") {
         return AttemptError::never(ModelError::QuotaExceeded);
@@ -659,7 +945,8 @@ fn classify_failed(
         return AttemptError::never(ModelError::UsageLimit {
             plan_type: None,
             resets_at: None,
-        });
+        })
+        .with_kind("usage_limit_reached");
     }
     if is("server_is_overloaded") || is("slow_down") {
         return AttemptError::never(ModelError::ServerOverloaded);
@@ -671,9 +958,15 @@ fn classify_failed(
     } else {
         ModelError::Stream { message }
     };
+    let kind = if matches!(error, ModelError::RateLimited { .. }) {
+        "rate_limited"
+    } else {
+        "response_failed"
+    };
     AttemptError {
         error,
         retry: hint.map_or(Retry::Backoff, Retry::After),
+        kind: Some(kind),
     }
 }
 

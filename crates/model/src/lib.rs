@@ -18,12 +18,12 @@ pub mod sse;
 mod trace;
 
 pub use client::{
-    ClientOptions, ModelClient, Prompt, ResponseEvent, ResponseMeta, ResponseOutcome, request_body,
-    user_agent,
+    ClientOptions, ModelClient, Prompt, RequestAttempt, ResponseEvent, ResponseMeta,
+    ResponseOutcome, request_body, user_agent,
 };
 pub use error::{ModelError, usage_limit_message};
 pub use provider::{
     DEFAULT_REQUEST_MAX_RETRIES, DEFAULT_STREAM_IDLE_TIMEOUT_MS, DEFAULT_STREAM_MAX_RETRIES,
     MAX_RETRIES_CAP, ModelProviderInfo, OPENAI_BASE_URL, WireApi, built_in_model_providers,
 };
-pub use trace::inject_current_context;
+pub use trace::{inject_current_context, inject_span_context};

@@ -22,7 +22,12 @@ impl Injector for HeaderInjector<'_> {
 /// context, when it has a valid span context. Uses the global text-map propagator; when that is
 /// the no-op default, the W3C headers are written directly so propagation never silently stops.
 pub fn inject_current_context(headers: &mut HeaderMap) {
-    let cx = tracing::Span::current().context();
+    inject_span_context(&tracing::Span::current(), headers);
+}
+
+/// [`inject_current_context`] for `span`.
+pub fn inject_span_context(span: &tracing::Span, headers: &mut HeaderMap) {
+    let cx = span.context();
     let span = cx.span();
     let sc = span.span_context();
     if !sc.is_valid() {

@@ -49,19 +49,44 @@ async fn plain_message_streams_events_and_maps_usage() {
         })
         .collect();
     assert_eq!(deltas, "Hello there");
-    assert!(
-        matches!(&run.events[0], ResponseEvent::Created { response_id } if response_id == "resp_1")
-    );
+    let events = run.stream_events();
+    assert!(matches!(events[0], ResponseEvent::Created { response_id } if response_id == "resp_1"));
     assert!(matches!(
-        &run.events[1],
+        events[1],
         ResponseEvent::OutputItemAdded(ResponseItem::Message { .. })
     ));
     assert_eq!(
-        run.events.last(),
+        events.last().copied(),
         Some(&ResponseEvent::Completed {
             response_id: "resp_1".into(),
             usage
         })
+    );
+    // Every SSE event is reported with its JSON type, and the one attempt as a success.
+    let kinds: Vec<&str> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ResponseEvent::SseEvent { kind, error, .. } => {
+                assert!(error.is_none(), "{kind}: {error:?}");
+                Some(kind.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds.first(), Some(&"response.created"));
+    assert_eq!(kinds.last(), Some(&"response.completed"));
+    assert!(kinds.contains(&"response.output_text.delta"), "{kinds:?}");
+    let attempts = run.attempts();
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].succeeded());
+    assert_eq!(
+        (
+            attempts[0].attempt,
+            attempts[0].status,
+            attempts[0].retry_delay
+        ),
+        (1, Some(200), None)
     );
 }
 
@@ -271,12 +296,13 @@ fn otel_subscriber() -> (
     (provider, subscriber)
 }
 
-async fn traceparent_for_span() -> (String, String) {
+/// The `traceparent` sent, and the trace id and span id of the caller's span.
+async fn traceparent_for_span() -> (String, String, String) {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let mock = MockModel::start(Script::new([Step::message("ok")])).await;
     let client = ModelClient::new(provider(&mock), options()).unwrap();
-    let span = tracing::info_span!("chat", model = "gpt-5.5");
+    let span = tracing::info_span!(target: "quest::turn", "invoke_agent", model = "gpt-5.5");
     let trace_id = span.context().span().span_context().trace_id().to_string();
     let span_id = span.context().span().span_context().span_id().to_string();
     run_with(&client, &prompt()).instrument(span).await.ok();
@@ -285,15 +311,26 @@ async fn traceparent_for_span() -> (String, String) {
         .header("traceparent")
         .map(str::to_string)
         .unwrap_or_default();
-    (header, format!("00-{trace_id}-{span_id}-01"))
+    (header, trace_id, span_id)
+}
+
+/// The request continues the caller's trace from the attempt's own `chat` span (a child of
+/// the caller's span, not the caller's span itself).
+#[track_caller]
+fn assert_attempt_traceparent(header: &str, trace_id: &str, caller_span: &str) {
+    let parts: Vec<&str> = header.split('-').collect();
+    assert_eq!(parts.len(), 4, "{header}");
+    assert_eq!(parts[1], trace_id, "{header}");
+    assert_ne!(parts[2], caller_span, "{header}");
+    assert_ne!(parts[2], "0000000000000000", "{header}");
 }
 
 #[tokio::test]
-async fn traceparent_is_injected_from_the_current_span() {
+async fn traceparent_is_injected_from_the_attempt_span() {
     let (_provider, subscriber) = otel_subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let (header, expected) = traceparent_for_span().await;
-    assert_eq!(header, expected);
+    let (header, trace_id, caller) = traceparent_for_span().await;
+    assert_attempt_traceparent(&header, &trace_id, &caller);
 }
 
 #[tokio::test]
@@ -303,8 +340,128 @@ async fn traceparent_uses_the_global_propagator_when_installed() {
     );
     let (_provider, subscriber) = otel_subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let (header, expected) = traceparent_for_span().await;
-    assert_eq!(header, expected);
+    let (header, trace_id, caller) = traceparent_for_span().await;
+    assert_attempt_traceparent(&header, &trace_id, &caller);
+}
+
+/// Every HTTP attempt of both retry layers is its own `chat` span and is reported once: the
+/// 5xx attempts with their status code as `error.type` and the delay before the retry, then
+/// the success. Each request carries the traceparent of its own attempt span.
+#[tokio::test]
+async fn every_attempt_is_a_chat_span_and_is_reported() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("quest-model-test")),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mock = MockModel::start(Script::new([
+        Step::http_error(503, json!({"error": {"message": "busy"}})),
+        Step::http_error(502, json!({"error": {"message": "gateway"}})),
+        Step::message("ok").with_usage(Usage::new(100, 20, 40, 5)),
+    ]))
+    .await;
+    let client = ModelClient::new(provider(&mock), options()).unwrap();
+    let run = run_with(&client, &prompt())
+        .instrument(tracing::info_span!(target: "quest::turn", "invoke_agent"))
+        .await;
+    run.ok();
+    let attempts = run.attempts();
+    let summary: Vec<(u32, Option<u16>, Option<&str>, bool)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a.attempt,
+                a.status,
+                a.error_type.as_deref(),
+                a.retry_delay.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, Some(503), Some("503"), true),
+            (2, Some(502), Some("502"), true),
+            (3, Some(200), None, false),
+        ]
+    );
+    let finished = spans.get_finished_spans().unwrap();
+    let mut chats: Vec<_> = finished
+        .iter()
+        .filter(|s| s.name == "chat gpt-5.5")
+        .collect();
+    chats.sort_by_key(|s| s.start_time);
+    assert_eq!(chats.len(), 3, "one chat span per attempt");
+    let attr = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    };
+    use opentelemetry::Value;
+    for (index, chat) in chats.iter().enumerate() {
+        assert_eq!(
+            attr(chat, "quest.retry.attempt"),
+            Some(Value::I64(index as i64 + 1))
+        );
+        assert_eq!(
+            attr(chat, "gen_ai.conversation.id"),
+            Some(Value::from("thread-1"))
+        );
+        assert!(matches!(attr(chat, "server.port"), Some(Value::I64(_))));
+        let traceparent = mock.requests()[index]
+            .header("traceparent")
+            .unwrap()
+            .to_string();
+        assert!(
+            traceparent.contains(&chat.span_context.span_id().to_string()),
+            "request {index} carries its own attempt span: {traceparent}"
+        );
+    }
+    assert_eq!(attr(chats[0], "error.type"), Some(Value::from("503")));
+    assert_eq!(
+        attr(chats[0], "http.response.status_code"),
+        Some(Value::I64(503))
+    );
+    assert_eq!(attr(chats[2], "error.type"), None);
+    assert_eq!(
+        attr(chats[2], "gen_ai.usage.reasoning.output_tokens"),
+        Some(Value::I64(5))
+    );
+    assert!(attr(chats[2], "gen_ai.response.id").is_some());
+}
+
+/// A call that fails on every attempt reports every attempt (not one `status=none` record).
+#[tokio::test]
+async fn a_call_failing_every_attempt_reports_each_one() {
+    let (mock, run) = run_script(
+        always(Step::http_error(500, json!({"error": {"message": "down"}}))),
+        |p| {
+            p.request_max_retries = Some(2);
+            p.stream_max_retries = Some(1);
+        },
+    )
+    .await;
+    run.err();
+    let attempts = run.attempts();
+    // Layer 1: 3 HTTP requests per logical request; layer 2: 2 logical requests.
+    assert_eq!(mock.request_count(), 6);
+    assert_eq!(attempts.len(), 6);
+    assert!(
+        attempts
+            .iter()
+            .enumerate()
+            .all(|(i, a)| a.attempt == i as u32 + 1
+                && a.status == Some(500)
+                && a.error_type.as_deref() == Some("500"))
+    );
+    let retried: Vec<bool> = attempts.iter().map(|a| a.retry_delay.is_some()).collect();
+    assert_eq!(retried, [true, true, true, true, true, false]);
 }
 
 #[tokio::test]

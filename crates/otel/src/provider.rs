@@ -201,7 +201,11 @@ impl OtelProvider {
         let logs_on = log_exporter != OtelExporter::None;
         let traces_on = trace_exporter != OtelExporter::None;
         let metrics_on = metrics_exporter != OtelExporter::None;
-        if !logs_on && !traces_on && !metrics_on {
+        // An inbound `TRACEPARENT` is propagated (to model requests and child processes) even
+        // when no trace exporter is configured: spans then get real contexts that are never
+        // exported.
+        let inbound = crate::trace_context::traceparent_context_from_env().is_some();
+        if !logs_on && !traces_on && !metrics_on && !inbound {
             install_tracestate_config(BTreeMap::new());
             tracing::debug!("No OTEL exporter enabled in settings.");
             return Ok(ProviderBuild::finish(None, warnings));
@@ -258,6 +262,13 @@ impl OtelProvider {
             builder
                 .with_span_processor(BatchSpanProcessor::builder(exporter).build())
                 .build()
+        })
+        .or_else(|| {
+            inbound.then(|| {
+                SdkTracerProvider::builder()
+                    .with_resource(resource.clone())
+                    .build()
+            })
         });
 
         let metrics = if metrics_on {

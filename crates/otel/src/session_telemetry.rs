@@ -670,7 +670,9 @@ impl SessionTelemetry {
         ];
         self.counter(metrics::SSE_EVENT_METRIC, 1, &tags);
         self.record_duration(metrics::SSE_EVENT_DURATION_METRIC, duration, &tags);
-        if success {
+        if success && kind == "response.completed" {
+            // Logged with its token counts by `sse_event_completed`.
+        } else if success {
             log_event!(
                 self,
                 SSE_EVENT_EVENT,
@@ -943,12 +945,11 @@ impl SessionTelemetry {
         self.goal_transition(&change.to_transition());
     }
 
-    /// A failed model request is about to be retried: log and trace event
-    /// `quest.api_request.retry` (attempt is the 1-based retry number).
+    /// A failed HTTP attempt of a model call is about to be retried: log and trace event
+    /// `quest.api_request.retry` (`attempt` is the failed attempt's 1-based number).
     pub fn api_request_retry(
         &self,
         attempt: u64,
-        max_attempts: u64,
         delay: Duration,
         error_type: Option<&str>,
         reason: &str,
@@ -957,7 +958,6 @@ impl SessionTelemetry {
             self,
             API_REQUEST_RETRY_EVENT,
             attempt = attempt,
-            max_attempts = max_attempts,
             delay_ms = millis(delay),
             error.type = error_type,
             error.message = reason,
@@ -966,7 +966,6 @@ impl SessionTelemetry {
             self,
             API_REQUEST_RETRY_EVENT,
             attempt = attempt,
-            max_attempts = max_attempts,
             delay_ms = millis(delay),
             error.type = error_type,
             error.message = reason,

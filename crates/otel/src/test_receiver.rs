@@ -44,6 +44,9 @@ use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+/// The official OTLP protobuf types the receiver decodes into.
+pub use opentelemetry_proto as proto;
+
 /// A certificate authority generated for one test, issuing server and client certificates
 /// for `localhost` / `127.0.0.1`.
 pub struct TestCa {

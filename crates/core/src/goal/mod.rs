@@ -401,6 +401,9 @@ impl IdlePolicy for GoalRuntime {
     ) -> Option<&'static str> {
         let goal = self.current().ok().flatten();
         let status = goal.as_ref().map(|g| g.status.as_wire());
+        if let Some(goal) = &goal {
+            span.record("quest.goal.id", goal.goal_id.as_str());
+        }
         if let Some(goal) = goal
             .as_ref()
             .filter(|g| matches!(g.status, GoalStatus::Active | GoalStatus::BudgetLimited))

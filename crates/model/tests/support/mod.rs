@@ -32,6 +32,7 @@ pub fn options() -> ClientOptions {
         max_retry_delay: Duration::from_secs(120),
         user_agent_suffix: None,
         propagate_trace_context: true,
+        ..ClientOptions::default()
     }
 }
 
@@ -62,6 +63,30 @@ impl Run {
                     delay,
                     reason,
                 } => Some((*attempt, *max_attempts, *delay, reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The events without the per-attempt and per-SSE-event telemetry reports.
+    pub fn stream_events(&self) -> Vec<&ResponseEvent> {
+        self.events
+            .iter()
+            .filter(|e| {
+                !matches!(
+                    e,
+                    ResponseEvent::RequestAttempt(_) | ResponseEvent::SseEvent { .. }
+                )
+            })
+            .collect()
+    }
+
+    /// Every HTTP attempt reported, in order.
+    pub fn attempts(&self) -> Vec<&quest_model::RequestAttempt> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                ResponseEvent::RequestAttempt(a) => Some(a),
                 _ => None,
             })
             .collect()
