@@ -53,20 +53,26 @@ impl GoalRuntime {
             self.notify(goal, event);
         }
         if let Some(t) = &self.shared.session.telemetry {
-            let counters = outcome.goal.as_ref();
-            t.goal_status_changed(&quest_otel::GoalStatusChange {
-                goal_id: event.goal_id.clone(),
-                from: event
-                    .from_status
-                    .map_or("none", |s| s.as_wire())
-                    .to_string(),
-                to: event.to_status.map_or("none", |s| s.as_wire()).to_string(),
-                actor: event.actor.as_str().to_string(),
-                reason: event.reason.as_str().to_string(),
-                tokens_used: counters.map_or(0, |g| g.tokens_used.max(0) as u64),
-                time_used_seconds: counters.map_or(0, |g| g.time_used_seconds.max(0) as u64),
-                turns_used: counters.map_or(0, |g| g.turns_used.max(0) as u64),
-            });
+            let mut change = quest_otel::GoalTransition::new(
+                event.goal_id.clone(),
+                event.from_status,
+                event.to_status,
+                event.actor,
+                event.reason,
+            );
+            if let Some(goal) = outcome.goal.as_ref() {
+                let count = |value: i64| u64::try_from(value).unwrap_or(0);
+                let budget = |value: Option<i64>| value.and_then(|v| u64::try_from(v).ok());
+                change.tokens_used = count(goal.tokens_used);
+                change.time_used_seconds = count(goal.time_used_seconds);
+                change.turns_used = count(goal.turns_used);
+                change.token_budget = budget(goal.token_budget);
+                change.time_budget_seconds = budget(goal.time_budget_seconds);
+                change.turn_budget = budget(goal.turn_budget);
+                change.budget_limit_kind = goal.budget_limit_kind;
+                change.usage_limit_resets_at = goal.usage_limit_resets_at;
+            }
+            t.goal_transition(&change);
         }
     }
 
