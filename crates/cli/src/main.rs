@@ -28,6 +28,9 @@ enum Command {
     Goal(goal_cmd::GoalArgs),
     /// Manage MCP servers (`[mcp_servers]` in config.toml): list, get, add, remove.
     Mcp(mcp_cmd::McpArgs),
+    /// Serve the app-server v2 protocol (JSON-RPC) on stdio or a WebSocket, for editors, scripts
+    /// and Codex's TUI (`codex --remote ws://…`).
+    AppServer(quest_app_server::AppServerArgs),
     /// Print shell completions.
     Completion {
         /// Shell to generate for.
@@ -47,6 +50,7 @@ fn main() {
         Command::Goal(args) => goal_cmd::run(args),
         Command::Mcp(args) => mcp_cmd::run(args),
         Command::Demo => runtime().block_on(demo::run()),
+        Command::AppServer(args) => runtime().block_on(quest_app_server::run(args)),
     };
     std::process::exit(code);
 }

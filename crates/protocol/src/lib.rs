@@ -6,6 +6,7 @@
 //! storage or transport; every other crate depends on it, so it must stay small and fast to build.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app_server;
 pub mod exec_events;
 pub mod goal;
 pub mod ids;

@@ -1,0 +1,751 @@
+//! Thread, turn and goal methods.
+
+use std::sync::Arc;
+
+use quest_core::goal::{GoalRuntime, goal_tool_specs};
+use quest_core::{
+    Config, ConfigOverrides, CoreError, IdlePolicy, Op, Session, StartedThread, ThreadSpec,
+    build_client, load_config, resume_thread, start_thread,
+};
+use quest_protocol::ThreadId;
+use quest_protocol::app_server::jsonrpc::{ErrorObject, RequestId};
+use quest_protocol::app_server::v2::{
+    GoalMutationOrigin, Thread, ThreadGoalClearParams, ThreadGoalLogParams, ThreadGoalSetParams,
+    ThreadIdParams, ThreadListParams, ThreadResumeParams, ThreadStartParams, ThreadStartResponse,
+    ThreadStatus, ThreadTurnsListParams, Turn, TurnError, TurnInterruptParams, TurnStartParams,
+    TurnStatus, UserInput,
+};
+use quest_protocol::goal::transition::{BudgetChange, CreateGoal, CreateMode, GoalLimits, Trigger, UpdateGoal};
+use quest_protocol::goal::{Actor, GoalOrigin, GoalStatus};
+use quest_state::{GoalContext, StateError, ThreadRecord, TurnRecord};
+use serde_json::{Value, json};
+
+use crate::server::{ClientSession, HandlerResult, Reply, Server, now_ms, parse_thread_id};
+use crate::threads::{PendingStart, ThreadHub};
+
+const ORIGINATOR: &str = "quest_app_server";
+
+fn internal(err: impl std::fmt::Display) -> ErrorObject {
+    ErrorObject::internal(err.to_string())
+}
+
+fn not_found(id: &ThreadId) -> ErrorObject {
+    ErrorObject::invalid_request(format!("thread not found: {id}"))
+}
+
+/// Loads the configuration for a thread: the server's inputs plus the request's overrides.
+fn thread_config(server: &Server, params: &ThreadStartParams) -> Result<Config, ErrorObject> {
+    let mut overrides: ConfigOverrides = server.options.config.clone();
+    if let Some(cwd) = &params.cwd {
+        overrides.cwd = Some(cwd.into());
+    }
+    if let Some(model) = &params.model {
+        overrides.model = Some(model.clone());
+    }
+    if let Some(sandbox) = &params.sandbox {
+        overrides.sandbox_mode = Some(sandbox.clone());
+    }
+    if let Some(provider) = &params.model_provider {
+        overrides
+            .raw_overrides
+            .push(format!("model_provider={}", toml_literal(&json!(provider))?));
+    }
+    if let Some(map) = &params.config {
+        for (key, value) in map {
+            if value.is_null() {
+                continue;
+            }
+            overrides
+                .raw_overrides
+                .push(format!("{key}={}", toml_literal(value)?));
+        }
+    }
+    let loaded = load_config(overrides)
+        .map_err(|e| ErrorObject::invalid_params(format!("Invalid params: config: {e}")))?;
+    let config = loaded.config;
+    if !config.cwd.is_dir() {
+        return Err(ErrorObject::invalid_params(format!(
+            "Invalid params: cwd: {} is not a directory",
+            config.cwd.display()
+        )));
+    }
+    Ok(config)
+}
+
+fn toml_literal(value: &Value) -> Result<String, ErrorObject> {
+    let converted: toml::Value = serde_json::from_value(value.clone()).map_err(|e| {
+        ErrorObject::invalid_params(format!("Invalid params: config: {e}"))
+    })?;
+    Ok(converted.to_string())
+}
+
+fn goal_limits(config: &Config) -> GoalLimits {
+    GoalLimits {
+        max_token_budget: config.goals.max_goal_token_budget,
+        default_time_budget_seconds: config.goals.default_time_budget.map(|d| d.0.as_secs() as i64),
+        default_turn_budget: config.goals.default_turn_budget,
+    }
+}
+
+/// Starts (or resumes) a thread actor with its goal runtime.
+fn launch(
+    server: &Server,
+    config: Config,
+    ephemeral: bool,
+    resume: Option<ThreadId>,
+) -> Result<(StartedThread, Option<GoalRuntime>), ErrorObject> {
+    let config = Arc::new(config);
+    let client = build_client(&config, ORIGINATOR, false).map_err(|e| internal(e.user_message()))?;
+    let store = (!ephemeral).then(|| server.store.clone());
+    let spec = ThreadSpec {
+        config: config.clone(),
+        client,
+        store: store.clone(),
+        extra_tools: if ephemeral {
+            Vec::new()
+        } else {
+            goal_tool_specs()
+        },
+        telemetry: None,
+        propagate_trace: false,
+    };
+    let mut runtime: Option<GoalRuntime> = None;
+    let goals = config.goals.clone();
+    let policy = |session: &Arc<Session>| -> Option<Box<dyn IdlePolicy>> {
+        let store = session.store.clone()?;
+        let rt = GoalRuntime::new(session.clone(), store, goals, true);
+        runtime = Some(rt.clone());
+        Some(Box::new(rt))
+    };
+    let started = match resume {
+        Some(id) => resume_thread(spec, id, policy),
+        None => start_thread(spec, policy),
+    }
+    .map_err(|e| match e {
+        CoreError::ThreadNotFound(id) => not_found(&id),
+        other => internal(other),
+    })?;
+    Ok((started, runtime))
+}
+
+fn thread_object(
+    id: &ThreadId,
+    config: &Config,
+    ephemeral: bool,
+    thread_source: Option<String>,
+    record: Option<&ThreadRecord>,
+) -> Thread {
+    let now = now_ms() / 1000;
+    let (created, updated, preview, name) = match record {
+        Some(r) => (
+            r.created_at_ms / 1000,
+            r.updated_at_ms / 1000,
+            r.preview.clone().unwrap_or_default(),
+            r.title.clone(),
+        ),
+        None => (now, now, String::new(), None),
+    };
+    Thread {
+        id: id.to_string(),
+        environments: Vec::new(),
+        extra: None,
+        session_id: id.to_string(),
+        forked_from_id: None,
+        attached_to_thread_id: None,
+        parent_thread_id: None,
+        preview,
+        ephemeral,
+        section: None,
+        section_entered_at: None,
+        project_id: None,
+        history_mode: "paginated".to_string(),
+        model_provider: record.map_or_else(|| config.model_provider_id.clone(), |r| r.model_provider.clone()),
+        model: Some(record.map_or_else(|| config.model.clone(), |r| r.model.clone())),
+        reasoning_effort: config.reasoning_effort.clone(),
+        created_at: created,
+        updated_at: updated,
+        recency_at: Some(updated),
+        status: ThreadStatus::Idle,
+        path: None,
+        cwd: record.map_or_else(|| config.cwd.display().to_string(), |r| r.cwd.clone()),
+        cli_version: env!("CARGO_PKG_VERSION").to_string(),
+        originator: Some(ORIGINATOR.to_string()),
+        source: "appServer".to_string(),
+        can_accept_direct_input: Some(true),
+        thread_source,
+        agent_nickname: None,
+        agent_role: None,
+        git_info: None,
+        name,
+        daybreak_enabled: None,
+        turns: Vec::new(),
+    }
+}
+
+fn start_response(thread: Thread, config: &Config) -> Value {
+    let cwd = thread.cwd.clone();
+    let sandbox = match config.sandbox_mode.as_str() {
+        "danger-full-access" => json!({"type": "dangerFullAccess"}),
+        "workspace-write" => json!({
+            "type": "workspaceWrite", "writableRoots": [], "networkAccess": false,
+            "excludeTmpdirEnvVar": false, "excludeSlashTmp": false,
+        }),
+        _ => json!({"type": "readOnly", "networkAccess": false}),
+    };
+    serde_json::to_value(ThreadStartResponse {
+        model: thread.model.clone().unwrap_or_default(),
+        model_provider: thread.model_provider.clone(),
+        thread,
+        service_tier: None,
+        disabled_plugin_ids: Vec::new(),
+        runtime_workspace_roots: vec![cwd.clone()],
+        cwd,
+        instruction_sources: Vec::new(),
+        approval_policy: "never".to_string(),
+        approvals_reviewer: "user".to_string(),
+        sandbox,
+        active_permission_profile: None,
+        reasoning_effort: config.reasoning_effort.clone(),
+        multi_agent_mode: "explicitRequestOnly".to_string(),
+    })
+    .unwrap_or(Value::Null)
+}
+
+/// `thread/start`.
+pub(crate) async fn thread_start(
+    session: &mut ClientSession,
+    id: &RequestId,
+    params: ThreadStartParams,
+) -> HandlerResult {
+    let server = session.server.clone();
+    let config = thread_config(&server, &params)?;
+    let ephemeral = params.ephemeral.unwrap_or(false);
+    let (started, _runtime) = launch(&server, config.clone(), ephemeral, None)?;
+    let thread_id = started.handle.thread_id;
+    let thread = thread_object(&thread_id, &config, ephemeral, params.thread_source.clone(), None);
+    let hub = ThreadHub::spawn(started, thread.clone());
+    hub.subscribe(&session.client);
+    server.register(hub.clone());
+    let _gate = hub.gate.lock().await;
+    session.client.respond(id.clone(), start_response(thread.clone(), &config));
+    session
+        .client
+        .notify("thread/started", json!({ "thread": thread }));
+    Ok(Reply::Deferred)
+}
+
+/// `thread/resume`: loads a recorded thread (or joins a loaded one), answers, then sends the goal
+/// snapshot; an `active` goal that survived reconciliation continues.
+pub(crate) async fn thread_resume(
+    session: &mut ClientSession,
+    id: &RequestId,
+    params: ThreadResumeParams,
+) -> HandlerResult {
+    let server = session.server.clone();
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let hub = match server.loaded(&thread_id) {
+        Some(hub) => hub,
+        None => {
+            let record = server
+                .store
+                .get_thread(&thread_id)
+                .map_err(internal)?
+                .ok_or_else(|| not_found(&thread_id))?;
+            server
+                .store
+                .reconcile_on_load(&thread_id, server.config.goals.auto_continue_on_resume)
+                .map_err(internal)?;
+            let start = ThreadStartParams {
+                cwd: Some(record.cwd.clone()),
+                model: Some(record.model.clone()),
+                ..ThreadStartParams::default()
+            };
+            let config = thread_config(&server, &start)?;
+            let (started, _runtime) = launch(&server, config.clone(), false, Some(thread_id))?;
+            let mut thread = thread_object(&thread_id, &config, false, None, Some(&record));
+            thread.turns = stored_turns(&server, &thread_id)?;
+            let hub = ThreadHub::spawn(started, thread);
+            server.register(hub.clone());
+            hub
+        }
+    };
+    hub.subscribe(&session.client);
+    let _gate = hub.gate.lock().await;
+    let mut thread = hub.thread(!params.exclude_turns);
+    if !params.exclude_turns && thread.turns.is_empty() {
+        thread.turns = stored_turns(&server, &thread_id)?;
+    }
+    session
+        .client
+        .respond(id.clone(), start_response(thread, &hub.session.config));
+    let goal = server.store.get_goal(&thread_id).map_err(internal)?;
+    match &goal {
+        Some(goal) => session.client.notify(
+            "thread/goal/updated",
+            json!({"threadId": thread_id.to_string(), "turnId": null, "goal": goal.to_wire()}),
+        ),
+        None => session.client.notify(
+            "thread/goal/cleared",
+            json!({"threadId": thread_id.to_string()}),
+        ),
+    }
+    if goal.is_some_and(|g| g.status == GoalStatus::Active) && hub.is_idle() {
+        hub.handle.submit(Op::WakeIdle);
+    }
+    Ok(Reply::Deferred)
+}
+
+fn turn_from_record(record: &TurnRecord) -> Turn {
+    let status = match record.status {
+        quest_state::TurnStatus::Completed => TurnStatus::Completed,
+        quest_state::TurnStatus::Failed => TurnStatus::Failed,
+        quest_state::TurnStatus::Interrupted => TurnStatus::Interrupted,
+        quest_state::TurnStatus::Running => TurnStatus::InProgress,
+    };
+    Turn {
+        id: record.id.to_string(),
+        root_turn_id: Some(record.id.to_string()),
+        items: Vec::new(),
+        items_view: "notLoaded".to_string(),
+        status,
+        error: record.error.as_ref().map(|message| TurnError {
+            message: message.clone(),
+            codex_error_info: None,
+            additional_details: None,
+            misalignment: None,
+        }),
+        started_at: Some(record.started_at_ms / 1000),
+        completed_at: record.ended_at_ms.map(|ms| ms / 1000),
+        duration_ms: record.ended_at_ms.map(|end| end - record.started_at_ms),
+    }
+}
+
+fn stored_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, ErrorObject> {
+    let records = server.store.list_turns(thread_id).map_err(internal)?;
+    Ok(records.iter().map(turn_from_record).collect())
+}
+
+/// All turns of a thread, oldest first: stored ones, with the items of those run while loaded.
+fn all_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, ErrorObject> {
+    let mut turns = if server.store.get_thread(thread_id).map_err(internal)?.is_some() {
+        stored_turns(server, thread_id)?
+    } else {
+        Vec::new()
+    };
+    if let Some(hub) = server.loaded(thread_id) {
+        for live in hub.turns() {
+            match turns.iter_mut().find(|t| t.id == live.id) {
+                Some(slot) => *slot = live,
+                None => turns.push(live),
+            }
+        }
+    }
+    Ok(turns)
+}
+
+/// `thread/read`.
+pub(crate) fn thread_read(session: &mut ClientSession, params: ThreadIdParams) -> HandlerResult {
+    let server = &session.server;
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let mut thread = match server.loaded(&thread_id) {
+        Some(hub) => hub.thread(false),
+        None => {
+            let record = server
+                .store
+                .get_thread(&thread_id)
+                .map_err(internal)?
+                .ok_or_else(|| not_found(&thread_id))?;
+            let mut thread = thread_object(&thread_id, &server.config, false, None, Some(&record));
+            thread.status = ThreadStatus::NotLoaded;
+            thread
+        }
+    };
+    if params.include_turns {
+        thread.turns = all_turns(server, &thread_id)?;
+    }
+    Ok(Reply::Now(json!({ "thread": thread, "readState": null })))
+}
+
+fn parse_cursor(cursor: &str) -> Result<(i64, String), ErrorObject> {
+    cursor
+        .split_once(':')
+        .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
+        .ok_or_else(|| ErrorObject::invalid_params(format!("Invalid params: cursor: `{cursor}` is not a cursor from thread/list")))
+}
+
+/// `thread/list`: recorded threads, most recently updated first, in pages.
+pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams) -> HandlerResult {
+    let server = &session.server;
+    let limit = params.limit.unwrap_or(25).clamp(1, 100) as usize;
+    if params.archived == Some(true) {
+        // Quest does not archive threads.
+        return Ok(Reply::Now(json!({"data": [], "readStates": {}, "nextCursor": null, "backwardsCursor": null})));
+    }
+    let after = params.cursor.as_deref().map(parse_cursor).transpose()?;
+    let providers = params.model_providers.unwrap_or_default();
+    let sources = params.source_kinds.unwrap_or_default();
+    let excluded = params.excluded_thread_ids.unwrap_or_default();
+    let cwd_filter: Vec<String> = match &params.cwd {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(list)) => list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    let search = params.search_term.as_deref().map(str::to_lowercase);
+    let records = server.store.list_threads(usize::MAX).map_err(internal)?;
+    let matching = records.into_iter().filter(|r| {
+        let id = r.id.to_string();
+        (providers.is_empty() || providers.contains(&r.model_provider))
+            && (sources.is_empty() || sources.iter().any(|s| s == "appServer" || s == "exec"))
+            && !excluded.contains(&id)
+            && (cwd_filter.is_empty() || cwd_filter.contains(&r.cwd))
+            && search.as_ref().is_none_or(|term| {
+                r.preview.as_deref().unwrap_or("").to_lowercase().contains(term)
+                    || r.title.as_deref().unwrap_or("").to_lowercase().contains(term)
+            })
+            && after.as_ref().is_none_or(|(ms, after_id)| {
+                (r.updated_at_ms, id.as_str()) < (*ms, after_id.as_str())
+            })
+    });
+    let mut page: Vec<ThreadRecord> = matching.take(limit + 1).collect();
+    let next_cursor = if page.len() > limit {
+        page.truncate(limit);
+        page.last().map(|r| format!("{}:{}", r.updated_at_ms, r.id))
+    } else {
+        None
+    };
+    let data: Vec<Thread> = page
+        .iter()
+        .map(|record| match server.loaded(&record.id) {
+            Some(hub) => {
+                let mut thread = hub.thread(false);
+                thread.preview = record.preview.clone().unwrap_or_default();
+                thread.updated_at = record.updated_at_ms / 1000;
+                thread
+            }
+            None => {
+                let mut thread = thread_object(&record.id, &server.config, false, None, Some(record));
+                thread.status = ThreadStatus::NotLoaded;
+                thread
+            }
+        })
+        .collect();
+    Ok(Reply::Now(json!({
+        "data": data,
+        "readStates": {},
+        "nextCursor": next_cursor,
+        "backwardsCursor": null,
+    })))
+}
+
+/// `thread/turns/list`: newest first by default, paged by position.
+pub(crate) fn thread_turns_list(
+    session: &mut ClientSession,
+    params: ThreadTurnsListParams,
+) -> HandlerResult {
+    let server = &session.server;
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    ensure_thread(server, &thread_id)?;
+    let mut turns = all_turns(server, &thread_id)?;
+    if params.sort_direction.as_deref() != Some("asc") {
+        turns.reverse();
+    }
+    let start = match &params.cursor {
+        Some(cursor) => cursor.parse::<usize>().map_err(|_| {
+            ErrorObject::invalid_params(format!("Invalid params: cursor: `{cursor}` is not a cursor from thread/turns/list"))
+        })?,
+        None => 0,
+    };
+    let limit = params.limit.unwrap_or(25).clamp(1, 100) as usize;
+    let end = (start + limit).min(turns.len());
+    let page: Vec<Turn> = turns.get(start..end).map(<[Turn]>::to_vec).unwrap_or_default();
+    let next = (end < turns.len()).then(|| end.to_string());
+    Ok(Reply::Now(json!({"data": page, "nextCursor": next, "backwardsCursor": null})))
+}
+
+fn ensure_thread(server: &Server, thread_id: &ThreadId) -> Result<(), ErrorObject> {
+    if server.loaded(thread_id).is_some()
+        || server.store.get_thread(thread_id).map_err(internal)?.is_some()
+    {
+        Ok(())
+    } else {
+        Err(not_found(thread_id))
+    }
+}
+
+/// `thread/readState/update`: Quest keeps no unread markers; every thread reads as read.
+pub(crate) fn read_state_update(
+    session: &mut ClientSession,
+    params: ThreadIdParams,
+) -> HandlerResult {
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    ensure_thread(&session.server, &thread_id)?;
+    Ok(Reply::Now(json!({
+        "readState": {"firstUnread": null, "revision": uuid::Uuid::new_v4().to_string()}
+    })))
+}
+
+/// `thread/unsubscribe`: stop notifications to this client; the thread keeps running.
+pub(crate) fn thread_unsubscribe(
+    session: &mut ClientSession,
+    params: ThreadIdParams,
+) -> HandlerResult {
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let status = match session.server.loaded(&thread_id) {
+        None => "notLoaded",
+        Some(hub) if hub.unsubscribe(session.client.id) => "unsubscribed",
+        Some(_) => "notSubscribed",
+    };
+    Ok(Reply::Now(json!({ "status": status })))
+}
+
+fn input_text(input: &[UserInput]) -> Result<String, ErrorObject> {
+    let mut parts = Vec::new();
+    for (index, item) in input.iter().enumerate() {
+        match item {
+            UserInput::Text { text, .. } => parts.push(text.clone()),
+            UserInput::Mention { path, .. } | UserInput::Skill { path, .. } => {
+                parts.push(path.clone())
+            }
+            UserInput::Image { .. } | UserInput::LocalImage { .. } => {
+                return Err(ErrorObject::invalid_params(format!(
+                    "Invalid params: input[{index}]: image input is not supported by this server"
+                )));
+            }
+        }
+    }
+    let text = parts.join("\n");
+    if text.trim().is_empty() {
+        return Err(ErrorObject::invalid_params(
+            "Invalid params: input: the message has no text",
+        ));
+    }
+    Ok(text)
+}
+
+fn loaded_hub(server: &Server, thread_id: &ThreadId) -> Result<Arc<ThreadHub>, ErrorObject> {
+    match server.loaded(thread_id) {
+        Some(hub) => Ok(hub),
+        None => {
+            ensure_thread(server, thread_id)?;
+            Err(ErrorObject::invalid_request(format!(
+                "thread {thread_id} is not loaded; call thread/resume first"
+            )))
+        }
+    }
+}
+
+/// `turn/start`: queues the input; the hub answers right before the turn's `turn/started`.
+pub(crate) async fn turn_start(
+    session: &mut ClientSession,
+    id: &RequestId,
+    params: TurnStartParams,
+) -> HandlerResult {
+    let server = session.server.clone();
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let hub = loaded_hub(&server, &thread_id)?;
+    let text = input_text(&params.input)?;
+    hub.subscribe(&session.client);
+    if !hub.thread(false).ephemeral {
+        let preview: String = text.chars().take(200).collect();
+        if let Err(err) = server.store.fill_thread_preview(&thread_id, &preview) {
+            tracing::warn!("could not record the preview of {thread_id}: {err}");
+        }
+    }
+    hub.set_preview(&text);
+    let pending = PendingStart {
+        client: session.client.clone(),
+        request_id: id.clone(),
+        input: params.input,
+        client_message_id: params.client_user_message_id,
+    };
+    if !hub.start_turn(pending, text) {
+        return Err(internal(format!("thread {thread_id} has stopped")));
+    }
+    Ok(Reply::Deferred)
+}
+
+/// `turn/interrupt`: cancels the running turn; a goal stays as it is (clients pause it first).
+pub(crate) fn turn_interrupt(
+    session: &mut ClientSession,
+    params: TurnInterruptParams,
+) -> HandlerResult {
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let hub = loaded_hub(&session.server, &thread_id)?;
+    if hub.running_turn().as_deref() == Some(params.turn_id.as_str()) {
+        hub.handle.submit(Op::Interrupt { pause_goal: false });
+    }
+    Ok(Reply::Now(json!({})))
+}
+
+fn goal_thread(server: &Server, thread_id: &ThreadId) -> Result<Option<Arc<ThreadHub>>, ErrorObject> {
+    let hub = server.loaded(thread_id);
+    match &hub {
+        Some(hub) if hub.thread(false).ephemeral => Err(ErrorObject::invalid_request(format!(
+            "ephemeral thread does not support goals: {thread_id}"
+        ))),
+        Some(_) => Ok(hub),
+        None => {
+            ensure_thread(server, thread_id)?;
+            Ok(None)
+        }
+    }
+}
+
+fn goal_error(err: StateError) -> ErrorObject {
+    match err {
+        StateError::Transition(refusal) => ErrorObject::invalid_request(refusal.to_string()),
+        other => internal(other),
+    }
+}
+
+/// `thread/goal/get`.
+pub(crate) fn goal_get(session: &mut ClientSession, params: ThreadIdParams) -> HandlerResult {
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    goal_thread(&session.server, &thread_id)?;
+    let goal = session.server.store.get_goal(&thread_id).map_err(internal)?;
+    Ok(Reply::Now(json!({ "goal": goal.map(|g| g.to_wire()) })))
+}
+
+fn budget_change(value: Option<Option<i64>>) -> BudgetChange {
+    match value {
+        None => BudgetChange::Keep,
+        Some(None) => BudgetChange::Clear,
+        Some(Some(n)) => BudgetChange::Set(n),
+    }
+}
+
+/// `thread/goal/set`: create, edit or change status; answers before `thread/goal/updated`; an
+/// `active` goal on an idle loaded thread starts a continuation at once.
+pub(crate) async fn goal_set(
+    session: &mut ClientSession,
+    id: &RequestId,
+    params: ThreadGoalSetParams,
+) -> HandlerResult {
+    let server = session.server.clone();
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let hub = goal_thread(&server, &thread_id)?;
+    let _gate = match &hub {
+        Some(hub) => Some(hub.gate.lock().await),
+        None => None,
+    };
+    let config = hub.as_ref().map_or_else(|| server.config.clone(), |h| h.session.config.clone());
+    let limits = goal_limits(&config);
+    let existing = server.store.get_goal(&thread_id).map_err(internal)?;
+    let trigger = match existing {
+        None => {
+            let Some(objective) = params.objective.clone() else {
+                return Err(ErrorObject::invalid_request(format!(
+                    "cannot update goal for thread {thread_id}: no goal exists"
+                )));
+            };
+            let mut create = CreateGoal::new(thread_id.to_string(), objective);
+            create.status = params.status;
+            create.token_budget = params.token_budget.flatten();
+            create.time_budget_seconds = params.time_budget_seconds.flatten();
+            create.turn_budget = params.turn_budget.flatten();
+            create.auto_resume_at_reset = params
+                .auto_resume_at_reset
+                .unwrap_or(config.goals.auto_resume_after_usage_limit);
+            create.mode = CreateMode::IfNoneOrComplete;
+            create.limits = limits;
+            Trigger::Create(create)
+        }
+        Some(_) => Trigger::Update(UpdateGoal {
+            thread_id: thread_id.to_string(),
+            objective: params.objective.clone(),
+            status: params.status,
+            token_budget: budget_change(params.token_budget),
+            time_budget_seconds: budget_change(params.time_budget_seconds),
+            turn_budget: budget_change(params.turn_budget),
+            auto_resume_at_reset: params.auto_resume_at_reset,
+            limits,
+        }),
+    };
+    let ctx = GoalContext {
+        origin: params.origin.map(|o| match o {
+            GoalMutationOrigin::User => GoalOrigin::User,
+            GoalMutationOrigin::Automatic => GoalOrigin::Automatic,
+        }),
+        ..GoalContext::default()
+    };
+    let outcome = server
+        .store
+        .apply_goal(&thread_id, &trigger, Actor::User, &ctx)
+        .map_err(goal_error)?;
+    let goal = outcome
+        .goal
+        .ok_or_else(|| internal("the goal vanished while it was being set"))?;
+    if let Some(objective) = &params.objective {
+        let _ = server.store.fill_thread_preview(&thread_id, objective.trim());
+        if let Some(hub) = &hub {
+            hub.set_preview(objective.trim());
+        }
+    }
+    let wire = goal.to_wire();
+    session.client.respond(id.clone(), json!({ "goal": wire }));
+    let update = json!({"threadId": thread_id.to_string(), "turnId": null, "goal": wire});
+    match &hub {
+        Some(hub) => {
+            hub.broadcast("thread/goal/updated", update);
+            if goal.status == GoalStatus::Active && hub.is_idle() {
+                hub.handle.submit(Op::WakeIdle);
+            }
+        }
+        None => session.client.notify("thread/goal/updated", update),
+    }
+    Ok(Reply::Deferred)
+}
+
+/// `thread/goal/clear`.
+pub(crate) async fn goal_clear(
+    session: &mut ClientSession,
+    id: &RequestId,
+    params: ThreadGoalClearParams,
+) -> HandlerResult {
+    let server = session.server.clone();
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let hub = goal_thread(&server, &thread_id)?;
+    let _gate = match &hub {
+        Some(hub) => Some(hub.gate.lock().await),
+        None => None,
+    };
+    if server.store.get_goal(&thread_id).map_err(internal)?.is_none() {
+        return Ok(Reply::Now(json!({"cleared": false})));
+    }
+    let ctx = GoalContext {
+        origin: params.origin.map(|o| match o {
+            GoalMutationOrigin::User => GoalOrigin::User,
+            GoalMutationOrigin::Automatic => GoalOrigin::Automatic,
+        }),
+        ..GoalContext::default()
+    };
+    let outcome = server
+        .store
+        .apply_goal(&thread_id, &Trigger::Clear, Actor::User, &ctx)
+        .map_err(goal_error)?;
+    session.client.respond(id.clone(), json!({"cleared": outcome.changed}));
+    if outcome.changed {
+        let cleared = json!({"threadId": thread_id.to_string()});
+        match &hub {
+            Some(hub) => hub.broadcast("thread/goal/cleared", cleared),
+            None => session.client.notify("thread/goal/cleared", cleared),
+        }
+    }
+    Ok(Reply::Deferred)
+}
+
+/// `thread/goal/log` (Quest extension; alias `thread/goal/history`): the goal audit trail.
+pub(crate) fn goal_log(session: &mut ClientSession, params: ThreadGoalLogParams) -> HandlerResult {
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    ensure_thread(&session.server, &thread_id)?;
+    let limit = params.limit.unwrap_or(100).clamp(1, 500) as usize;
+    let page = session
+        .server
+        .store
+        .goal_events(&thread_id, None, limit, params.cursor)
+        .map_err(internal)?;
+    Ok(Reply::Now(json!({
+        "events": page.events,
+        "nextCursor": page.next_cursor,
+    })))
+}
