@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use quest_core::{Config, ConfigOverrides, load_config};
+use quest_protocol::ThreadId;
 use quest_protocol::app_server::jsonrpc::{
     ErrorObject, INVALID_REQUEST, IncomingMessage, METHOD_NOT_FOUND, OutgoingMessage, RequestId,
     parse_incoming,
 };
 use quest_protocol::app_server::v2::{InitializeParams, InitializeResponse};
-use quest_protocol::ThreadId;
 use quest_state::Store;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -75,9 +75,7 @@ impl ClientHandle {
     }
 
     pub(crate) fn respond(&self, id: RequestId, result: Value) {
-        let _ = self
-            .outbound
-            .send(OutgoingMessage::Response { id, result });
+        let _ = self.outbound.send(OutgoingMessage::Response { id, result });
     }
 
     pub(crate) fn respond_error(&self, id: RequestId, error: ErrorObject) {
@@ -110,8 +108,8 @@ impl Server {
     pub fn new(options: ServerOptions) -> Result<Arc<Server>, ServerError> {
         let loaded =
             load_config(options.config.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
-        let store = Store::open_in(&loaded.config.home)
-            .map_err(|e| ServerError::State(e.to_string()))?;
+        let store =
+            Store::open_in(&loaded.config.home).map_err(|e| ServerError::State(e.to_string()))?;
         Ok(Arc::new(Server {
             options,
             config: Arc::new(loaded.config),
@@ -165,7 +163,12 @@ impl Server {
             },
             initialized: false,
         };
+        let max = self.options.max_message_bytes;
         while let Some(inbound) = connection.inbound.recv().await {
+            let inbound = match inbound {
+                Inbound::Text(text) if text.len() > max => Inbound::TooLarge { bytes: text.len() },
+                other => other,
+            };
             match inbound {
                 Inbound::Text(text) => session.handle_text(&text).await,
                 Inbound::TooLarge { bytes } => {
@@ -245,7 +248,12 @@ impl ClientSession {
         }
     }
 
-    async fn dispatch(&mut self, id: &RequestId, method: &str, params: Option<Value>) -> HandlerResult {
+    async fn dispatch(
+        &mut self,
+        id: &RequestId,
+        method: &str,
+        params: Option<Value>,
+    ) -> HandlerResult {
         if method == "initialize" {
             return self.initialize(id, params);
         }
@@ -262,12 +270,18 @@ impl ClientSession {
             "config/read" => Ok(Reply::Now(startup::config_read(&server.config))),
             "configRequirements/read" => Ok(Reply::Now(startup::config_requirements())),
             "collaborationMode/list" => Ok(Reply::Now(startup::collaboration_modes())),
-            "hooks/list" => Ok(Reply::Now(startup::hooks_list(&server.config, params.as_ref()))),
-            "skills/list" => Ok(Reply::Now(startup::skills_list(&server.config, params.as_ref()))),
+            "hooks/list" => Ok(Reply::Now(startup::hooks_list(
+                &server.config,
+                params.as_ref(),
+            ))),
+            "skills/list" => Ok(Reply::Now(startup::skills_list(
+                &server.config,
+                params.as_ref(),
+            ))),
             "plugin/installed" => Ok(Reply::Now(startup::plugins_installed())),
-            "account/bedrock/checkGovCloudRequirements" => {
-                Ok(Reply::Now(json!({"isGovCloud": false, "shouldWarn": false})))
-            }
+            "account/bedrock/checkGovCloudRequirements" => Ok(Reply::Now(
+                json!({"isGovCloud": false, "shouldWarn": false}),
+            )),
             "account/rateLimits/read" => Ok(Reply::Now(startup::rate_limits())),
             "thread/start" => thread_api::thread_start(self, id, parse_params(params)?).await,
             "thread/resume" => thread_api::thread_resume(self, id, parse_params(params)?).await,
@@ -321,8 +335,8 @@ impl ClientSession {
             platform_family: std::env::consts::FAMILY.to_string(),
             platform_os: std::env::consts::OS.to_string(),
         };
-        let value = serde_json::to_value(response)
-            .map_err(|e| ErrorObject::internal(e.to_string()))?;
+        let value =
+            serde_json::to_value(response).map_err(|e| ErrorObject::internal(e.to_string()))?;
         self.client.respond(id.clone(), value);
         // Configuration findings follow the response, as Codex sends its own.
         for warning in &self.server.config_warnings {

@@ -15,7 +15,9 @@ use quest_protocol::app_server::v2::{
     ThreadStatus, ThreadTurnsListParams, Turn, TurnError, TurnInterruptParams, TurnStartParams,
     TurnStatus, UserInput,
 };
-use quest_protocol::goal::transition::{BudgetChange, CreateGoal, CreateMode, GoalLimits, Trigger, UpdateGoal};
+use quest_protocol::goal::transition::{
+    BudgetChange, CreateGoal, CreateMode, GoalLimits, Trigger, UpdateGoal,
+};
 use quest_protocol::goal::{Actor, GoalOrigin, GoalStatus};
 use quest_state::{GoalContext, StateError, ThreadRecord, TurnRecord};
 use serde_json::{Value, json};
@@ -46,9 +48,10 @@ fn thread_config(server: &Server, params: &ThreadStartParams) -> Result<Config, 
         overrides.sandbox_mode = Some(sandbox.clone());
     }
     if let Some(provider) = &params.model_provider {
-        overrides
-            .raw_overrides
-            .push(format!("model_provider={}", toml_literal(&json!(provider))?));
+        overrides.raw_overrides.push(format!(
+            "model_provider={}",
+            toml_literal(&json!(provider))?
+        ));
     }
     if let Some(map) = &params.config {
         for (key, value) in map {
@@ -73,16 +76,18 @@ fn thread_config(server: &Server, params: &ThreadStartParams) -> Result<Config, 
 }
 
 fn toml_literal(value: &Value) -> Result<String, ErrorObject> {
-    let converted: toml::Value = serde_json::from_value(value.clone()).map_err(|e| {
-        ErrorObject::invalid_params(format!("Invalid params: config: {e}"))
-    })?;
+    let converted: toml::Value = serde_json::from_value(value.clone())
+        .map_err(|e| ErrorObject::invalid_params(format!("Invalid params: config: {e}")))?;
     Ok(converted.to_string())
 }
 
 fn goal_limits(config: &Config) -> GoalLimits {
     GoalLimits {
         max_token_budget: config.goals.max_goal_token_budget,
-        default_time_budget_seconds: config.goals.default_time_budget.map(|d| d.0.as_secs() as i64),
+        default_time_budget_seconds: config
+            .goals
+            .default_time_budget
+            .map(|d| d.0.as_secs() as i64),
         default_turn_budget: config.goals.default_turn_budget,
     }
 }
@@ -95,7 +100,8 @@ fn launch(
     resume: Option<ThreadId>,
 ) -> Result<(StartedThread, Option<GoalRuntime>), ErrorObject> {
     let config = Arc::new(config);
-    let client = build_client(&config, ORIGINATOR, false).map_err(|e| internal(e.user_message()))?;
+    let client =
+        build_client(&config, ORIGINATOR, false).map_err(|e| internal(e.user_message()))?;
     let store = (!ephemeral).then(|| server.store.clone());
     let spec = ThreadSpec {
         config: config.clone(),
@@ -159,7 +165,10 @@ fn thread_object(
         section_entered_at: None,
         project_id: None,
         history_mode: "paginated".to_string(),
-        model_provider: record.map_or_else(|| config.model_provider_id.clone(), |r| r.model_provider.clone()),
+        model_provider: record.map_or_else(
+            || config.model_provider_id.clone(),
+            |r| r.model_provider.clone(),
+        ),
         model: Some(record.map_or_else(|| config.model.clone(), |r| r.model.clone())),
         reasoning_effort: config.reasoning_effort.clone(),
         created_at: created,
@@ -222,12 +231,20 @@ pub(crate) async fn thread_start(
     let ephemeral = params.ephemeral.unwrap_or(false);
     let (started, _runtime) = launch(&server, config.clone(), ephemeral, None)?;
     let thread_id = started.handle.thread_id;
-    let thread = thread_object(&thread_id, &config, ephemeral, params.thread_source.clone(), None);
+    let thread = thread_object(
+        &thread_id,
+        &config,
+        ephemeral,
+        params.thread_source.clone(),
+        None,
+    );
     let hub = ThreadHub::spawn(started, thread.clone());
     hub.subscribe(&session.client);
     server.register(hub.clone());
     let _gate = hub.gate.lock().await;
-    session.client.respond(id.clone(), start_response(thread.clone(), &config));
+    session
+        .client
+        .respond(id.clone(), start_response(thread.clone(), &config));
     session
         .client
         .notify("thread/started", json!({ "thread": thread }));
@@ -327,7 +344,12 @@ fn stored_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, Erro
 
 /// All turns of a thread, oldest first: stored ones, with the items of those run while loaded.
 fn all_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, ErrorObject> {
-    let mut turns = if server.store.get_thread(thread_id).map_err(internal)?.is_some() {
+    let mut turns = if server
+        .store
+        .get_thread(thread_id)
+        .map_err(internal)?
+        .is_some()
+    {
         stored_turns(server, thread_id)?
     } else {
         Vec::new()
@@ -370,7 +392,11 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ErrorObject> {
     cursor
         .split_once(':')
         .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
-        .ok_or_else(|| ErrorObject::invalid_params(format!("Invalid params: cursor: `{cursor}` is not a cursor from thread/list")))
+        .ok_or_else(|| {
+            ErrorObject::invalid_params(format!(
+                "Invalid params: cursor: `{cursor}` is not a cursor from thread/list"
+            ))
+        })
 }
 
 /// `thread/list`: recorded threads, most recently updated first, in pages.
@@ -379,7 +405,9 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
     let limit = params.limit.unwrap_or(25).clamp(1, 100) as usize;
     if params.archived == Some(true) {
         // Quest does not archive threads.
-        return Ok(Reply::Now(json!({"data": [], "readStates": {}, "nextCursor": null, "backwardsCursor": null})));
+        return Ok(Reply::Now(
+            json!({"data": [], "readStates": {}, "nextCursor": null, "backwardsCursor": null}),
+        ));
     }
     let after = params.cursor.as_deref().map(parse_cursor).transpose()?;
     let providers = params.model_providers.unwrap_or_default();
@@ -387,7 +415,10 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
     let excluded = params.excluded_thread_ids.unwrap_or_default();
     let cwd_filter: Vec<String> = match &params.cwd {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(list)) => list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     };
     let search = params.search_term.as_deref().map(str::to_lowercase);
@@ -399,8 +430,16 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
             && !excluded.contains(&id)
             && (cwd_filter.is_empty() || cwd_filter.contains(&r.cwd))
             && search.as_ref().is_none_or(|term| {
-                r.preview.as_deref().unwrap_or("").to_lowercase().contains(term)
-                    || r.title.as_deref().unwrap_or("").to_lowercase().contains(term)
+                r.preview
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains(term)
+                    || r.title
+                        .as_deref()
+                        .unwrap_or("")
+                        .to_lowercase()
+                        .contains(term)
             })
             && after.as_ref().is_none_or(|(ms, after_id)| {
                 (r.updated_at_ms, id.as_str()) < (*ms, after_id.as_str())
@@ -423,7 +462,8 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
                 thread
             }
             None => {
-                let mut thread = thread_object(&record.id, &server.config, false, None, Some(record));
+                let mut thread =
+                    thread_object(&record.id, &server.config, false, None, Some(record));
                 thread.status = ThreadStatus::NotLoaded;
                 thread
             }
@@ -451,20 +491,31 @@ pub(crate) fn thread_turns_list(
     }
     let start = match &params.cursor {
         Some(cursor) => cursor.parse::<usize>().map_err(|_| {
-            ErrorObject::invalid_params(format!("Invalid params: cursor: `{cursor}` is not a cursor from thread/turns/list"))
+            ErrorObject::invalid_params(format!(
+                "Invalid params: cursor: `{cursor}` is not a cursor from thread/turns/list"
+            ))
         })?,
         None => 0,
     };
     let limit = params.limit.unwrap_or(25).clamp(1, 100) as usize;
     let end = (start + limit).min(turns.len());
-    let page: Vec<Turn> = turns.get(start..end).map(<[Turn]>::to_vec).unwrap_or_default();
+    let page: Vec<Turn> = turns
+        .get(start..end)
+        .map(<[Turn]>::to_vec)
+        .unwrap_or_default();
     let next = (end < turns.len()).then(|| end.to_string());
-    Ok(Reply::Now(json!({"data": page, "nextCursor": next, "backwardsCursor": null})))
+    Ok(Reply::Now(
+        json!({"data": page, "nextCursor": next, "backwardsCursor": null}),
+    ))
 }
 
 fn ensure_thread(server: &Server, thread_id: &ThreadId) -> Result<(), ErrorObject> {
     if server.loaded(thread_id).is_some()
-        || server.store.get_thread(thread_id).map_err(internal)?.is_some()
+        || server
+            .store
+            .get_thread(thread_id)
+            .map_err(internal)?
+            .is_some()
     {
         Ok(())
     } else {
@@ -577,7 +628,10 @@ pub(crate) fn turn_interrupt(
     Ok(Reply::Now(json!({})))
 }
 
-fn goal_thread(server: &Server, thread_id: &ThreadId) -> Result<Option<Arc<ThreadHub>>, ErrorObject> {
+fn goal_thread(
+    server: &Server,
+    thread_id: &ThreadId,
+) -> Result<Option<Arc<ThreadHub>>, ErrorObject> {
     let hub = server.loaded(thread_id);
     match &hub {
         Some(hub) if hub.thread(false).ephemeral => Err(ErrorObject::invalid_request(format!(
@@ -602,7 +656,11 @@ fn goal_error(err: StateError) -> ErrorObject {
 pub(crate) fn goal_get(session: &mut ClientSession, params: ThreadIdParams) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
     goal_thread(&session.server, &thread_id)?;
-    let goal = session.server.store.get_goal(&thread_id).map_err(internal)?;
+    let goal = session
+        .server
+        .store
+        .get_goal(&thread_id)
+        .map_err(internal)?;
     Ok(Reply::Now(json!({ "goal": goal.map(|g| g.to_wire()) })))
 }
 
@@ -628,7 +686,9 @@ pub(crate) async fn goal_set(
         Some(hub) => Some(hub.gate.lock().await),
         None => None,
     };
-    let config = hub.as_ref().map_or_else(|| server.config.clone(), |h| h.session.config.clone());
+    let config = hub
+        .as_ref()
+        .map_or_else(|| server.config.clone(), |h| h.session.config.clone());
     let limits = goal_limits(&config);
     let existing = server.store.get_goal(&thread_id).map_err(internal)?;
     let trigger = match existing {
@@ -676,7 +736,9 @@ pub(crate) async fn goal_set(
         .goal
         .ok_or_else(|| internal("the goal vanished while it was being set"))?;
     if let Some(objective) = &params.objective {
-        let _ = server.store.fill_thread_preview(&thread_id, objective.trim());
+        let _ = server
+            .store
+            .fill_thread_preview(&thread_id, objective.trim());
         if let Some(hub) = &hub {
             hub.set_preview(objective.trim());
         }
@@ -709,7 +771,12 @@ pub(crate) async fn goal_clear(
         Some(hub) => Some(hub.gate.lock().await),
         None => None,
     };
-    if server.store.get_goal(&thread_id).map_err(internal)?.is_none() {
+    if server
+        .store
+        .get_goal(&thread_id)
+        .map_err(internal)?
+        .is_none()
+    {
         return Ok(Reply::Now(json!({"cleared": false})));
     }
     let ctx = GoalContext {
@@ -723,7 +790,9 @@ pub(crate) async fn goal_clear(
         .store
         .apply_goal(&thread_id, &Trigger::Clear, Actor::User, &ctx)
         .map_err(goal_error)?;
-    session.client.respond(id.clone(), json!({"cleared": outcome.changed}));
+    session
+        .client
+        .respond(id.clone(), json!({"cleared": outcome.changed}));
     if outcome.changed {
         let cleared = json!({"threadId": thread_id.to_string()});
         match &hub {

@@ -75,10 +75,7 @@ struct Outgoing {
 
 impl ThreadHub {
     /// Wraps a started thread and spawns the task that forwards its events.
-    pub(crate) fn spawn(
-        started: quest_core::StartedThread,
-        thread: Thread,
-    ) -> Arc<ThreadHub> {
+    pub(crate) fn spawn(started: quest_core::StartedThread, thread: Thread) -> Arc<ThreadHub> {
         let quest_core::StartedThread {
             handle,
             events,
@@ -590,10 +587,8 @@ impl HubState {
                 ));
             }
             EventMsg::Warning(message) => {
-                out.notifications.push((
-                    "warning",
-                    json!({"message": message, "threadId": thread}),
-                ));
+                out.notifications
+                    .push(("warning", json!({"message": message, "threadId": thread})));
             }
             EventMsg::GoalUpdated(goal) => {
                 out.notifications.push((

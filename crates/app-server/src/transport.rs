@@ -343,9 +343,9 @@ async fn ws_connection(server: Arc<Server>, socket: WebSocket, max_bytes: usize)
     let reader = tokio::spawn(async move {
         while let Some(frame) = stream.next().await {
             let inbound = match frame {
-                Ok(Message::Text(text)) if text.len() > max_bytes => Inbound::TooLarge {
-                    bytes: text.len(),
-                },
+                Ok(Message::Text(text)) if text.len() > max_bytes => {
+                    Inbound::TooLarge { bytes: text.len() }
+                }
                 Ok(Message::Text(text)) => Inbound::Text(text.to_string()),
                 Ok(Message::Binary(_)) => Inbound::NotText,
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,

@@ -329,7 +329,11 @@ mod tests {
         assert_eq!((err.id, err.error.code), (None, PARSE_ERROR));
         let err = parse_incoming("[1,2]").unwrap_err();
         assert_eq!(err.error.code, INVALID_REQUEST);
-        assert!(err.error.message.contains("an array"), "{}", err.error.message);
+        assert!(
+            err.error.message.contains("an array"),
+            "{}",
+            err.error.message
+        );
         let err = parse_incoming(r#"{"id":7,"method":5}"#).unwrap_err();
         assert_eq!(err.id, Some(RequestId::Integer(7)));
         assert!(err.error.message.contains("`method`"));
@@ -346,7 +350,10 @@ mod tests {
             params: json!({}),
             emitted_at_ms: 5,
         };
-        assert_eq!(n.to_value(), json!({"method":"m","params":{},"emittedAtMs":5}));
+        assert_eq!(
+            n.to_value(),
+            json!({"method":"m","params":{},"emittedAtMs":5})
+        );
         let e = OutgoingMessage::Error {
             id: None,
             error: ErrorObject::new(PARSE_ERROR, "x"),

@@ -849,8 +849,7 @@ mod tests {
 
     #[test]
     fn goal_set_budget_has_three_states() {
-        let omitted: ThreadGoalSetParams =
-            serde_json::from_value(json!({"threadId":"t"})).unwrap();
+        let omitted: ThreadGoalSetParams = serde_json::from_value(json!({"threadId":"t"})).unwrap();
         assert_eq!(omitted.token_budget, None);
         let null: ThreadGoalSetParams =
             serde_json::from_value(json!({"threadId":"t","tokenBudget":null})).unwrap();
