@@ -106,7 +106,7 @@ fn launch(
     let spec = ThreadSpec {
         config: config.clone(),
         client,
-        store: store.clone(),
+        store,
         extra_tools: if ephemeral {
             Vec::new()
         } else {

@@ -284,7 +284,7 @@ impl HubState {
                 };
                 let turn = new_turn(&id, TurnStatus::InProgress, now);
                 if let Some(pending) = &pending {
-                    let mut answer = turn.clone();
+                    let mut answer = new_turn(&id, TurnStatus::InProgress, now);
                     answer.started_at = None;
                     out.response = Some((
                         pending.client.clone(),
@@ -337,7 +337,7 @@ impl HubState {
                         value(&ItemCompletedNotification {
                             item: item.clone(),
                             thread_id: thread.clone(),
-                            turn_id: id.clone(),
+                            turn_id: id,
                             completed_at_ms: now,
                         }),
                     ));

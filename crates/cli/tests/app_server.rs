@@ -46,8 +46,7 @@ fn stdio_answers_malformed_lines_and_keeps_serving() {
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let mut out = Vec::new();
     let mut thread = None;
-    let mut reader = stdout.lines();
-    while let Some(line) = reader.next() {
+    for line in stdout.lines() {
         let line = line.unwrap();
         let value: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("stdout carried a non-protocol line {line:?}: {e}"));
