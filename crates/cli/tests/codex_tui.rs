@@ -1,0 +1,200 @@
+//! Codex's own terminal UI (`@openai/codex` 0.169.0, pinned in `tests/codex-tui`) drives
+//! `quest app-server` over WebSocket in a tmux pane: a chat answer appears, `/goal` shows the
+//! pursuing footer, and a goal the runtime blocks shows "Goal stalled" and stops calling the model.
+//!
+//! Needs tmux and `npm ci --prefix tests/codex-tui` (both done by `.ci/run`); when either is
+//! missing the test fails and says so.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, provider_args};
+use quest_mock_model::{Condition, MockModel, Rule, Script, Step};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn codex_bin() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/codex-tui");
+    let bin = dir.join("node_modules/@openai/codex/bin/codex.js");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `npm ci --prefix {}` (as .ci/run does)",
+        bin.display(),
+        dir.display()
+    );
+    bin
+}
+
+/// A tmux session that is killed when dropped.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(name: &str, cwd: &Path, command: &str) -> Tmux {
+        let status = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "160",
+                "-y",
+                "50",
+                "-c",
+            ])
+            .arg(cwd)
+            .arg(command)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run tmux ({e}); install it (as .ci/run does)"));
+        assert!(status.success(), "tmux new-session failed");
+        Tmux {
+            name: name.to_string(),
+        }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows `text` (polling the pane, the terminal's only event source).
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the TUI never showed {text:?}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn type_line(&self, text: &str) {
+        let send = |args: &[&str]| {
+            let status = Command::new("tmux")
+                .args(["send-keys", "-t", &self.name])
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        send(&["-l", text]);
+        // The composer settles pasted text before Enter submits it.
+        self.wait_for(text);
+        send(&["Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(env: &TestEnv, mock: &MockModel) -> Server {
+    let mut child = env
+        .quest_bare()
+        .arg("app-server")
+        .args(["--listen", "ws://127.0.0.1:0"])
+        .args(provider_args(&mock.uri()))
+        .args(["-c", "goals.no_progress_backoff=[\"2s\"]"])
+        .arg("-C")
+        .arg(env.work())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("quest app-server exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("quest app-server listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+#[test]
+fn codex_tui_chats_and_pursues_a_goal_against_quest() {
+    let codex = codex_bin();
+    let env = TestEnv::new();
+    let goal_turns = Condition::input_contains("codex_internal_context source=\\\"goal\\\"");
+    let script = Script::default()
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("ping"),
+            Step::message("pong from mock"),
+        ))
+        .with_rule(Rule::new(
+            goal_turns,
+            Step::message("Still looking into it."),
+        ))
+        .with_default(Step::message("Hello from mock"));
+    let mock = MockModel::start_blocking(script);
+    let server = start_server(&env, &mock);
+    let codex_home = tempfile::tempdir().unwrap();
+    let session = format!("quest-tui-{}", std::process::id());
+    let command = format!(
+        "env CODEX_HOME={} node {} --remote {}",
+        codex_home.path().display(),
+        codex.display(),
+        server.url
+    );
+    let tui = Tmux::start(&session, env.work(), &command);
+    tui.wait_for("gpt-test");
+
+    tui.type_line("say hi");
+    tui.wait_for("Hello from mock");
+
+    tui.type_line("/goal write hello.txt");
+    tui.wait_for("Pursuing goal");
+    // The model only restates that it is working: the runtime's breaker blocks the goal after
+    // three turns without progress, and the footer says so.
+    let screen = tui.wait_for("Goal stalled");
+    let stalled_at = mock.request_count();
+    assert!(
+        stalled_at >= 4,
+        "chat + three goal turns; screen:\n{screen}"
+    );
+
+    // A blocked goal costs nothing more: the next chat turn is the only request.
+    tui.type_line("ping");
+    tui.wait_for("pong from mock");
+    assert_eq!(
+        mock.request_count(),
+        stalled_at + 1,
+        "screen:\n{}",
+        tui.screen()
+    );
+    drop(server);
+}
