@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use quest_core::{Config, ConfigOverrides, load_config};
+use quest_core::{Config, ConfigOverrides, ManagerOptions, ThreadManager, load_config};
 use quest_protocol::ThreadId;
 use quest_protocol::app_server::jsonrpc::{
     ErrorObject, INVALID_REQUEST, IncomingMessage, METHOD_NOT_FOUND, OutgoingMessage, RequestId,
@@ -92,6 +92,9 @@ pub struct Server {
     pub(crate) config: Arc<Config>,
     pub(crate) config_warnings: Vec<String>,
     pub(crate) store: Store,
+    /// Runs threads with the server's own configuration; answers for unloaded threads.
+    pub(crate) default_manager: ThreadManager,
+    managers: Mutex<HashMap<String, ThreadManager>>,
     threads: Mutex<HashMap<ThreadId, Arc<ThreadHub>>>,
     next_client: AtomicU64,
 }
@@ -110,11 +113,22 @@ impl Server {
             load_config(options.config.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
         let store =
             Store::open_in(&loaded.config.home).map_err(|e| ServerError::State(e.to_string()))?;
+        let config = Arc::new(loaded.config);
+        let default_manager = ThreadManager::new(
+            config.clone(),
+            ManagerOptions {
+                originator: "quest_app_server".to_string(),
+                ..ManagerOptions::default()
+            },
+        )
+        .map_err(|e| ServerError::State(e.to_string()))?;
         Ok(Arc::new(Server {
             options,
-            config: Arc::new(loaded.config),
+            config,
             config_warnings: loaded.warnings,
             store,
+            default_manager,
+            managers: Mutex::new(HashMap::new()),
             threads: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
         }))
@@ -122,6 +136,13 @@ impl Server {
 
     pub(crate) fn threads(&self) -> MutexGuard<'_, HashMap<ThreadId, Arc<ThreadHub>>> {
         match self.threads.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub(crate) fn managers(&self) -> MutexGuard<'_, HashMap<String, ThreadManager>> {
+        match self.managers.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }
@@ -145,10 +166,11 @@ impl Server {
     /// Stops every loaded thread: running turns are cancelled, active goals are paused with reason
     /// `process_exit` (unless configured otherwise) and leases released. Returns when all stopped.
     pub async fn shutdown(&self) {
-        let hubs: Vec<Arc<ThreadHub>> = self.threads().values().cloned().collect();
-        for hub in &hubs {
-            hub.shutdown().await;
+        let managers: Vec<ThreadManager> = self.managers().values().cloned().collect();
+        for manager in managers {
+            manager.shutdown().await;
         }
+        self.default_manager.shutdown().await;
     }
 
     /// Serves one client until it disconnects. Threads it started keep running.

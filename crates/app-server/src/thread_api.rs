@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use quest_core::goal::{GoalRuntime, goal_tool_specs};
+use quest_core::goal::GoalBudgets;
 use quest_core::{
-    Config, ConfigOverrides, CoreError, IdlePolicy, Op, Session, StartedThread, ThreadSpec,
-    build_client, load_config, resume_thread, start_thread,
+    Config, ConfigOverrides, CoreError, GoalError, GoalUpdate, ManagerOptions, NewGoal, Op,
+    ThreadManager, ThreadOptions, load_config,
 };
 use quest_protocol::ThreadId;
 use quest_protocol::app_server::jsonrpc::{ErrorObject, RequestId};
@@ -15,11 +15,9 @@ use quest_protocol::app_server::v2::{
     ThreadStatus, ThreadTurnsListParams, Turn, TurnError, TurnInterruptParams, TurnStartParams,
     TurnStatus, UserInput,
 };
-use quest_protocol::goal::transition::{
-    BudgetChange, CreateGoal, CreateMode, GoalLimits, Trigger, UpdateGoal,
-};
-use quest_protocol::goal::{Actor, GoalOrigin, GoalStatus};
-use quest_state::{GoalContext, StateError, ThreadRecord, TurnRecord};
+use quest_protocol::goal::transition::BudgetChange;
+use quest_protocol::goal::{GoalOrigin, GoalStatus};
+use quest_state::{ThreadRecord, TurnRecord};
 use serde_json::{Value, json};
 
 use crate::server::{ClientSession, HandlerResult, Reply, Server, now_ms, parse_thread_id};
@@ -36,7 +34,10 @@ fn not_found(id: &ThreadId) -> ErrorObject {
 }
 
 /// Loads the configuration for a thread: the server's inputs plus the request's overrides.
-fn thread_config(server: &Server, params: &ThreadStartParams) -> Result<Config, ErrorObject> {
+fn thread_config(
+    server: &Server,
+    params: &ThreadStartParams,
+) -> Result<(Config, String), ErrorObject> {
     let mut overrides: ConfigOverrides = server.options.config.clone();
     if let Some(cwd) = &params.cwd {
         overrides.cwd = Some(cwd.into());
@@ -63,6 +64,10 @@ fn thread_config(server: &Server, params: &ThreadStartParams) -> Result<Config, 
                 .push(format!("{key}={}", toml_literal(value)?));
         }
     }
+    let key = format!(
+        "{:?}|{:?}|{:?}|{:?}",
+        overrides.cwd, overrides.model, overrides.sandbox_mode, overrides.raw_overrides
+    );
     let loaded = load_config(overrides)
         .map_err(|e| ErrorObject::invalid_params(format!("Invalid params: config: {e}")))?;
     let config = loaded.config;
@@ -72,7 +77,7 @@ fn thread_config(server: &Server, params: &ThreadStartParams) -> Result<Config, 
             config.cwd.display()
         )));
     }
-    Ok(config)
+    Ok((config, key))
 }
 
 fn toml_literal(value: &Value) -> Result<String, ErrorObject> {
@@ -81,57 +86,41 @@ fn toml_literal(value: &Value) -> Result<String, ErrorObject> {
     Ok(converted.to_string())
 }
 
-fn goal_limits(config: &Config) -> GoalLimits {
-    GoalLimits {
-        max_token_budget: config.goals.max_goal_token_budget,
-        default_time_budget_seconds: config
-            .goals
-            .default_time_budget
-            .map(|d| d.0.as_secs() as i64),
-        default_turn_budget: config.goals.default_turn_budget,
+fn core_error(err: CoreError) -> ErrorObject {
+    match err {
+        CoreError::ThreadNotFound(id) => not_found(&id),
+        CoreError::LeaseHeld { .. } | CoreError::ThreadAlreadyLoaded(_) => {
+            ErrorObject::invalid_request(err.to_string())
+        }
+        CoreError::Model(model) => internal(model.user_message()),
+        other => internal(other),
     }
 }
 
-/// Starts (or resumes) a thread actor with its goal runtime.
-fn launch(
+/// The manager for threads with this configuration (one per distinct configuration).
+fn manager_for(
     server: &Server,
     config: Config,
+    key: String,
     ephemeral: bool,
-    resume: Option<ThreadId>,
-) -> Result<(StartedThread, Option<GoalRuntime>), ErrorObject> {
-    let config = Arc::new(config);
-    let client =
-        build_client(&config, ORIGINATOR, false).map_err(|e| internal(e.user_message()))?;
-    let store = (!ephemeral).then(|| server.store.clone());
-    let spec = ThreadSpec {
-        config: config.clone(),
-        client,
-        store,
-        extra_tools: if ephemeral {
-            Vec::new()
-        } else {
-            goal_tool_specs()
-        },
-        telemetry: None,
-        propagate_trace: false,
-    };
-    let mut runtime: Option<GoalRuntime> = None;
-    let goals = config.goals.clone();
-    let policy = |session: &Arc<Session>| -> Option<Box<dyn IdlePolicy>> {
-        let store = session.store.clone()?;
-        let rt = GoalRuntime::new(session.clone(), store, goals, true);
-        runtime = Some(rt.clone());
-        Some(Box::new(rt))
-    };
-    let started = match resume {
-        Some(id) => resume_thread(spec, id, policy),
-        None => start_thread(spec, policy),
+) -> Result<ThreadManager, ErrorObject> {
+    let key = format!("{key}|ephemeral={ephemeral}");
+    let mut managers = server.managers();
+    if let Some(manager) = managers.get(&key) {
+        return Ok(manager.clone());
     }
-    .map_err(|e| match e {
-        CoreError::ThreadNotFound(id) => not_found(&id),
-        other => internal(other),
-    })?;
-    Ok((started, runtime))
+    let manager = ThreadManager::new(
+        Arc::new(config),
+        ManagerOptions {
+            ephemeral,
+            originator: ORIGINATOR.to_string(),
+            telemetry: None,
+            propagate_trace: false,
+        },
+    )
+    .map_err(core_error)?;
+    managers.insert(key, manager.clone());
+    Ok(manager)
 }
 
 fn thread_object(
@@ -227,10 +216,13 @@ pub(crate) async fn thread_start(
     params: ThreadStartParams,
 ) -> HandlerResult {
     let server = session.server.clone();
-    let config = thread_config(&server, &params)?;
+    let (config, key) = thread_config(&server, &params)?;
     let ephemeral = params.ephemeral.unwrap_or(false);
-    let (started, _runtime) = launch(&server, config.clone(), ephemeral, None)?;
-    let thread_id = started.handle.thread_id;
+    let manager = manager_for(&server, config.clone(), key, ephemeral)?;
+    let started = manager
+        .start_thread(ThreadOptions { goal_loop: true })
+        .map_err(core_error)?;
+    let thread_id = started.thread_id;
     let thread = thread_object(
         &thread_id,
         &config,
@@ -238,7 +230,7 @@ pub(crate) async fn thread_start(
         params.thread_source.clone(),
         None,
     );
-    let hub = ThreadHub::spawn(started, thread.clone());
+    let hub = ThreadHub::spawn(started, manager, thread.clone());
     hub.subscribe(&session.client);
     server.register(hub.clone());
     let _gate = hub.gate.lock().await;
@@ -268,20 +260,19 @@ pub(crate) async fn thread_resume(
                 .get_thread(&thread_id)
                 .map_err(internal)?
                 .ok_or_else(|| not_found(&thread_id))?;
-            server
-                .store
-                .reconcile_on_load(&thread_id, server.config.goals.auto_continue_on_resume)
-                .map_err(internal)?;
             let start = ThreadStartParams {
                 cwd: Some(record.cwd.clone()),
                 model: Some(record.model.clone()),
                 ..ThreadStartParams::default()
             };
-            let config = thread_config(&server, &start)?;
-            let (started, _runtime) = launch(&server, config.clone(), false, Some(thread_id))?;
+            let (config, key) = thread_config(&server, &start)?;
+            let manager = manager_for(&server, config.clone(), key, false)?;
+            let started = manager
+                .resume_thread(thread_id, ThreadOptions { goal_loop: true })
+                .map_err(core_error)?;
             let mut thread = thread_object(&thread_id, &config, false, None, Some(&record));
             thread.turns = stored_turns(&server, &thread_id)?;
-            let hub = ThreadHub::spawn(started, thread);
+            let hub = ThreadHub::spawn(started, manager, thread);
             server.register(hub.clone());
             hub
         }
@@ -294,8 +285,8 @@ pub(crate) async fn thread_resume(
     }
     session
         .client
-        .respond(id.clone(), start_response(thread, &hub.session.config));
-    let goal = server.store.get_goal(&thread_id).map_err(internal)?;
+        .respond(id.clone(), start_response(thread, &hub.config));
+    let goal = hub.manager.goal(&thread_id).map_err(goal_error)?;
     match &goal {
         Some(goal) => session.client.notify(
             "thread/goal/updated",
@@ -628,6 +619,7 @@ pub(crate) fn turn_interrupt(
     Ok(Reply::Now(json!({})))
 }
 
+/// The loaded hub of a thread that may hold a goal, or `None` for a recorded, unloaded thread.
 fn goal_thread(
     server: &Server,
     thread_id: &ThreadId,
@@ -645,22 +637,35 @@ fn goal_thread(
     }
 }
 
-fn goal_error(err: StateError) -> ErrorObject {
+fn goal_error(err: GoalError) -> ErrorObject {
     match err {
-        StateError::Transition(refusal) => ErrorObject::invalid_request(refusal.to_string()),
-        other => internal(other),
+        GoalError::Refused(refusal) => ErrorObject::invalid_request(refusal.to_string()),
+        GoalError::NoSuchThread(id) => not_found(&id),
+        GoalError::LeaseHeld { .. } | GoalError::Ephemeral => {
+            ErrorObject::invalid_request(err.to_string())
+        }
+        GoalError::Storage(storage) => internal(storage),
     }
+}
+
+fn manager_of(server: &Server, hub: Option<&Arc<ThreadHub>>) -> ThreadManager {
+    hub.map_or_else(|| server.default_manager.clone(), |h| h.manager.clone())
+}
+
+fn origin(origin: Option<GoalMutationOrigin>) -> Option<GoalOrigin> {
+    origin.map(|o| match o {
+        GoalMutationOrigin::User => GoalOrigin::User,
+        GoalMutationOrigin::Automatic => GoalOrigin::Automatic,
+    })
 }
 
 /// `thread/goal/get`.
 pub(crate) fn goal_get(session: &mut ClientSession, params: ThreadIdParams) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
-    goal_thread(&session.server, &thread_id)?;
-    let goal = session
-        .server
-        .store
-        .get_goal(&thread_id)
-        .map_err(internal)?;
+    let hub = goal_thread(&session.server, &thread_id)?;
+    let goal = manager_of(&session.server, hub.as_ref())
+        .goal(&thread_id)
+        .map_err(goal_error)?;
     Ok(Reply::Now(json!({ "goal": goal.map(|g| g.to_wire()) })))
 }
 
@@ -682,59 +687,67 @@ pub(crate) async fn goal_set(
     let server = session.server.clone();
     let thread_id = parse_thread_id(&params.thread_id)?;
     let hub = goal_thread(&server, &thread_id)?;
+    // Held until the answer is queued: the notifications this change causes come after it.
     let _gate = match &hub {
         Some(hub) => Some(hub.gate.lock().await),
         None => None,
     };
-    let config = hub
-        .as_ref()
-        .map_or_else(|| server.config.clone(), |h| h.session.config.clone());
-    let limits = goal_limits(&config);
-    let existing = server.store.get_goal(&thread_id).map_err(internal)?;
-    let trigger = match existing {
+    let manager = manager_of(&server, hub.as_ref());
+    let existing = manager.goal(&thread_id).map_err(goal_error)?;
+    let mut update = GoalUpdate {
+        objective: params.objective.clone(),
+        status: params.status,
+        token_budget: budget_change(params.token_budget),
+        time_budget_seconds: budget_change(params.time_budget_seconds),
+        turn_budget: budget_change(params.turn_budget),
+        auto_resume_at_reset: params.auto_resume_at_reset,
+        origin: origin(params.origin),
+    };
+    let goal = match existing {
         None => {
             let Some(objective) = params.objective.clone() else {
                 return Err(ErrorObject::invalid_request(format!(
                     "cannot update goal for thread {thread_id}: no goal exists"
                 )));
             };
-            let mut create = CreateGoal::new(thread_id.to_string(), objective);
-            create.status = params.status;
-            create.token_budget = params.token_budget.flatten();
-            create.time_budget_seconds = params.time_budget_seconds.flatten();
-            create.turn_budget = params.turn_budget.flatten();
-            create.auto_resume_at_reset = params
-                .auto_resume_at_reset
-                .unwrap_or(config.goals.auto_resume_after_usage_limit);
-            create.mode = CreateMode::IfNoneOrComplete;
-            create.limits = limits;
-            Trigger::Create(create)
+            let created = manager
+                .create_goal(
+                    &thread_id,
+                    NewGoal {
+                        objective,
+                        budgets: GoalBudgets {
+                            tokens: params.token_budget.flatten(),
+                            time_seconds: params.time_budget_seconds.flatten(),
+                            turns: params.turn_budget.flatten(),
+                        },
+                        status: params.status,
+                        replace: false,
+                        origin: origin(params.origin),
+                    },
+                )
+                .map_err(goal_error)?;
+            // What creation does not carry (a non-active first status on a running thread, the
+            // auto-resume opt-in) follows as an edit of the new goal.
+            let status_pending = params.status.is_some_and(|s| s != created.status);
+            if status_pending || params.auto_resume_at_reset.is_some() {
+                update.objective = None;
+                update.token_budget = BudgetChange::Keep;
+                update.time_budget_seconds = BudgetChange::Keep;
+                update.turn_budget = BudgetChange::Keep;
+                update.status = params.status.filter(|_| status_pending);
+                manager
+                    .update_goal(&thread_id, update)
+                    .map_err(goal_error)?
+                    .unwrap_or(created)
+            } else {
+                created
+            }
         }
-        Some(_) => Trigger::Update(UpdateGoal {
-            thread_id: thread_id.to_string(),
-            objective: params.objective.clone(),
-            status: params.status,
-            token_budget: budget_change(params.token_budget),
-            time_budget_seconds: budget_change(params.time_budget_seconds),
-            turn_budget: budget_change(params.turn_budget),
-            auto_resume_at_reset: params.auto_resume_at_reset,
-            limits,
-        }),
+        Some(_) => manager
+            .update_goal(&thread_id, update)
+            .map_err(goal_error)?
+            .ok_or_else(|| internal("the goal vanished while it was being set"))?,
     };
-    let ctx = GoalContext {
-        origin: params.origin.map(|o| match o {
-            GoalMutationOrigin::User => GoalOrigin::User,
-            GoalMutationOrigin::Automatic => GoalOrigin::Automatic,
-        }),
-        ..GoalContext::default()
-    };
-    let outcome = server
-        .store
-        .apply_goal(&thread_id, &trigger, Actor::User, &ctx)
-        .map_err(goal_error)?;
-    let goal = outcome
-        .goal
-        .ok_or_else(|| internal("the goal vanished while it was being set"))?;
     if let Some(objective) = &params.objective {
         let _ = server
             .store
@@ -745,15 +758,17 @@ pub(crate) async fn goal_set(
     }
     let wire = goal.to_wire();
     session.client.respond(id.clone(), json!({ "goal": wire }));
-    let update = json!({"threadId": thread_id.to_string(), "turnId": null, "goal": wire});
     match &hub {
+        // A loaded thread's goal runtime announces the change itself, in order with its turns.
         Some(hub) => {
-            hub.broadcast("thread/goal/updated", update);
             if goal.status == GoalStatus::Active && hub.is_idle() {
                 hub.handle.submit(Op::WakeIdle);
             }
         }
-        None => session.client.notify("thread/goal/updated", update),
+        None => session.client.notify(
+            "thread/goal/updated",
+            json!({"threadId": thread_id.to_string(), "turnId": null, "goal": wire}),
+        ),
     }
     Ok(Reply::Deferred)
 }
@@ -771,34 +786,17 @@ pub(crate) async fn goal_clear(
         Some(hub) => Some(hub.gate.lock().await),
         None => None,
     };
-    if server
-        .store
-        .get_goal(&thread_id)
-        .map_err(internal)?
-        .is_none()
-    {
-        return Ok(Reply::Now(json!({"cleared": false})));
-    }
-    let ctx = GoalContext {
-        origin: params.origin.map(|o| match o {
-            GoalMutationOrigin::User => GoalOrigin::User,
-            GoalMutationOrigin::Automatic => GoalOrigin::Automatic,
-        }),
-        ..GoalContext::default()
-    };
-    let outcome = server
-        .store
-        .apply_goal(&thread_id, &Trigger::Clear, Actor::User, &ctx)
+    let cleared = manager_of(&server, hub.as_ref())
+        .clear_goal(&thread_id)
         .map_err(goal_error)?;
     session
         .client
-        .respond(id.clone(), json!({"cleared": outcome.changed}));
-    if outcome.changed {
-        let cleared = json!({"threadId": thread_id.to_string()});
-        match &hub {
-            Some(hub) => hub.broadcast("thread/goal/cleared", cleared),
-            None => session.client.notify("thread/goal/cleared", cleared),
-        }
+        .respond(id.clone(), json!({ "cleared": cleared }));
+    if cleared && hub.is_none() {
+        session.client.notify(
+            "thread/goal/cleared",
+            json!({"threadId": thread_id.to_string()}),
+        );
     }
     Ok(Reply::Deferred)
 }
@@ -806,13 +804,11 @@ pub(crate) async fn goal_clear(
 /// `thread/goal/log` (Quest extension; alias `thread/goal/history`): the goal audit trail.
 pub(crate) fn goal_log(session: &mut ClientSession, params: ThreadGoalLogParams) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
-    ensure_thread(&session.server, &thread_id)?;
+    let hub = goal_thread(&session.server, &thread_id)?;
     let limit = params.limit.unwrap_or(100).clamp(1, 500) as usize;
-    let page = session
-        .server
-        .store
-        .goal_events(&thread_id, None, limit, params.cursor)
-        .map_err(internal)?;
+    let page = manager_of(&session.server, hub.as_ref())
+        .goal_history(&thread_id, None, limit, params.cursor)
+        .map_err(goal_error)?;
     Ok(Reply::Now(json!({
         "events": page.events,
         "nextCursor": page.next_cursor,

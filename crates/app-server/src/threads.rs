@@ -11,7 +11,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use quest_core::{Event, EventMsg, Op, Session, ThreadHandle, TurnError as CoreTurnError};
+use quest_core::{
+    Config, Event, EventMsg, EventStream, Op, ThreadHandle, ThreadManager,
+    TurnError as CoreTurnError,
+};
 use quest_protocol::app_server::jsonrpc::RequestId;
 use quest_protocol::app_server::v2::{
     ErrorNotification, ExecutionStatus, FileUpdateChange, ItemCompletedNotification,
@@ -21,9 +24,9 @@ use quest_protocol::app_server::v2::{
     TurnStatus, UserInput,
 };
 use quest_protocol::exec_events::{PatchApplyStatus, PatchChangeKind as ExecChangeKind};
+use quest_protocol::ops::TurnErrorKind;
 use quest_protocol::{ThreadId, TokenUsage};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::server::{ClientHandle, now_ms};
 
@@ -59,11 +62,12 @@ struct HubState {
 pub(crate) struct ThreadHub {
     pub(crate) thread_id: ThreadId,
     pub(crate) handle: ThreadHandle,
-    pub(crate) session: Arc<Session>,
+    /// The manager that runs the thread (goal changes go through it).
+    pub(crate) manager: ThreadManager,
+    /// The thread's configuration.
+    pub(crate) config: Arc<Config>,
     pub(crate) gate: tokio::sync::Mutex<()>,
     state: Mutex<HubState>,
-    done: tokio::sync::Notify,
-    stopped: std::sync::atomic::AtomicBool,
 }
 
 /// A batch of notifications produced by one event.
@@ -75,16 +79,22 @@ struct Outgoing {
 
 impl ThreadHub {
     /// Wraps a started thread and spawns the task that forwards its events.
-    pub(crate) fn spawn(started: quest_core::StartedThread, thread: Thread) -> Arc<ThreadHub> {
+    pub(crate) fn spawn(
+        started: quest_core::StartedThread,
+        manager: ThreadManager,
+        thread: Thread,
+    ) -> Arc<ThreadHub> {
         let quest_core::StartedThread {
+            thread_id,
             handle,
             events,
-            session,
         } = started;
+        let config = manager.config().clone();
         let hub = Arc::new(ThreadHub {
-            thread_id: handle.thread_id,
+            thread_id,
             handle,
-            session,
+            manager,
+            config,
             gate: tokio::sync::Mutex::new(()),
             state: Mutex::new(HubState {
                 subscribers: HashMap::new(),
@@ -97,8 +107,6 @@ impl ThreadHub {
                 next_item: 0,
                 last_error: None,
             }),
-            done: tokio::sync::Notify::new(),
-            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(hub.clone().pump(events));
         hub
@@ -111,7 +119,7 @@ impl ThreadHub {
         }
     }
 
-    async fn pump(self: Arc<Self>, mut events: mpsc::UnboundedReceiver<Event>) {
+    async fn pump(self: Arc<Self>, mut events: EventStream) {
         while let Some(event) = events.recv().await {
             let stop = matches!(event.msg, EventMsg::ShutdownComplete);
             let _gate = self.gate.lock().await;
@@ -132,9 +140,6 @@ impl ThreadHub {
                 break;
             }
         }
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.done.notify_waiters();
     }
 
     /// Adds a client; it receives every later notification of this thread.
@@ -145,14 +150,6 @@ impl ThreadHub {
     /// Removes a client; returns whether it was subscribed.
     pub(crate) fn unsubscribe(&self, client_id: u64) -> bool {
         self.state().subscribers.remove(&client_id).is_some()
-    }
-
-    /// Sends a notification to every subscriber (the caller holds the gate when order matters).
-    pub(crate) fn broadcast(&self, method: &str, params: Value) {
-        let subscribers: Vec<ClientHandle> = self.state().subscribers.values().cloned().collect();
-        for client in subscribers {
-            client.notify(method, params.clone());
-        }
     }
 
     /// Queues a `turn/start` to be answered when its turn begins, and sends the input.
@@ -198,18 +195,6 @@ impl ThreadHub {
             state.thread.preview = preview.chars().take(200).collect();
         }
     }
-
-    /// Stops the actor and waits for its last event.
-    pub(crate) async fn shutdown(&self) {
-        let done = self.done.notified();
-        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        if self.handle.submit(Op::Shutdown) {
-            done.await;
-        }
-        self.handle.join().await;
-    }
 }
 
 fn value<T: serde::Serialize>(v: &T) -> Value {
@@ -227,23 +212,26 @@ fn turn_error(error: &CoreTurnError) -> TurnError {
 
 /// Maps Quest's error class to Codex's `codexErrorInfo`.
 fn codex_error_info(error: &CoreTurnError) -> Value {
-    if error.usage_limit {
-        return json!("usageLimitExceeded");
-    }
-    match error.kind.as_str() {
-        "usage_limit_reached" | "usage_not_included" | "insufficient_quota" => {
-            json!("usageLimitExceeded")
+    match error.kind {
+        TurnErrorKind::UsageLimitReached
+        | TurnErrorKind::UsageNotIncluded
+        | TurnErrorKind::InsufficientQuota => json!("usageLimitExceeded"),
+        TurnErrorKind::ContextLengthExceeded => json!("contextWindowExceeded"),
+        TurnErrorKind::ServerOverloaded => json!("serverOverloaded"),
+        TurnErrorKind::InternalServerError => json!("internalServerError"),
+        TurnErrorKind::InvalidRequest | TurnErrorKind::InvalidConfig => json!("badRequest"),
+        TurnErrorKind::MissingEnvVar => json!("unauthorized"),
+        TurnErrorKind::RateLimited | TurnErrorKind::RetryDelayTooLong => json!("rateLimitExceeded"),
+        TurnErrorKind::RetryLimit | TurnErrorKind::UnexpectedStatus => {
+            json!({"responseTooManyFailedAttempts": {"httpStatusCode": null}})
         }
-        "context_length_exceeded" => json!("contextWindowExceeded"),
-        "server_overloaded" => json!("serverOverloaded"),
-        "internal_server_error" => json!("internalServerError"),
-        "invalid_request" => json!("badRequest"),
-        "missing_env_var" => json!("unauthorized"),
-        "rate_limited" => json!("rateLimitExceeded"),
-        "retry_limit" => json!({"responseTooManyFailedAttempts": {"httpStatusCode": null}}),
-        "stream_disconnected" => json!({"responseStreamDisconnected": {"httpStatusCode": null}}),
-        "connection_failed" => json!({"httpConnectionFailed": {"httpStatusCode": null}}),
-        _ => json!("other"),
+        TurnErrorKind::StreamDisconnected | TurnErrorKind::Incomplete => {
+            json!({"responseStreamDisconnected": {"httpStatusCode": null}})
+        }
+        TurnErrorKind::ConnectionFailed => {
+            json!({"httpConnectionFailed": {"httpStatusCode": null}})
+        }
+        TurnErrorKind::Internal => json!("other"),
     }
 }
 

@@ -162,7 +162,12 @@ struct Figures {
     twenty_threads_kib: u64,
 }
 
-fn measure_server(name: &str, cmd: Command, work: &Path, turns: usize) -> Result<Figures, BenchError> {
+fn measure_server(
+    name: &str,
+    cmd: Command,
+    work: &Path,
+    turns: usize,
+) -> Result<Figures, BenchError> {
     let mut rpc = Rpc::spawn(cmd)?;
     rpc.call(
         "initialize",
@@ -189,7 +194,13 @@ fn measure_server(name: &str, cmd: Command, work: &Path, turns: usize) -> Result
     let latency = Stats::of(&samples);
     println!(
         "{name}: turn latency median {:.2} ms (min {:.2}, max {:.2}, n={}), RSS idle {} KiB, 1 thread {} KiB, 20 threads {} KiB",
-        latency.median, latency.min, latency.max, turns, idle_kib, one_thread_kib, twenty_threads_kib
+        latency.median,
+        latency.min,
+        latency.max,
+        turns,
+        idle_kib,
+        one_thread_kib,
+        twenty_threads_kib
     );
     Ok(Figures {
         latency,
@@ -202,9 +213,8 @@ fn measure_server(name: &str, cmd: Command, work: &Path, turns: usize) -> Result
 fn run() -> Result<(), BenchError> {
     let turns = quest_bench::env_count("QUEST_BENCH_TURNS", 30);
     let mock = MockModel::builder(
-        Script::default().with_default(
-            Step::message("Hello from mock").with_usage(Usage::new(10, 0, 5, 0)),
-        ),
+        Script::default()
+            .with_default(Step::message("Hello from mock").with_usage(Usage::new(10, 0, 5, 0))),
     )
     .start_blocking()
     .map_err(|e| unexpected(e.to_string()))?;
@@ -215,7 +225,10 @@ fn run() -> Result<(), BenchError> {
     let quest_home = tempfile::tempdir().map_err(|e| unexpected(e.to_string()))?;
     let mut cmd = quest_bench::quest_command(&quest, quest_home.path(), work.path());
     cmd.arg("app-server").args(provider_args(&mock.uri()));
-    rows.push(("quest app-server", measure_server("quest", cmd, work.path(), turns)?));
+    rows.push((
+        "quest app-server",
+        measure_server("quest", cmd, work.path(), turns)?,
+    ));
 
     let codex = codex_bin();
     if codex.is_file() {
@@ -229,9 +242,15 @@ fn run() -> Result<(), BenchError> {
             .current_dir(work.path())
             .arg("app-server")
             .args(provider_args(&mock.uri()));
-        rows.push(("codex app-server 0.169.0", measure_server("codex", cmd, work.path(), turns)?));
+        rows.push((
+            "codex app-server 0.169.0",
+            measure_server("codex", cmd, work.path(), turns)?,
+        ));
     } else {
-        println!("codex binary not found at {} (set CODEX_BIN); quest only", codex.display());
+        println!(
+            "codex binary not found at {} (set CODEX_BIN); quest only",
+            codex.display()
+        );
     }
 
     println!();
