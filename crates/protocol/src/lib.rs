@@ -6,6 +6,7 @@
 //! storage or transport; every other crate depends on it, so it must stay small and fast to build.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod compaction;
 pub mod exec_events;
 pub mod goal;
 pub mod ids;
@@ -13,6 +14,7 @@ pub mod items;
 pub mod ops;
 pub mod usage;
 
+pub use compaction::{CompactedHistory, CompactionTrigger, LoadedHistory};
 pub use ids::{ThreadId, TurnId};
 pub use items::{ContentItem, ReasoningSummary, ResponseItem};
 pub use ops::{Event, EventMsg, Op, TurnError, TurnErrorKind, TurnTrigger};
