@@ -74,10 +74,11 @@ impl CompactionSettings {
         self.auto_compact_limit.is_some_and(|limit| tokens >= limit)
     }
 
-    /// The most the summary request may carry: the window less room for the prompt and the
-    /// summary itself (`None` when the window is unknown).
+    /// The most the summary request may carry: the window less room for the summary itself
+    /// (`None` when the window is unknown). Above the default limit, so a history compacted on
+    /// time is summarized whole.
     pub fn summary_request_budget(&self) -> Option<i64> {
-        self.context_window.map(|w| w.saturating_mul(85) / 100)
+        self.context_window.map(|w| w.saturating_mul(95) / 100)
     }
 }
 
