@@ -154,8 +154,9 @@ fn long_goal_runs_past_the_window_with_compaction() {
     {
         let text = input_text(request);
         assert!(text.contains(OBJECTIVE), "request {}", request.index);
+        // The objective block the compaction added, not only the continuation message.
         assert!(
-            text.contains("<goal_objective>"),
+            text.contains(r#"source=\"goal_objective\""#),
             "request {}",
             request.index
         );
@@ -437,4 +438,71 @@ fn crash_during_compaction_keeps_the_history_and_resume_compacts_again() {
     assert!(input_text(&request).contains("SUMMARY-"));
     assert!(!input_text(&request).contains("batch-2\\n"));
     assert_eq!(window_id(&request), format!("{id}:{}", loaded.compactions));
+}
+
+#[test]
+fn exec_resume_compact_compacts_on_request_and_charges_the_goal() {
+    // A goal that makes no progress for two turns and stops at its turn budget.
+    let first = MockModel::start_blocking(
+        Script::default().with_default(Step::message("thinking about the sheep")),
+    );
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&first)
+            .args(FAST_BACKOFF)
+            .args(["--goal", OBJECTIVE, "--turn-budget", "2"]),
+        5,
+    );
+    let id = thread_id(&jsonl(&out));
+    let before = goal_json(&env, &id);
+    assert_eq!(before["status"], "budgetLimited", "{before}");
+
+    let model = MockModel::start_blocking(
+        Script::default()
+            .with_rule(summarizer())
+            .with_default(Step::message("next step"))
+            .with_context(ContextModel::default()),
+    );
+    let out = run(env.exec(&model).args(["resume", &id, "--compact"]), 0);
+    let events = jsonl(&out);
+    let types: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap(),
+                e["item"]["type"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "thread.started ",
+            "turn.started ",
+            "item.completed context_compaction",
+            "turn.completed "
+        ]
+    );
+    let request = model.single_request();
+    assert_eq!(kind(&request), "compaction");
+    assert_eq!(window_id(&request), format!("{id}:0"));
+    // The summary request's tokens were charged; the compaction is not a goal turn.
+    let after = goal_json(&env, &id);
+    assert_eq!(after["status"], "budgetLimited");
+    assert_eq!(after["turnsUsed"], before["turnsUsed"]);
+    assert_eq!(
+        after["tokensUsed"].as_u64().unwrap(),
+        before["tokensUsed"].as_u64().unwrap() + request.input_tokens.unwrap() + OUTPUT_TOKENS
+    );
+
+    // The next turn starts from the compacted history in the next window.
+    run(env.exec(&model).args(["resume", &id, "what now?"]), 0);
+    let next = model.request(1).unwrap();
+    assert_eq!(kind(&next), "turn");
+    assert_eq!(window_id(&next), format!("{id}:1"));
+    let text = input_text(&next);
+    assert!(text.contains("SUMMARY-1"), "{text}");
+    assert!(text.contains(OBJECTIVE));
+    assert!(!text.contains("thinking about the sheep"), "{text}");
 }
