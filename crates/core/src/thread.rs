@@ -516,7 +516,7 @@ mod tests {
             .unwrap();
         let handle = spawn_thread(
             session,
-            Vec::new(),
+            History::default(),
             Some(Box::new(PanicsInTurn(runtime.clone()))),
         );
         handle.submit(Op::WakeIdle);
