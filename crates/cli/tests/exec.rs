@@ -559,9 +559,11 @@ fn model_errors_fail_the_turn_with_exit_1() {
             1,
             "invalid_request_error",
         ),
+        // The refusal triggers a compaction; a model that refuses every summary request too
+        // (three, each with half the history of the one before) fails the turn.
         (
             Step::failed("context_length_exceeded", "too long"),
-            1,
+            4,
             "context window",
         ),
     ] {

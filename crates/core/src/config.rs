@@ -247,6 +247,8 @@ struct ConfigToml {
     openai_base_url: Option<String>,
     model_reasoning_effort: Option<String>,
     model_reasoning_summary: Option<String>,
+    model_context_window: Option<i64>,
+    model_auto_compact_token_limit: Option<i64>,
     approval_policy: Option<String>,
     sandbox_mode: Option<String>,
     model_providers: BTreeMap<String, ModelProviderInfo>,
@@ -300,6 +302,8 @@ pub struct Config {
     pub notify: Option<Vec<String>>,
     /// `[mcp_servers.<name>]`: Model Context Protocol servers whose tools the model may use.
     pub mcp_servers: quest_mcp::McpServers,
+    /// `model_context_window` / `model_auto_compact_token_limit`, resolved for the model.
+    pub compaction: crate::compact::CompactionSettings,
 }
 
 /// Command-line inputs that take part in configuration.
@@ -538,6 +542,38 @@ fn resolve(
             ),
         });
     }
+    for (key, value) in [
+        ("model_context_window", parsed.model_context_window),
+        (
+            "model_auto_compact_token_limit",
+            parsed.model_auto_compact_token_limit,
+        ),
+    ] {
+        if value.is_some_and(|v| v <= 0) {
+            return Err(ConfigError::InvalidValue {
+                key: key.into(),
+                reason: "must be a positive number of tokens".into(),
+            });
+        }
+    }
+    if let (Some(limit), Some(window)) = (
+        parsed.model_auto_compact_token_limit,
+        parsed.model_context_window,
+    ) && limit > window
+    {
+        warnings.push(format!(
+            "model_auto_compact_token_limit ({limit}) exceeds model_context_window ({window}); using {window}"
+        ));
+    }
+    let model = overrides
+        .model
+        .or(parsed.model)
+        .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+    let compaction = crate::compact::CompactionSettings::resolve(
+        &model,
+        parsed.model_context_window,
+        parsed.model_auto_compact_token_limit,
+    );
     let cwd = match overrides.cwd {
         Some(dir) => absolute(&dir),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -545,10 +581,7 @@ fn resolve(
     let config = Config {
         home,
         cwd,
-        model: overrides
-            .model
-            .or(parsed.model)
-            .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+        model,
         model_provider_id: provider_id,
         model_provider,
         reasoning_effort: parsed.model_reasoning_effort,
@@ -562,6 +595,7 @@ fn resolve(
         project_doc_max_bytes: parsed.project_doc_max_bytes.unwrap_or(32 * 1024),
         notify: parsed.notify.filter(|argv| !argv.is_empty()),
         mcp_servers: parsed.mcp_servers,
+        compaction,
     };
     Ok(LoadedConfig { config, warnings })
 }
@@ -630,6 +664,46 @@ mod tests {
         assert_eq!(loaded.config.model_provider_id, "openai");
         assert_eq!(loaded.config.goals.max_no_progress_turns, 3);
         assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn context_window_keys_resolve_per_model_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load(dir.path(), &[]).unwrap().config.compaction;
+        assert_eq!(c.context_window, Some(258_400));
+        assert_eq!(c.auto_compact_limit, Some(232_560));
+        let c = load(
+            dir.path(),
+            &["model=local-llm", "model_context_window=32000"],
+        )
+        .unwrap()
+        .config
+        .compaction;
+        assert_eq!(
+            (c.context_window, c.auto_compact_limit),
+            (Some(32_000), Some(28_800))
+        );
+        let loaded = load(
+            dir.path(),
+            &[
+                "model_context_window=1000",
+                "model_auto_compact_token_limit=5000",
+            ],
+        )
+        .unwrap();
+        assert_eq!(loaded.config.compaction.auto_compact_limit, Some(1000));
+        assert!(
+            loaded.warnings[0].contains("exceeds model_context_window"),
+            "{:?}",
+            loaded.warnings
+        );
+        let err = load(dir.path(), &["model_auto_compact_token_limit=0"]).unwrap_err();
+        assert!(
+            err.to_string().contains("`model_auto_compact_token_limit`"),
+            "{err}"
+        );
+        let err = load(dir.path(), &["model_context_window=\"big\""]).unwrap_err();
+        assert!(err.to_string().contains("model_context_window"), "{err}");
     }
 
     #[test]

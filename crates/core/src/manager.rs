@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use quest_model::ModelClient;
+use quest_protocol::ThreadId;
 use quest_protocol::goal::transition::{
     BudgetChange, CreateGoal, CreateMode, GoalEvent, GoalState, Trigger, UpdateGoal,
 };
 use quest_protocol::goal::{Actor, GoalOrigin, GoalStatus};
-use quest_protocol::{ResponseItem, ThreadId};
 use quest_state::{GoalContext, Store};
 
 use crate::config::Config;
@@ -244,7 +244,7 @@ impl ThreadManager {
             })?;
             store.append_rollout(&thread_id, None, &items)?;
         }
-        self.launch(client, thread_id, items, options)
+        self.launch(client, thread_id, session::History::new(items, 0), options)
     }
 
     /// Loads a recorded thread with its exact history and starts its actor. Restart
@@ -271,15 +271,20 @@ impl ThreadManager {
                 }
                 other => CoreError::State(other),
             })?;
-        let items = store.load_rollout(&thread_id)?;
-        self.launch(client, thread_id, items, options)
+        let loaded = store.load_history(&thread_id)?;
+        self.launch(
+            client,
+            thread_id,
+            session::History::new(loaded.items, loaded.compactions),
+            options,
+        )
     }
 
     fn launch(
         &self,
         client: ModelClient,
         thread_id: ThreadId,
-        history: Vec<ResponseItem>,
+        history: session::History,
         options: ThreadOptions,
     ) -> Result<StartedThread, CoreError> {
         let config = self.inner.config.clone();
@@ -295,8 +300,8 @@ impl ThreadManager {
                 &config.model_provider_id,
                 config.reasoning_effort.as_deref(),
                 config.reasoning_summary.as_deref().unwrap_or("auto"),
-                None,
-                None,
+                config.compaction.context_window,
+                config.compaction.auto_compact_limit,
                 "never",
                 &config.sandbox_mode,
                 &[],

@@ -111,19 +111,67 @@ impl Session {
         }
     }
 
+    /// Records a compaction in the durable rollout (no-op for ephemeral threads). Once this
+    /// returns, a resume starts from the compacted history.
+    pub fn persist_compaction(
+        &self,
+        turn_id: Option<TurnId>,
+        record: &quest_protocol::CompactedHistory,
+    ) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store
+                .append_compaction(&self.thread_id, turn_id.as_ref(), record)
+                .map(|_| ())
+                .map_err(|e| format!("failed to record the compaction: {e}")),
+            None => Ok(()),
+        }
+    }
+
     /// The model request for the current history.
     pub fn prompt(
         &self,
         history: &[ResponseItem],
         turn_id: TurnId,
         trigger: TurnTrigger,
+        window: u64,
+    ) -> Prompt {
+        self.request(history, turn_id, trigger, window, RequestKind::Turn)
+    }
+
+    /// The summary request of a compaction: `input` (history and hand-off prompt) without tools,
+    /// marked `request_kind: "compaction"`.
+    pub fn compaction_prompt(
+        &self,
+        input: Vec<ResponseItem>,
+        turn_id: TurnId,
+        trigger: TurnTrigger,
+        window: u64,
+    ) -> Prompt {
+        let mut prompt = self.request(&[], turn_id, trigger, window, RequestKind::Compaction);
+        prompt.input = input;
+        prompt.tools = Vec::new();
+        prompt.parallel_tool_calls = false;
+        prompt
+    }
+
+    fn request(
+        &self,
+        history: &[ResponseItem],
+        turn_id: TurnId,
+        trigger: TurnTrigger,
+        window: u64,
+        kind: RequestKind,
     ) -> Prompt {
         let thread = self.thread_id.to_string();
+        let window_id = format!("{thread}:{window}");
         let metadata = json!({
             "session_id": thread,
             "thread_id": thread,
             "turn_id": turn_id.to_string(),
-            "request_kind": "turn",
+            "window_id": window_id,
+            "window_number": window,
+            "context_window_id": window_id,
+            "request_kind": kind.as_str(),
             "turn_trigger": match trigger { TurnTrigger::User => "exec", TurnTrigger::Goal => "goal" },
             "sandbox": "none",
             "sandbox_mode": self.config.sandbox_mode,
@@ -135,7 +183,7 @@ impl Session {
             ("session-id", thread.as_str()),
             ("thread-id", thread.as_str()),
             ("x-client-request-id", thread.as_str()),
-            ("x-codex-window-id", &format!("{thread}:0")),
+            ("x-codex-window-id", window_id.as_str()),
             ("x-codex-turn-metadata", metadata.as_str()),
         ] {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -170,8 +218,52 @@ impl Session {
                 "thread_id": thread,
                 "session_id": thread,
                 "turn_id": turn_id.to_string(),
+                "x-codex-window-id": window_id,
                 "x-codex-turn-metadata": metadata,
             })),
+        }
+    }
+}
+
+/// What a model request is for (`request_kind` in `x-codex-turn-metadata`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// An ordinary sampling request of a turn.
+    Turn,
+    /// The summary request of a context compaction.
+    Compaction,
+}
+
+impl RequestKind {
+    /// `turn` / `compaction`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Turn => "turn",
+            RequestKind::Compaction => "compaction",
+        }
+    }
+}
+
+/// A thread's live conversation: the items sent with every request, the context window number
+/// (bumped by each compaction) and the measured size of the context.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// The items, prefix included.
+    pub items: Vec<ResponseItem>,
+    /// Compactions so far: `x-codex-window-id` is `<thread>:<window>`.
+    pub window: u64,
+    /// Size of the live context.
+    pub tracker: crate::compact::ContextTracker,
+}
+
+impl History {
+    /// A history loaded from storage (or a new thread's prefix), not yet measured.
+    pub fn new(items: Vec<ResponseItem>, window: u64) -> Self {
+        let tracker = crate::compact::ContextTracker::estimated(&items);
+        History {
+            items,
+            window,
+            tracker,
         }
     }
 }

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::protocol::{EventMsg, Op, TurnError, TurnTrigger};
-use crate::session::{EventSink, EventStream, Session};
-use crate::turn::{TurnObserver, TurnOutcome, TurnReport, run_turn};
+use crate::session::{EventSink, EventStream, History, Session};
+use crate::turn::{TurnKind, TurnObserver, TurnOutcome, TurnReport, run_compact_turn, run_turn};
 
 /// Sends ops to a running thread actor.
 #[derive(Clone, Debug)]
@@ -51,11 +51,12 @@ impl ThreadHandle {
 
 /// Decides what happens between turns; implemented by the goal runtime.
 pub trait IdlePolicy: Send {
-    /// Called when a turn starts, with its trigger and its root span (to link it to the goal's
-    /// first turn). Returns the goal status to record on the span, if there is a goal.
+    /// Called when a turn starts, with its kind, its trigger and its root span (to link it to
+    /// the goal's first turn). Returns the goal status to record on the span, if there is a goal.
     fn on_turn_start(
         &mut self,
         turn_id: TurnId,
+        kind: TurnKind,
         trigger: TurnTrigger,
         span: &tracing::Span,
     ) -> Option<&'static str>;
@@ -77,14 +78,15 @@ pub trait IdlePolicy: Send {
 struct Running {
     turn_id: TurnId,
     trigger: TurnTrigger,
+    kind: TurnKind,
     cancel: CancellationToken,
-    handle: JoinHandle<(Vec<ResponseItem>, TurnReport)>,
+    handle: JoinHandle<(History, TurnReport)>,
 }
 
 /// Starts the actor for a thread whose history (prefix included) is `history`.
 pub fn spawn_thread(
     session: Arc<Session>,
-    history: Vec<ResponseItem>,
+    history: History,
     policy: Option<Box<dyn IdlePolicy>>,
 ) -> ThreadHandle {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -106,10 +108,18 @@ pub fn spawn_thread(
     }
 }
 
+/// Work waiting for the running turn to end.
+enum Pending {
+    /// A user message.
+    UserInput(String),
+    /// A compaction asked for by the user.
+    Compact,
+}
+
 struct Actor {
     session: Arc<Session>,
-    history: Option<Vec<ResponseItem>>,
-    queue: VecDeque<String>,
+    history: Option<History>,
+    queue: VecDeque<Pending>,
     running: Option<Running>,
     policy: Option<Box<dyn IdlePolicy>>,
 }
@@ -123,7 +133,14 @@ impl Actor {
                 op = ops.recv(), if !shutting_down => match op {
                     Some(Op::UserInput { text }) => {
                         continuation = None;
-                        self.queue.push_back(text);
+                        self.queue.push_back(Pending::UserInput(text));
+                        if self.running.is_none() {
+                            self.start_next_user_turn();
+                        }
+                    }
+                    Some(Op::Compact) => {
+                        continuation = None;
+                        self.queue.push_back(Pending::Compact);
                         if self.running.is_none() {
                             self.start_next_user_turn();
                         }
@@ -181,6 +198,8 @@ impl Actor {
                                 usage: Default::default(),
                                 tool_results: Vec::new(),
                                 model_requests: 0,
+                                kind: running.kind,
+                                compactions: 0,
                             });
                         }
                     }
@@ -224,18 +243,28 @@ impl Actor {
     }
 
     fn start_next_user_turn(&mut self) {
-        if let Some(text) = self.queue.pop_front() {
-            if let Some(telemetry) = &self.session.telemetry {
-                telemetry.user_prompt(&[quest_otel::PromptItem::Text(text.clone())]);
+        match self.queue.pop_front() {
+            Some(Pending::UserInput(text)) => {
+                if let Some(telemetry) = &self.session.telemetry {
+                    telemetry.user_prompt(&[quest_otel::PromptItem::Text(text.clone())]);
+                }
+                self.start_turn(
+                    TurnTrigger::User,
+                    vec![ResponseItem::text_message("user", text)],
+                );
             }
-            self.start_turn(
-                TurnTrigger::User,
-                vec![ResponseItem::text_message("user", text)],
-            );
+            Some(Pending::Compact) => {
+                self.start_turn_of(TurnKind::Compact, TurnTrigger::User, Vec::new())
+            }
+            None => {}
         }
     }
 
     fn start_turn(&mut self, trigger: TurnTrigger, input: Vec<ResponseItem>) {
+        self.start_turn_of(TurnKind::Regular, trigger, input);
+    }
+
+    fn start_turn_of(&mut self, kind: TurnKind, trigger: TurnTrigger, input: Vec<ResponseItem>) {
         let turn_id = TurnId::new();
         if let Some(store) = &self.session.store
             && let Err(err) = store.begin_turn(
@@ -274,7 +303,7 @@ impl Actor {
             quest_otel::set_parent_from_context(&span, parent);
         }
         if let Some(policy) = self.policy.as_mut()
-            && let Some(status) = policy.on_turn_start(turn_id, trigger, &span)
+            && let Some(status) = policy.on_turn_start(turn_id, kind, trigger, &span)
         {
             span.record("quest.goal.status", status);
         }
@@ -287,16 +316,24 @@ impl Actor {
         let token = cancel.clone();
         let handle = tokio::spawn(
             async move {
-                let report = run_turn(
-                    session,
-                    &mut history,
-                    turn_id,
-                    trigger,
-                    input,
-                    token,
-                    observer,
-                )
-                .await;
+                let report = match kind {
+                    TurnKind::Regular => {
+                        run_turn(
+                            session,
+                            &mut history,
+                            turn_id,
+                            trigger,
+                            input,
+                            token,
+                            observer,
+                        )
+                        .await
+                    }
+                    TurnKind::Compact => {
+                        run_compact_turn(session, &mut history, turn_id, trigger, token, observer)
+                            .await
+                    }
+                };
                 let span = tracing::Span::current();
                 match &report.outcome {
                     TurnOutcome::Completed { .. } => span.record("quest.turn.outcome", "completed"),
@@ -313,6 +350,7 @@ impl Actor {
         self.running = Some(Running {
             turn_id,
             trigger,
+            kind,
             cancel,
             handle,
         });
@@ -353,9 +391,9 @@ impl Actor {
 
     fn reload_history(&mut self) {
         if let Some(store) = &self.session.store
-            && let Ok(items) = store.load_rollout(&self.session.thread_id)
+            && let Ok(loaded) = store.load_history(&self.session.thread_id)
         {
-            self.history = Some(items);
+            self.history = Some(History::new(loaded.items, loaded.compactions));
         }
     }
 }
@@ -390,16 +428,20 @@ mod tests {
         fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String> {
             self.0.after_tools(turn_id, results)
         }
+        fn goal_objective(&self) -> Option<(String, &'static str)> {
+            self.0.goal_objective()
+        }
     }
 
     impl IdlePolicy for PanicsInTurn {
         fn on_turn_start(
             &mut self,
             turn_id: TurnId,
+            kind: TurnKind,
             trigger: TurnTrigger,
             span: &tracing::Span,
         ) -> Option<&'static str> {
-            self.0.on_turn_start(turn_id, trigger, span)
+            self.0.on_turn_start(turn_id, kind, trigger, span)
         }
         fn on_turn_end(&mut self, report: &TurnReport) {
             self.0.on_turn_end(report)
@@ -474,7 +516,7 @@ mod tests {
             .unwrap();
         let handle = spawn_thread(
             session,
-            Vec::new(),
+            History::default(),
             Some(Box::new(PanicsInTurn(runtime.clone()))),
         );
         handle.submit(Op::WakeIdle);

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use quest_model::ResponseEvent;
-use quest_protocol::{ResponseItem, TokenUsage, TurnId};
+use quest_protocol::{CompactedHistory, CompactionTrigger, ResponseItem, TokenUsage, TurnId};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::compact;
 use crate::protocol::{EventMsg, TurnError, TurnTrigger, turn_error_from_model};
-use crate::session::Session;
+use crate::session::{History, Session};
 use crate::tool_order;
 use crate::tools::{ToolCall, ToolContext, ToolResult, run_builtin_tool};
 
@@ -41,8 +42,22 @@ pub struct TurnReport {
     pub usage: TokenUsage,
     /// Every tool call it ran, in order.
     pub tool_results: Vec<ToolResult>,
-    /// Model requests made (logical requests, not HTTP attempts).
+    /// Model requests made (logical requests, not HTTP attempts), summary requests included.
     pub model_requests: u32,
+    /// What kind of turn it was.
+    pub kind: TurnKind,
+    /// Compactions the turn performed.
+    pub compactions: u32,
+}
+
+/// What a turn does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnKind {
+    /// Sampling requests and tool calls until the model stops calling tools.
+    Regular,
+    /// Only a compaction of the history (asked for by the user). It is neither progress nor a
+    /// no-progress turn for a goal, but its tokens are charged.
+    Compact,
 }
 
 /// Hooks the goal runtime plugs into a running turn.
@@ -53,14 +68,17 @@ pub trait TurnObserver: Send + Sync {
     fn on_usage(&self, turn_id: TurnId, usage: &TokenUsage);
     /// Called after tools executed; may return a steering message to add before the next request.
     fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String>;
+    /// The goal objective and wire status a compacted history must restate, if there is a goal.
+    fn goal_objective(&self) -> Option<(String, &'static str)>;
 }
 
-/// Runs one turn to its end. `history` is the thread's full history; items are appended to it and
-/// to the durable rollout as they are produced. Records the turn metrics
+/// Runs one turn to its end. `history` is the thread's live history; items are appended to it
+/// and to the durable rollout as they are produced, and a compaction replaces it. Records the
+/// turn metrics
 /// (`codex.turn.e2e_duration_ms`, `codex.turn.tool.call`) when it ends.
 pub async fn run_turn(
     session: Arc<Session>,
-    history: &mut Vec<ResponseItem>,
+    history: &mut History,
     turn_id: TurnId,
     trigger: TurnTrigger,
     input: Vec<ResponseItem>,
@@ -107,7 +125,7 @@ impl TurnClock {
 
 async fn run_turn_inner(
     session: Arc<Session>,
-    history: &mut Vec<ResponseItem>,
+    history: &mut History,
     turn_id: TurnId,
     trigger: TurnTrigger,
     input: Vec<ResponseItem>,
@@ -121,8 +139,11 @@ async fn run_turn_inner(
         usage: TokenUsage::default(),
         tool_results: Vec::new(),
         model_requests: 0,
+        kind: TurnKind::Regular,
+        compactions: 0,
     };
-    if let Err(message) = record(&session, history, turn_id, input) {
+    history.tracker.on_items_added(&input);
+    if let Err(message) = record(&session, &mut history.items, turn_id, input) {
         report.outcome = TurnOutcome::Failed(TurnError::internal(message));
         return report;
     }
@@ -135,81 +156,61 @@ async fn run_turn_inner(
     // Sticky routing: the opaque `x-codex-turn-state` a response carried goes back on every later
     // request of the same turn.
     let mut turn_state: Option<http::HeaderValue> = None;
+    // One reactive compaction and one retry per request after `context_length_exceeded`.
+    let mut reactive_used = false;
+    let ctx = CompactionCtx {
+        session: &session,
+        turn_id,
+        trigger,
+        cancel: &cancel,
+        observer: observer.as_ref(),
+    };
     loop {
-        let mut prompt = session.prompt(history, turn_id, trigger);
+        // Before every request: compact when the live context crossed the limit.
+        if session
+            .config
+            .compaction
+            .should_compact(history.tracker.tokens())
+        {
+            match ctx
+                .compact(history, CompactionTrigger::Auto, &mut report)
+                .await
+            {
+                Ok(()) => {}
+                Err(CompactionFailure::Aborted) => {
+                    report.outcome = TurnOutcome::Aborted;
+                    return report;
+                }
+                // Stopping here would be worse than trying: the window itself may still fit.
+                Err(CompactionFailure::Failed(error)) if !error.is_usage_limit() => {
+                    session.emit(
+                        Some(turn_id),
+                        EventMsg::Warning(format!(
+                            "context compaction failed; continuing with the full history: {}",
+                            error.message
+                        )),
+                    );
+                }
+                Err(CompactionFailure::Failed(error)) => {
+                    report.outcome = TurnOutcome::Failed(error);
+                    return report;
+                }
+            }
+        }
+        let mut prompt = session.prompt(&history.items, turn_id, trigger, history.window);
         if let Some(value) = &turn_state {
             prompt
                 .extra_headers
                 .insert("x-codex-turn-state", value.clone());
         }
-        let events_session = session.clone();
-        let events_clock = clock.clone();
         // `error.type` of the last failed HTTP attempt, for the GenAI duration metric.
         let last_error_type: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-        let attempt_error_type = last_error_type.clone();
-        let mut on_event = move |event: ResponseEvent| match event {
-            ResponseEvent::OutputTextDelta(delta) => {
-                events_clock.first_token(&events_session);
-                events_session.emit(Some(turn_id), EventMsg::AgentMessageDelta(delta));
-            }
-            ResponseEvent::ReasoningSummaryDelta(_) => events_clock.first_token(&events_session),
-            ResponseEvent::OutputItemDone(item) => {
-                if item.role() == Some("assistant") && item.message_text().is_some() {
-                    events_clock.first_token(&events_session);
-                    events_clock.first_message(&events_session);
-                }
-            }
-            ResponseEvent::RequestAttempt(attempt) => {
-                if let Ok(mut slot) = attempt_error_type.lock() {
-                    slot.clone_from(&attempt.error_type);
-                }
-                if let Some(t) = &events_session.telemetry {
-                    t.record_api_request(
-                        u64::from(attempt.attempt),
-                        attempt.status,
-                        attempt.error.as_deref(),
-                        attempt.duration,
-                        &quest_otel::ApiRequestDetails {
-                            error_type: attempt.error_type.clone(),
-                            ..Default::default()
-                        },
-                    );
-                    if let Some(delay) = attempt.retry_delay {
-                        t.api_request_retry(
-                            u64::from(attempt.attempt),
-                            delay,
-                            attempt.error_type.as_deref(),
-                            attempt.error.as_deref().unwrap_or_default(),
-                        );
-                    }
-                }
-            }
-            ResponseEvent::SseEvent {
-                kind,
-                duration,
-                error,
-            } => {
-                if let Some(t) = &events_session.telemetry {
-                    t.log_sse_event(&kind, duration, error.as_deref());
-                }
-            }
-            ResponseEvent::Retrying {
-                attempt,
-                max_attempts,
-                reason,
-                delay: _,
-            } => events_session.emit(
-                Some(turn_id),
-                EventMsg::Retrying {
-                    attempt,
-                    max_attempts,
-                    reason,
-                },
-            ),
-            ResponseEvent::Created { .. }
-            | ResponseEvent::OutputItemAdded(_)
-            | ResponseEvent::Completed { .. } => {}
-        };
+        let mut on_event = stream_event_handler(
+            &session,
+            turn_id,
+            Some(clock.clone()),
+            last_error_type.clone(),
+        );
         report.model_requests += 1;
         let started = std::time::Instant::now();
         let result = tokio::select! {
@@ -232,7 +233,33 @@ async fn run_turn_inner(
         let error_type = last_error_type.lock().ok().and_then(|slot| slot.clone());
         record_model_call(&session, started.elapsed(), &result, error_type);
         let outcome = match result {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                reactive_used = false;
+                outcome
+            }
+            Err(quest_model::ModelError::ContextWindowExceeded) if !reactive_used => {
+                reactive_used = true;
+                match ctx
+                    .compact(history, CompactionTrigger::Reactive, &mut report)
+                    .await
+                {
+                    Ok(()) => continue,
+                    Err(CompactionFailure::Aborted) => {
+                        report.outcome = TurnOutcome::Aborted;
+                        return report;
+                    }
+                    Err(CompactionFailure::Failed(mut error)) => {
+                        if !error.is_usage_limit() {
+                            error.message = format!(
+                                "The model's context window was exceeded and compacting the history failed: {}",
+                                error.message
+                            );
+                        }
+                        report.outcome = TurnOutcome::Failed(error);
+                        return report;
+                    }
+                }
+            }
             Err(err) => {
                 report.outcome = TurnOutcome::Failed(turn_error_from_model(&err));
                 return report;
@@ -264,11 +291,38 @@ async fn run_turn_inner(
             .into_iter()
             .filter(|item| !matches!(item, ResponseItem::Other))
             .collect();
-        if let Err(message) = record(&session, history, turn_id, received) {
+        if let Err(message) = record(&session, &mut history.items, turn_id, received) {
             report.outcome = TurnOutcome::Failed(TurnError::internal(message));
             return report;
         }
+        history.tracker.on_response(
+            outcome.usage.input_tokens,
+            outcome.usage.output_tokens,
+            &history.items,
+        );
         if calls.is_empty() {
+            // At the end of a turn: compact now so the next turn starts small. The turn's work
+            // is done, so a failure here is only a warning; the next request tries again.
+            if session
+                .config
+                .compaction
+                .should_compact(history.tracker.tokens())
+            {
+                match ctx
+                    .compact(history, CompactionTrigger::Auto, &mut report)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(CompactionFailure::Aborted) => {
+                        report.outcome = TurnOutcome::Aborted;
+                        return report;
+                    }
+                    Err(CompactionFailure::Failed(error)) => session.emit(
+                        Some(turn_id),
+                        EventMsg::Warning(format!("context compaction failed: {}", error.message)),
+                    ),
+                }
+            }
             report.outcome = TurnOutcome::Completed { last_message };
             return report;
         }
@@ -287,7 +341,8 @@ async fn run_turn_inner(
             outputs.push(ResponseItem::text_message("user", steer));
         }
         report.tool_results.extend(results);
-        if let Err(message) = record(&session, history, turn_id, outputs) {
+        history.tracker.on_items_added(&outputs);
+        if let Err(message) = record(&session, &mut history.items, turn_id, outputs) {
             report.outcome = TurnOutcome::Failed(TurnError::internal(message));
             return report;
         }
@@ -295,6 +350,279 @@ async fn run_turn_inner(
             report.outcome = TurnOutcome::Aborted;
             return report;
         }
+    }
+}
+
+/// Runs a turn that only compacts the history (`/compact`, `thread/compact/start`,
+/// `quest exec resume <id> --compact`).
+pub async fn run_compact_turn(
+    session: Arc<Session>,
+    history: &mut History,
+    turn_id: TurnId,
+    trigger: TurnTrigger,
+    cancel: CancellationToken,
+    observer: Option<Arc<dyn TurnObserver>>,
+) -> TurnReport {
+    let mut report = TurnReport {
+        turn_id,
+        trigger,
+        outcome: TurnOutcome::Aborted,
+        usage: TokenUsage::default(),
+        tool_results: Vec::new(),
+        model_requests: 0,
+        kind: TurnKind::Compact,
+        compactions: 0,
+    };
+    let ctx = CompactionCtx {
+        session: &session,
+        turn_id,
+        trigger,
+        cancel: &cancel,
+        observer: observer.as_ref(),
+    };
+    report.outcome = match ctx
+        .compact(history, CompactionTrigger::Manual, &mut report)
+        .await
+    {
+        Ok(()) => TurnOutcome::Completed { last_message: None },
+        Err(CompactionFailure::Aborted) => TurnOutcome::Aborted,
+        Err(CompactionFailure::Failed(mut error)) => {
+            if !error.is_usage_limit() {
+                error.message = format!("Context compaction failed: {}", error.message);
+            }
+            TurnOutcome::Failed(error)
+        }
+    };
+    report
+}
+
+/// Why a compaction did not happen.
+enum CompactionFailure {
+    /// The turn was interrupted meanwhile.
+    Aborted,
+    /// The summary request failed or the result could not be recorded.
+    Failed(TurnError),
+}
+
+/// What a compaction needs from the running turn.
+struct CompactionCtx<'a> {
+    session: &'a Arc<Session>,
+    turn_id: TurnId,
+    trigger: TurnTrigger,
+    cancel: &'a CancellationToken,
+    observer: Option<&'a Arc<dyn TurnObserver>>,
+}
+
+/// Summary requests tried per compaction; each retry after `context_length_exceeded` sends half
+/// as much history.
+const SUMMARY_ATTEMPTS: u32 = 3;
+
+impl CompactionCtx<'_> {
+    /// Asks the model for a hand-off summary through the ordinary Responses endpoint, replaces
+    /// the history with [`compact::rebuild_history`]'s result and records it durably. On any
+    /// failure the history is left exactly as it was.
+    async fn compact(
+        &self,
+        history: &mut History,
+        trigger: CompactionTrigger,
+        report: &mut TurnReport,
+    ) -> Result<(), CompactionFailure> {
+        let session = self.session;
+        let started = std::time::Instant::now();
+        let tokens_before = history.tracker.tokens();
+        let result = self.summarize(history, report).await;
+        let summary = match result {
+            Ok(summary) => summary,
+            Err(failure) => {
+                if let (CompactionFailure::Failed(error), Some(t)) = (&failure, &session.telemetry)
+                {
+                    t.compaction(
+                        trigger.as_str(),
+                        tokens_before,
+                        tokens_before,
+                        started.elapsed(),
+                        Some(error.kind.as_str()),
+                    );
+                }
+                return Err(failure);
+            }
+        };
+        let goal = self.observer.and_then(|o| o.goal_objective());
+        let items = compact::rebuild_history(
+            &history.items,
+            &summary,
+            goal.as_ref()
+                .map(|(objective, status)| compact::GoalObjective { objective, status }),
+            &compact::RetentionBudget::default(),
+        );
+        let tokens_after = compact::estimate_tokens(&items);
+        let record = CompactedHistory {
+            summary,
+            replacement_history: items,
+            trigger,
+            tokens_before,
+            tokens_after,
+        };
+        if let Err(message) = session.persist_compaction(Some(self.turn_id), &record) {
+            return Err(CompactionFailure::Failed(TurnError::internal(message)));
+        }
+        *history = History::new(record.replacement_history, history.window + 1);
+        report.compactions += 1;
+        if let Some(t) = &session.telemetry {
+            t.compaction(
+                trigger.as_str(),
+                tokens_before,
+                tokens_after,
+                started.elapsed(),
+                None,
+            );
+        }
+        session.emit(
+            Some(self.turn_id),
+            EventMsg::ContextCompacted {
+                trigger,
+                tokens_before,
+                tokens_after,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sends the summary request (shortening the history when the model refuses it as too
+    /// long) and returns the summary text.
+    async fn summarize(
+        &self,
+        history: &History,
+        report: &mut TurnReport,
+    ) -> Result<String, CompactionFailure> {
+        let session = self.session;
+        let mut budget = session.config.compaction.summary_request_budget();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let input = compact::summary_request_input(&history.items, budget);
+            let sent_tokens = compact::estimate_tokens(&input);
+            let prompt =
+                session.compaction_prompt(input, self.turn_id, self.trigger, history.window);
+            let last_error_type: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+            let mut on_event =
+                stream_event_handler(session, self.turn_id, None, last_error_type.clone());
+            report.model_requests += 1;
+            let started = std::time::Instant::now();
+            let result = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Err(CompactionFailure::Aborted),
+                result = session.client.stream(&prompt, &mut on_event) => result,
+            };
+            let error_type = last_error_type.lock().ok().and_then(|slot| slot.clone());
+            record_model_call(session, started.elapsed(), &result, error_type);
+            match result {
+                Ok(outcome) => {
+                    report.usage.add(&outcome.usage);
+                    if let Some(observer) = self.observer {
+                        observer.on_usage(self.turn_id, &outcome.usage);
+                    }
+                    return compact::summary_text(&outcome.items).ok_or_else(|| {
+                        CompactionFailure::Failed(TurnError::internal(
+                            "the model answered the compaction request without a summary",
+                        ))
+                    });
+                }
+                Err(quest_model::ModelError::ContextWindowExceeded)
+                    if attempt < SUMMARY_ATTEMPTS =>
+                {
+                    budget = Some(sent_tokens / 2);
+                }
+                Err(err) => return Err(CompactionFailure::Failed(turn_error_from_model(&err))),
+            }
+        }
+    }
+}
+
+/// Forwards what one request streams: retry notices as events, request attempts and SSE events
+/// to telemetry; for a turn's sampling requests (`clock` set) also text deltas as events and
+/// first-token and first-message times to the clock.
+fn stream_event_handler(
+    session: &Arc<Session>,
+    turn_id: TurnId,
+    clock: Option<Arc<TurnClock>>,
+    last_error_type: Arc<std::sync::Mutex<Option<String>>>,
+) -> impl FnMut(ResponseEvent) + Send + use<> {
+    let events_session = session.clone();
+    let events_clock = clock;
+    let attempt_error_type = last_error_type;
+    move |event: ResponseEvent| match event {
+        ResponseEvent::OutputTextDelta(delta) => {
+            // A summary request's text is not an agent message: only sampling requests stream.
+            if let Some(clock) = &events_clock {
+                clock.first_token(&events_session);
+                events_session.emit(Some(turn_id), EventMsg::AgentMessageDelta(delta));
+            }
+        }
+        ResponseEvent::ReasoningSummaryDelta(_) => {
+            if let Some(clock) = &events_clock {
+                clock.first_token(&events_session);
+            }
+        }
+        ResponseEvent::OutputItemDone(item) => {
+            if item.role() == Some("assistant")
+                && item.message_text().is_some()
+                && let Some(clock) = &events_clock
+            {
+                clock.first_token(&events_session);
+                clock.first_message(&events_session);
+            }
+        }
+        ResponseEvent::RequestAttempt(attempt) => {
+            if let Ok(mut slot) = attempt_error_type.lock() {
+                slot.clone_from(&attempt.error_type);
+            }
+            if let Some(t) = &events_session.telemetry {
+                t.record_api_request(
+                    u64::from(attempt.attempt),
+                    attempt.status,
+                    attempt.error.as_deref(),
+                    attempt.duration,
+                    &quest_otel::ApiRequestDetails {
+                        error_type: attempt.error_type.clone(),
+                        ..Default::default()
+                    },
+                );
+                if let Some(delay) = attempt.retry_delay {
+                    t.api_request_retry(
+                        u64::from(attempt.attempt),
+                        delay,
+                        attempt.error_type.as_deref(),
+                        attempt.error.as_deref().unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        ResponseEvent::SseEvent {
+            kind,
+            duration,
+            error,
+        } => {
+            if let Some(t) = &events_session.telemetry {
+                t.log_sse_event(&kind, duration, error.as_deref());
+            }
+        }
+        ResponseEvent::Retrying {
+            attempt,
+            max_attempts,
+            reason,
+            delay: _,
+        } => events_session.emit(
+            Some(turn_id),
+            EventMsg::Retrying {
+                attempt,
+                max_attempts,
+                reason,
+            },
+        ),
+        ResponseEvent::Created { .. }
+        | ResponseEvent::OutputItemAdded(_)
+        | ResponseEvent::Completed { .. } => {}
     }
 }
 

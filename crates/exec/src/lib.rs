@@ -128,6 +128,10 @@ pub struct ResumeArgs {
     /// Resume the most recent thread.
     #[arg(long)]
     pub last: bool,
+    /// Compact the thread's history into a summary first; without a prompt (and without
+    /// `--goal`), only compact.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 /// Runs `quest exec` and returns the process exit code.
@@ -196,8 +200,10 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         ));
     }
     let goal_request = GoalRequest::from_args(&args, resume.is_some())?;
+    let compact = resume.as_ref().is_some_and(|r| r.compact);
     let prompt = match &goal_request {
         Some(_) if resume.is_some() => None,
+        None if compact && positional.is_none() => None,
         Some(GoalRequest {
             objective: Some(_), ..
         }) => None,
@@ -280,12 +286,24 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
                     other => failure(other.to_string()),
                 });
             }
+            if compact {
+                started.handle.submit(Op::Compact);
+            }
             drive_goal(started, &manager, &mut processor).await
         }
-        None => match prompt {
-            Some(prompt) => drive_single_turn(started, prompt, &mut processor).await,
-            None => return Err(usage("no prompt given")),
-        },
+        None => {
+            let mut ops = Vec::new();
+            if compact {
+                ops.push(Op::Compact);
+            }
+            if let Some(text) = prompt {
+                ops.push(Op::UserInput { text });
+            }
+            if ops.is_empty() {
+                return Err(usage("no prompt given"));
+            }
+            drive_turns(started, ops, &mut processor).await
+        }
     };
     if let Some(telemetry) = &telemetry {
         // Bounded by `[otel] shutdown_timeout_ms`; an unreachable collector cannot hold up exit.
@@ -407,18 +425,25 @@ async fn drive_goal(
     }
 }
 
-/// Runs one user turn; 0 when it completed.
-async fn drive_single_turn(
+/// Runs one turn per op (a user message, a compaction), in order; 0 when every one completed.
+/// The first turn that fails or is interrupted ends the run.
+async fn drive_turns(
     mut started: StartedThread,
-    prompt: String,
+    ops: Vec<Op>,
     processor: &mut EventProcessor,
 ) -> i32 {
-    started.handle.submit(Op::UserInput { text: prompt });
+    let mut remaining = ops.len();
+    for op in ops {
+        started.handle.submit(op);
+    }
     let mut code = EXIT_FAILURE;
     pump_events(&mut started, processor, |msg| match msg {
         EventMsg::TurnCompleted { .. } => {
-            code = 0;
-            true
+            remaining -= 1;
+            if remaining == 0 {
+                code = 0;
+            }
+            remaining == 0
         }
         EventMsg::TurnFailed { .. } | EventMsg::TurnAborted => true,
         _ => false,

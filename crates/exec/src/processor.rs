@@ -201,6 +201,26 @@ impl EventProcessor {
                 }
             }
             EventMsg::Warning(message) => self.warning(message),
+            EventMsg::ContextCompacted {
+                trigger,
+                tokens_before,
+                tokens_after,
+            } => match self.mode {
+                OutputMode::Json => {
+                    let item = ThreadItem {
+                        id: self.item_id(),
+                        details: ThreadItemDetails::ContextCompaction {},
+                    };
+                    self.json(&ThreadEvent::ItemCompleted { item });
+                }
+                OutputMode::Human { .. } => self.human(
+                    &format!(
+                        "context compacted ({}): ~{tokens_before} -> ~{tokens_after} tokens",
+                        trigger.as_str()
+                    ),
+                    Style::Dim,
+                ),
+            },
             EventMsg::GoalUpdated(goal) => match self.mode {
                 OutputMode::Json => {
                     if self.show_goal_events {

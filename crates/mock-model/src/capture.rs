@@ -39,6 +39,8 @@ pub struct CapturedRequest {
     pub status: u16,
     /// Call ids of tool outputs in `input` that have no earlier matching call.
     pub unpaired_outputs: Vec<String>,
+    /// Input tokens the simulated context counted for this request (with `Script::context`).
+    pub input_tokens: Option<u64>,
 }
 
 impl CapturedRequest {
@@ -191,6 +193,13 @@ impl RequestView<'_> {
         self.input().iter().rev().find(|item| is_output(item))
     }
 
+    /// `request_kind` of the JSON `x-codex-turn-metadata` header.
+    fn request_kind(&self) -> Option<String> {
+        let metadata = self.headers.get("x-codex-turn-metadata")?;
+        let value: Value = serde_json::from_str(metadata).ok()?;
+        value.get("request_kind")?.as_str().map(str::to_owned)
+    }
+
     /// Whether `condition` holds for this request.
     pub(crate) fn matches(&self, condition: &Condition) -> bool {
         let Condition {
@@ -204,6 +213,7 @@ impl RequestView<'_> {
             min_request,
             max_request,
             header,
+            request_kind,
             any,
             not,
         } = condition;
@@ -267,6 +277,9 @@ impl RequestView<'_> {
                     self.headers.get(&name.to_ascii_lowercase()) == Some(value)
                 })
             })
+            && request_kind
+                .as_deref()
+                .is_none_or(|kind| self.request_kind().as_deref() == Some(kind))
             && any
                 .as_ref()
                 .is_none_or(|any| any.iter().any(|c| self.matches(c)))

@@ -89,7 +89,7 @@ pub use events::{
     ev_output_text_delta, ev_reasoning, function_call_item, message_item, reasoning_item, sse,
 };
 pub use script::{
-    CallSpec, Condition, CustomCallSpec, End, Frame, HttpError, MessageSpec, Output, RawItemSpec,
-    ReasoningSpec, Rule, Script, Step, Usage,
+    CallSpec, Condition, ContextModel, CustomCallSpec, End, Frame, HttpError, MessageSpec, Output,
+    RawItemSpec, ReasoningSpec, Rule, Script, Step, Usage,
 };
 pub use server::{MockModel, MockModelBuilder};

@@ -30,6 +30,9 @@ pub struct Script {
     /// `custom_tool_call_output` names a `call_id` with no earlier call in the same input.
     /// Outputs without a `call_id` are always accepted. On by default.
     pub check_pairing: bool,
+    /// Simulate the model's context: report input tokens from the size of each request's
+    /// `input` and refuse requests that do not fit the window, as a real model does.
+    pub context: Option<ContextModel>,
 }
 
 impl Default for Script {
@@ -39,8 +42,55 @@ impl Default for Script {
             rules: Vec::new(),
             default: None,
             check_pairing: true,
+            context: None,
         }
     }
+}
+
+/// A simulated context window: the usage of every streamed answer is derived from the request,
+/// so input tokens grow with the history a client sends and shrink when it compacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContextModel {
+    /// Bytes of the serialized `input` array counted as one input token.
+    pub bytes_per_token: u64,
+    /// A request with more input tokens than this is answered with `response.failed`
+    /// `context_length_exceeded` (without using up a step or a rule match).
+    pub window: Option<u64>,
+    /// Output tokens reported when the answering step sets no usage of its own.
+    pub output_tokens: u64,
+}
+
+impl Default for ContextModel {
+    fn default() -> Self {
+        Self {
+            bytes_per_token: 4,
+            window: None,
+            output_tokens: 50,
+        }
+    }
+}
+
+impl ContextModel {
+    /// A model whose context holds `window` tokens of 4 bytes each.
+    pub fn with_window(window: u64) -> Self {
+        Self {
+            window: Some(window),
+            ..Self::default()
+        }
+    }
+
+    /// Input tokens of a request body (the serialized `input` array).
+    pub fn input_tokens(&self, body: &Value) -> u64 {
+        let bytes = body
+            .get("input")
+            .map(|input| input.to_string().len())
+            .unwrap_or(0) as u64;
+        bytes / self.bytes_per_token.max(1)
+    }
+
+    /// The message of the `context_length_exceeded` failure.
+    pub const EXCEEDED_MESSAGE: &'static str = "Your input exceeds the context window of this model. Please adjust your input and try again.";
 }
 
 /// One answer to one request: either an SSE stream built from `output` items (or from raw
@@ -382,6 +432,9 @@ pub struct Condition {
     pub max_request: Option<usize>,
     /// The request has this header (name, case-insensitive) with exactly this value.
     pub header: Option<BTreeMap<String, String>>,
+    /// The `request_kind` field of the JSON `x-codex-turn-metadata` header (`turn`,
+    /// `compaction`).
+    pub request_kind: Option<String>,
     /// At least one of these holds.
     pub any: Option<Vec<Condition>>,
     /// This does not hold.
@@ -406,6 +459,12 @@ impl Script {
             steps: steps.into_iter().collect(),
             ..Self::default()
         }
+    }
+
+    /// Simulates a context window (see [`ContextModel`]).
+    pub fn with_context(mut self, context: ContextModel) -> Self {
+        self.context = Some(context);
+        self
     }
 
     /// Appends a rule.
@@ -476,6 +535,19 @@ impl Script {
         }
         if let Some(step) = &self.default {
             step.validate(origin, "default")?;
+        }
+        if let Some(context) = &self.context {
+            let invalid = |message: &str| ScriptError::Invalid {
+                origin: origin.to_owned(),
+                location: "context".to_owned(),
+                message: message.to_owned(),
+            };
+            if context.bytes_per_token == 0 {
+                return Err(invalid("`bytes_per_token` must be at least 1"));
+            }
+            if context.window == Some(0) {
+                return Err(invalid("`window` must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -1138,8 +1210,17 @@ impl Condition {
             min_request: other.min_request.or(self.min_request),
             max_request: other.max_request.or(self.max_request),
             header,
+            request_kind: other.request_kind.or(self.request_kind),
             any,
             not,
+        }
+    }
+
+    /// The request's `x-codex-turn-metadata` names this `request_kind`.
+    pub fn request_kind(kind: &str) -> Self {
+        Self {
+            request_kind: Some(kind.into()),
+            ..Self::default()
         }
     }
 

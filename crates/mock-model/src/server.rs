@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use crate::capture::{CapturedRequest, RequestView, unpaired_outputs};
 use crate::error::MockError;
 use crate::events::{GARBAGE_FRAME, frame_text, step_events};
-use crate::script::{Script, Step};
+use crate::script::{ContextModel, Script, Step, Usage};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 256 * 1024 * 1024;
@@ -414,6 +414,25 @@ impl Inner {
             Answer::InvalidJson
         } else if self.script.check_pairing && !request.unpaired_outputs.is_empty() {
             Answer::Unpaired(request.unpaired_outputs.clone())
+        } else if let Some(context) = &self.script.context {
+            let tokens = context.input_tokens(&request.body);
+            request.input_tokens = Some(tokens);
+            if context.window.is_some_and(|window| tokens > window) {
+                // Refused before the model "reads" it: no step or rule is used up.
+                request.answered_by = "context_window".into();
+                let step = Step::failed("context_length_exceeded", ContextModel::EXCEEDED_MESSAGE);
+                Answer::Stream(Box::new(step), number)
+            } else {
+                let (label, mut step) = self.pick(&mut state, &request, number);
+                request.answered_by = label;
+                if step.http_error.is_none() && step.events.is_none() {
+                    let output_tokens = step
+                        .usage
+                        .map_or(context.output_tokens, |usage| usage.output_tokens);
+                    step.usage = Some(Usage::new(tokens, 0, output_tokens, 0));
+                }
+                Answer::Stream(Box::new(step), number)
+            }
         } else {
             let (label, step) = self.pick(&mut state, &request, number);
             request.answered_by = label;
@@ -537,6 +556,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         elapsed_ms: received_at.duration_since(inner.started).as_secs_f64() * 1000.0,
         answered_by: String::new(),
         status: 0,
+        input_tokens: None,
     };
     match inner.accept(captured, route_ok, json_ok) {
         Answer::NotFound => json_error(

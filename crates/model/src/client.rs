@@ -726,6 +726,10 @@ async fn status_error(response: reqwest::Response, url: &str) -> AttemptError {
                 None => AttemptError::never(error),
             }
         }
+        // Providers that check the window before streaming answer 400 with this code.
+        400 if is("context_length_exceeded") => {
+            AttemptError::never(ModelError::ContextWindowExceeded)
+        }
         400 => AttemptError::never(ModelError::InvalidRequest { body }),
         _ if status.is_server_error() && (is("server_is_overloaded") || is("slow_down")) => {
             AttemptError::never(ModelError::ServerOverloaded)

@@ -321,6 +321,23 @@ async fn http_400_is_one_request_with_the_raw_body() {
 }
 
 #[tokio::test]
+async fn http_400_context_length_exceeded_is_the_context_window_error() {
+    let body = r#"{"error": {"type": "invalid_request_error", "code": "context_length_exceeded", "message": "Your input exceeds the context window of this model."}}"#;
+    let (mock, run) = run_script(
+        always(Step::http_error_raw(400, body, "application/json")),
+        |_| {},
+    )
+    .await;
+    assert_eq!(mock.request_count(), 1);
+    assert!(
+        matches!(run.err(), ModelError::ContextWindowExceeded),
+        "{:?}",
+        run.err()
+    );
+    assert_eq!(run.err().codex_error_info(), json!("contextWindowExceeded"));
+}
+
+#[tokio::test]
 async fn sse_cut_before_completed_is_six_requests() {
     let (mock, run) = run_script(always(Step::message("partial").cut_after(2)), |_| {}).await;
     assert_eq!(mock.request_count(), 6);

@@ -34,6 +34,8 @@ pub const TOOL_DECISION_EVENT: &str = "codex.tool_decision";
 pub const TOOL_RESULT_EVENT: &str = "codex.tool_result";
 /// Event (Codex name): time to the first token of a turn.
 pub const TURN_TTFT_EVENT: &str = "codex.turn_ttft";
+/// A context compaction.
+pub const COMPACTION_EVENT: &str = "codex.compaction";
 /// Event (Quest only): a failed model request is about to be retried.
 pub const API_REQUEST_RETRY_EVENT: &str = "quest.api_request.retry";
 /// Event (Quest only): a goal was created.
@@ -993,6 +995,61 @@ impl SessionTelemetry {
             metrics::TURN_TOOL_CALL_METRIC,
             i64::try_from(tool_calls).unwrap_or(i64::MAX),
             &[],
+        );
+    }
+
+    /// A context compaction: event `codex.compaction` (logs and traces) with the trigger, the
+    /// live-context tokens before and after and the outcome; counter `codex.compaction` (tags
+    /// `trigger`, `status`) and histogram `codex.compaction.tokens` (tag `phase`: before, after).
+    pub fn compaction(
+        &self,
+        trigger: &str,
+        tokens_before: i64,
+        tokens_after: i64,
+        duration: Duration,
+        error: Option<&str>,
+    ) {
+        let trigger = sanitize_metric_tag_value(trigger);
+        let status = if error.is_some() {
+            "failed"
+        } else {
+            "completed"
+        };
+        self.counter(
+            metrics::COMPACTION_METRIC,
+            1,
+            &[("trigger", trigger.as_str()), ("status", status)],
+        );
+        self.histogram(
+            metrics::COMPACTION_TOKENS_METRIC,
+            tokens_before,
+            &[("phase", "before")],
+        );
+        if error.is_none() {
+            self.histogram(
+                metrics::COMPACTION_TOKENS_METRIC,
+                tokens_after,
+                &[("phase", "after")],
+            );
+        }
+        log_event!(
+            self,
+            COMPACTION_EVENT,
+            trigger = %trigger,
+            tokens_before = tokens_before,
+            tokens_after = tokens_after,
+            duration_ms = millis(duration),
+            status = status,
+            error.message = error,
+        );
+        trace_event!(
+            self,
+            COMPACTION_EVENT,
+            trigger = %trigger,
+            tokens_before = tokens_before,
+            tokens_after = tokens_after,
+            duration_ms = millis(duration),
+            status = status,
         );
     }
 

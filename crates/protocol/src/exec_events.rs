@@ -147,6 +147,9 @@ pub enum ThreadItemDetails {
         /// Text.
         message: String,
     },
+    /// The thread's history was compacted into a summary (automatically or on request). The
+    /// item carries no fields, like the app-server's `contextCompaction` item.
+    ContextCompaction {},
 }
 
 /// Status of a command item.
@@ -261,6 +264,15 @@ mod tests {
                     },
                 },
                 json!({"type":"turn.failed","error":{"message":"boom"}}),
+            ),
+            (
+                ThreadEvent::ItemCompleted {
+                    item: ThreadItem {
+                        id: "item_2".into(),
+                        details: ThreadItemDetails::ContextCompaction {},
+                    },
+                },
+                json!({"type":"item.completed","item":{"id":"item_2","type":"context_compaction"}}),
             ),
             (
                 ThreadEvent::Error {

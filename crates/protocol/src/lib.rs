@@ -7,6 +7,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod app_server;
+pub mod compaction;
 pub mod exec_events;
 pub mod goal;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod items;
 pub mod ops;
 pub mod usage;
 
+pub use compaction::{CompactedHistory, CompactionTrigger, LoadedHistory};
 pub use ids::{ThreadId, TurnId};
 pub use items::{ContentItem, ReasoningSummary, ResponseItem};
 pub use ops::{Event, EventMsg, Op, TurnError, TurnErrorKind, TurnTrigger};

@@ -45,6 +45,8 @@ pub enum Op {
     },
     /// Re-evaluate the idle policy now (e.g. a goal was just created or resumed).
     WakeIdle,
+    /// Compact the history now, in a turn of its own (queued behind a running turn).
+    Compact,
     /// Finish the running turn's bookkeeping and stop the actor.
     Shutdown,
 }
@@ -117,6 +119,15 @@ pub enum EventMsg {
     },
     /// A non-fatal problem worth showing.
     Warning(String),
+    /// The history was compacted (already recorded durably when this is sent).
+    ContextCompacted {
+        /// Why.
+        trigger: crate::CompactionTrigger,
+        /// Live-context tokens before.
+        tokens_before: i64,
+        /// Estimated tokens of the compacted history.
+        tokens_after: i64,
+    },
     /// The goal changed (committed to storage before this is sent).
     GoalUpdated(Box<ThreadGoal>),
     /// The goal was cleared.

@@ -1,6 +1,10 @@
 //! Threads, turns and the rollout (the durable, append-only conversation history).
 
-use quest_protocol::{ResponseItem, ThreadId, TokenUsage, TurnId};
+use quest_protocol::{CompactedHistory, LoadedHistory, ResponseItem, ThreadId, TokenUsage, TurnId};
+
+/// How a compaction record's JSON starts (serde writes the tag first); ordinary items never
+/// start this way because their `type` is a Responses item type.
+const COMPACTED_PREFIX: &str = r#"{"type":"compacted","#;
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::error::{StateError, corrupt};
@@ -409,6 +413,31 @@ impl Store {
                 what: "rollout item",
                 source,
             })?;
+        self.append_encoded(thread_id, turn_id, &encoded)
+    }
+
+    /// Records a compaction: one durable row that replaces every earlier item of the thread when
+    /// the rollout is loaded. Until this returns, a load still yields the history from before
+    /// the compaction, so a process that dies while compacting loses nothing.
+    pub fn append_compaction(
+        &self,
+        thread_id: &ThreadId,
+        turn_id: Option<&TurnId>,
+        compaction: &CompactedHistory,
+    ) -> Result<i64, StateError> {
+        let encoded = serde_json::to_string(compaction).map_err(|source| StateError::Encode {
+            what: "compaction record",
+            source,
+        })?;
+        self.append_encoded(thread_id, turn_id, &[encoded])
+    }
+
+    fn append_encoded(
+        &self,
+        thread_id: &ThreadId,
+        turn_id: Option<&TurnId>,
+        encoded: &[String],
+    ) -> Result<i64, StateError> {
         let now = now_ms();
         let thread = thread_id.to_string();
         let turn = turn_id.map(ToString::to_string);
@@ -434,7 +463,7 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO rollout_items (thread_id, seq, turn_id, item_json) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for json in &encoded {
+            for json in encoded {
                 seq += 1;
                 insert.execute(params![thread, seq, turn, json])?;
             }
@@ -443,14 +472,62 @@ impl Store {
         })
     }
 
-    /// The thread's rollout in order: exactly the items appended, so a resumed thread re-sends
-    /// the history it had.
+    /// The thread's history to send: exactly the items appended, except that a compaction
+    /// record replaces everything before it with its replacement history. A resumed thread
+    /// re-sends the history it had.
     pub fn load_rollout(&self, thread_id: &ThreadId) -> Result<Vec<ResponseItem>, StateError> {
+        Ok(self.load_history(thread_id)?.items)
+    }
+
+    /// The thread's history to send and its number of compactions.
+    pub fn load_history(&self, thread_id: &ThreadId) -> Result<LoadedHistory, StateError> {
+        let thread = thread_id.to_string();
+        self.read(|conn| {
+            let (compactions, last): (i64, Option<i64>) = conn.query_row(
+                "SELECT COUNT(*), MAX(seq) FROM rollout_items
+                 WHERE thread_id = ?1 AND item_json LIKE ?2",
+                params![thread, format!("{COMPACTED_PREFIX}%")],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT item_json FROM rollout_items WHERE thread_id = ?1 AND seq >= ?2 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![thread, last.unwrap_or(0)])?;
+            let mut items = Vec::new();
+            while let Some(row) = rows.next()? {
+                let json: String = row.get(0)?;
+                if json.starts_with(COMPACTED_PREFIX) {
+                    let record: CompactedHistory = serde_json::from_str(&json)
+                        .map_err(|e| corrupt("rollout_items", "item_json", &json, e))?;
+                    items = record.replacement_history;
+                } else {
+                    items.push(
+                        serde_json::from_str(&json)
+                            .map_err(|e| corrupt("rollout_items", "item_json", &json, e))?,
+                    );
+                }
+            }
+            Ok(LoadedHistory {
+                items,
+                compactions: u64::try_from(compactions).unwrap_or(0),
+            })
+        })
+    }
+
+    /// The thread's compaction records, oldest first.
+    pub fn list_compactions(
+        &self,
+        thread_id: &ThreadId,
+    ) -> Result<Vec<CompactedHistory>, StateError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT item_json FROM rollout_items WHERE thread_id = ?1 ORDER BY seq",
+                "SELECT item_json FROM rollout_items WHERE thread_id = ?1 AND item_json LIKE ?2
+                 ORDER BY seq",
             )?;
-            let rows = stmt.query(params![thread_id.to_string()])?;
+            let rows = stmt.query(params![
+                thread_id.to_string(),
+                format!("{COMPACTED_PREFIX}%")
+            ])?;
             collect(rows, |row| {
                 let json: String = row.get(0)?;
                 serde_json::from_str(&json)

@@ -184,6 +184,64 @@ fn goal_status_check_constraint_rejects_wire_spelling() {
 // ------------------------------------------------------------------ threads, turns, rollout
 
 #[test]
+fn compaction_record_replaces_earlier_history_on_load() {
+    use quest_protocol::{CompactedHistory, CompactionTrigger};
+    let (_dir, store) = temp_store();
+    let thread = new_thread(&store);
+    let turn = TurnId::new();
+    store
+        .append_rollout(&thread, None, &(0..10).map(item).collect::<Vec<_>>())
+        .unwrap();
+    let empty = store.load_history(&thread).unwrap();
+    assert_eq!(empty.compactions, 0);
+    assert_eq!(empty.items.len(), 10);
+    let record = |summary: &str, keep: Vec<quest_protocol::ResponseItem>| CompactedHistory {
+        summary: summary.into(),
+        replacement_history: keep,
+        trigger: CompactionTrigger::Auto,
+        tokens_before: 5000,
+        tokens_after: 300,
+    };
+    store
+        .append_compaction(
+            &thread,
+            Some(&turn),
+            &record("first", vec![item(0), item(100)]),
+        )
+        .unwrap();
+    store
+        .append_rollout(&thread, Some(&turn), &[item(11), item(12)])
+        .unwrap();
+    let loaded = store.load_history(&thread).unwrap();
+    assert_eq!(loaded.compactions, 1);
+    assert_eq!(loaded.items, vec![item(0), item(100), item(11), item(12)]);
+    assert_eq!(store.load_rollout(&thread).unwrap(), loaded.items);
+    // A second compaction wins over the first; items after it follow.
+    store
+        .append_compaction(&thread, None, &record("second", vec![item(200)]))
+        .unwrap();
+    store.append_rollout(&thread, None, &[item(13)]).unwrap();
+    let reopened = Store::open(store.path()).unwrap();
+    let loaded = reopened.load_history(&thread).unwrap();
+    assert_eq!(loaded.compactions, 2);
+    assert_eq!(loaded.items, vec![item(200), item(13)]);
+    let records = reopened.list_compactions(&thread).unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.summary.as_str())
+            .collect::<Vec<_>>(),
+        ["first", "second"]
+    );
+    // The raw rollout keeps every row: nothing before a compaction is deleted.
+    assert_eq!(reopened.rollout_len(&thread).unwrap(), 10 + 1 + 2 + 1 + 1);
+    // Another thread is unaffected.
+    let other = new_thread(&store);
+    store.append_rollout(&other, None, &[item(1)]).unwrap();
+    assert_eq!(store.load_history(&other).unwrap().compactions, 0);
+}
+
+#[test]
 fn rollout_round_trips_exact_history() {
     let (_dir, store) = temp_store();
     let thread = new_thread(&store);

@@ -32,7 +32,7 @@ use crate::protocol::{EventMsg, TurnTrigger};
 use crate::session::Session;
 use crate::thread::IdlePolicy;
 use crate::tools::{GOAL_TOOL_NAMES, ToolCall, ToolResult};
-use crate::turn::{TurnObserver, TurnOutcome, TurnReport};
+use crate::turn::{TurnKind, TurnObserver, TurnOutcome, TurnReport};
 
 pub use model_tools::goal_tool_specs;
 pub use schedule::{Decision, ScheduleFlags, decide};
@@ -375,6 +375,13 @@ impl GoalRuntime {
 }
 
 impl TurnObserver for GoalRuntime {
+    fn goal_objective(&self) -> Option<(String, &'static str)> {
+        self.current()
+            .ok()
+            .flatten()
+            .map(|goal| (goal.objective, goal.status.as_wire()))
+    }
+
     fn on_usage(&self, turn_id: TurnId, usage: &TokenUsage) {
         self.charge_usage(turn_id, usage);
     }
@@ -396,6 +403,7 @@ impl IdlePolicy for GoalRuntime {
     fn on_turn_start(
         &mut self,
         turn_id: TurnId,
+        kind: TurnKind,
         _trigger: TurnTrigger,
         span: &tracing::Span,
     ) -> Option<&'static str> {
@@ -427,14 +435,19 @@ impl IdlePolicy for GoalRuntime {
         }
         let goal_turn = inner.goal_turn;
         drop(inner);
-        if goal_turn {
-            // The turn counts from its start: a crash later in it cannot erase it.
+        // The turn counts from its start: a crash later in it cannot erase it. A compaction
+        // turn is charged its tokens but is not a goal turn.
+        if goal_turn && kind == TurnKind::Regular {
             self.flush(AccountingMode::ActiveOnly, 1, Some(turn_id));
         }
         status
     }
 
     fn on_turn_end(&mut self, report: &TurnReport) {
+        if report.kind == TurnKind::Compact {
+            self.end_compaction_turn(report);
+            return;
+        }
         let turn_id = Some(report.turn_id);
         let (goal_turn, mode) = {
             let inner = self.inner();
@@ -542,6 +555,33 @@ impl IdlePolicy for GoalRuntime {
 }
 
 impl GoalRuntime {
+    /// A turn that only compacted: its tokens are charged, but it is no goal turn (neither
+    /// progress nor no progress), and the breaker's memory of the previous turn stays.
+    fn end_compaction_turn(&self, report: &TurnReport) {
+        let turn_id = Some(report.turn_id);
+        if !self.inner().goal_turn {
+            return;
+        }
+        let failed = matches!(report.outcome, TurnOutcome::Failed(_));
+        let mode = if failed {
+            AccountingMode::ActiveOrStopped
+        } else {
+            AccountingMode::ActiveOnly
+        };
+        self.flush(mode, 0, turn_id);
+        if let TurnOutcome::Failed(error) = &report.outcome
+            && error.is_usage_limit()
+        {
+            self.system_stop(
+                Trigger::UsageLimit {
+                    resets_at: error.resets_at,
+                },
+                turn_id,
+            );
+        }
+        self.inner().goal_turn = false;
+    }
+
     fn system_stop_as_user(&self, trigger: Trigger) {
         if let Err(err) = self.apply(trigger, Actor::User, None) {
             self.shared.session.emit(

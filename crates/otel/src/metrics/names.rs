@@ -91,3 +91,7 @@ pub const SERVICE_NAME_TAG: &str = "service_name";
 pub const MODEL_TAG: &str = "model";
 /// Session metadata tag: application version.
 pub const APP_VERSION_TAG: &str = "app.version";
+/// Counter: context compactions (tags `trigger`, `status`).
+pub const COMPACTION_METRIC: &str = "codex.compaction";
+/// Histogram: live-context tokens around a compaction (tag `phase`: `before`, `after`).
+pub const COMPACTION_TOKENS_METRIC: &str = "codex.compaction.tokens";
