@@ -415,6 +415,15 @@ impl HubState {
                 };
                 self.item_pair(&mut out, &thread, &turn, item, now);
             }
+            EventMsg::ContextCompacted { .. } => {
+                let Some(turn) = turn_id else {
+                    return out;
+                };
+                let item = ThreadItem::ContextCompaction {
+                    id: self.item_id("cc"),
+                };
+                self.item_pair(&mut out, &thread, &turn, item, now);
+            }
             EventMsg::ExecCommandBegin { call_id, command } => {
                 let Some(turn) = turn_id else {
                     return out;

@@ -331,6 +331,11 @@ pub enum ThreadItem {
         /// Status.
         status: ExecutionStatus,
     },
+    /// The thread's history was compacted into a summary.
+    ContextCompaction {
+        /// Item id.
+        id: String,
+    },
 }
 
 impl ThreadItem {
@@ -341,7 +346,8 @@ impl ThreadItem {
             | ThreadItem::AgentMessage { id, .. }
             | ThreadItem::Reasoning { id, .. }
             | ThreadItem::CommandExecution { id, .. }
-            | ThreadItem::FileChange { id, .. } => id,
+            | ThreadItem::FileChange { id, .. }
+            | ThreadItem::ContextCompaction { id } => id,
         }
     }
 
