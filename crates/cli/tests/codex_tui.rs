@@ -4,6 +4,7 @@
 //!
 //! Needs tmux and `npm ci --prefix tests/codex-tui` (both done by `.ci/run`); when either is
 //! missing the test fails and says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
 
