@@ -274,6 +274,8 @@ async fn run_shell(
         env: ctx.env.clone(),
         max_output_bytes: ctx.max_output_bytes,
         stdin: Default::default(),
+        clear_env: false,
+        sandbox: None,
     };
     match run_command(request, ctx.cancel.clone()).await {
         Ok(output) => {

@@ -17,6 +17,7 @@ use crate::metrics::MetricsClient;
 use crate::metrics::Timer;
 use crate::redaction::DEFAULT_TOOL_RESULT_MAX_BYTES;
 use crate::redaction::REDACTED;
+use crate::redaction::redact_secrets;
 use crate::redaction::truncate_preview;
 use crate::sanitize_metric_tag_value;
 
@@ -303,6 +304,7 @@ pub struct SessionTelemetry {
     metrics: Option<MetricsClient>,
     metadata_tags: Arc<Vec<(&'static str, String)>>,
     tool_result_max_bytes: usize,
+    known_secrets: Arc<Vec<String>>,
 }
 
 impl fmt::Debug for SessionTelemetry {
@@ -401,6 +403,7 @@ impl SessionTelemetry {
             metrics: metrics::global(),
             metadata_tags: Arc::new(Vec::new()),
             tool_result_max_bytes: DEFAULT_TOOL_RESULT_MAX_BYTES,
+            known_secrets: Arc::new(Vec::new()),
         };
         session.rebuild_tags();
         session
@@ -476,6 +479,13 @@ impl SessionTelemetry {
     /// Caps tool argument/output previews in `codex.tool_result` (default 2048 bytes).
     pub fn with_tool_result_max_bytes(mut self, max_bytes: usize) -> Self {
         self.tool_result_max_bytes = max_bytes;
+        self
+    }
+
+    /// Values scrubbed from exported tool arguments and output wherever they appear (the
+    /// provider's API key), besides the key-like values every export is scrubbed of.
+    pub fn with_known_secrets(mut self, secrets: Vec<String>) -> Self {
+        self.known_secrets = Arc::new(secrets);
         self
     }
 
@@ -781,10 +791,15 @@ impl SessionTelemetry {
         ];
         self.counter(metrics::TOOL_CALL_METRIC, 1, &tags);
         self.record_duration(metrics::TOOL_CALL_DURATION_METRIC, duration, &tags);
-        let (arguments_preview, arguments_truncated) =
-            truncate_preview(arguments, self.tool_result_max_bytes);
-        let (output_preview, output_truncated) =
-            truncate_preview(output, self.tool_result_max_bytes);
+        // Scrub before cutting, so a secret split by the cut cannot survive half-visible.
+        let (arguments_preview, arguments_truncated) = truncate_preview(
+            &redact_secrets(arguments, &self.known_secrets),
+            self.tool_result_max_bytes,
+        );
+        let (output_preview, output_truncated) = truncate_preview(
+            &redact_secrets(output, &self.known_secrets),
+            self.tool_result_max_bytes,
+        );
         log_event!(
             self,
             TOOL_RESULT_EVENT,

@@ -13,6 +13,7 @@ pub mod goal;
 pub mod ids;
 pub mod items;
 pub mod ops;
+pub mod sandbox;
 pub mod usage;
 
 pub use compaction::{CompactedHistory, CompactionTrigger, LoadedHistory};

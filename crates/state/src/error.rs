@@ -16,6 +16,15 @@ pub enum StateError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Returned by `Store::open` when the database file cannot be created 0600 or its mode
+    /// (or its WAL/SHM files') cannot be narrowed. Not retried.
+    #[error("cannot restrict the permissions of {path}: {source}")]
+    Permissions {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Opening or configuring the database file failed. Not retried.
     #[error("cannot open state database {path}: {source}")]
     Open {

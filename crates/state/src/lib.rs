@@ -24,5 +24,5 @@ mod threads;
 pub use error::StateError;
 pub use goals::{GoalApplyOutcome, GoalContext, GoalEventPage};
 pub use lease::{LEASE_HEARTBEAT_INTERVAL_MS, LEASE_STALE_AFTER_MS, Lease, LeaseAcquire};
-pub use store::{SCHEMA_VERSION, STATE_DB_FILE_NAME, Store, now_ms};
+pub use store::{SCHEMA_VERSION, STATE_DB_FILE_NAME, Store, create_private_dir, now_ms};
 pub use threads::{NewThread, ThreadRecord, TurnRecord, TurnStatus, TurnTrigger};

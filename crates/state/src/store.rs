@@ -51,6 +51,10 @@ impl Store {
             path: path.clone(),
             source,
         };
+        restrict_db_files(&path).map_err(|source| StateError::Permissions {
+            path: path.clone(),
+            source,
+        })?;
         let mut conn = Connection::open(&path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // Switching to WAL needs a moment of exclusive access, and SQLite answers BUSY at once
@@ -72,10 +76,11 @@ impl Store {
         })
     }
 
-    /// Opens `$quest_home/state.sqlite`, creating the directory if needed.
+    /// Opens `$quest_home/state.sqlite`, creating the directory (mode 0700) if needed; an
+    /// existing home open to group or others is narrowed to 0700.
     pub fn open_in(quest_home: impl AsRef<Path>) -> Result<Store, StateError> {
         let home = quest_home.as_ref();
-        std::fs::create_dir_all(home).map_err(|source| StateError::CreateDir {
+        create_private_dir(home).map_err(|source| StateError::CreateDir {
             path: home.to_path_buf(),
             source,
         })?;
@@ -120,6 +125,51 @@ impl Store {
         tx.commit()?;
         Ok(value)
     }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, or narrows an existing one to 0700 when
+/// group or others have any access to it.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes the database and its `-wal`/`-shm` companions readable by their owner only: creates
+/// the database file 0600 before SQLite does (SQLite gives the WAL and SHM files the database's
+/// mode), and narrows files left more open by older versions.
+fn restrict_db_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Err(err) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        && err.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(err);
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                let mode = meta.permissions().mode() & 0o600;
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// Runs `op` until it stops failing with BUSY/LOCKED or [`BUSY_TIMEOUT`] passes.

@@ -848,3 +848,36 @@ fn lease_held_by_a_live_process_then_freed_by_its_death() {
         LeaseAcquire::Acquired(_)
     ));
 }
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn home_is_private_and_database_files_are_owner_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let store = Store::open_in(&home).unwrap();
+    // A write makes SQLite create the WAL and shared-memory files.
+    new_thread(&store);
+    assert_eq!(mode_of(&home), 0o700);
+    let db = home.join("state.sqlite");
+    for file in [
+        db.clone(),
+        home.join("state.sqlite-wal"),
+        home.join("state.sqlite-shm"),
+    ] {
+        assert!(file.exists(), "{} missing", file.display());
+        assert_eq!(mode_of(&file), 0o600, "{}", file.display());
+    }
+    drop(store);
+
+    // An existing home and database left open by an older version are narrowed.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _store = Store::open_in(&home).unwrap();
+    assert_eq!(mode_of(&home), 0o700);
+    assert_eq!(mode_of(&db), 0o600);
+}

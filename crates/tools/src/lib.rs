@@ -10,5 +10,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod apply_patch;
+pub mod env_policy;
+pub mod process;
 pub mod read_only;
+pub mod sandbox;
 pub mod shell;

@@ -24,13 +24,16 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::process;
+use crate::sandbox::{ChildSetup, Sandbox, SandboxError, SandboxMode};
 
 /// Time between `SIGTERM` and `SIGKILL` when a command is stopped.
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -85,6 +88,11 @@ pub struct ExecRequest {
     pub max_output_bytes: usize,
     /// What the process reads on stdin.
     pub stdin: Stdin,
+    /// Start from an empty environment instead of Quest's: `env` is then the whole environment
+    /// (see [`crate::env_policy`]).
+    pub clear_env: bool,
+    /// The sandbox the command runs in; `None` runs it unconfined (it still dies with Quest).
+    pub sandbox: Option<Sandbox>,
 }
 
 impl ExecRequest {
@@ -98,6 +106,8 @@ impl ExecRequest {
             env: Vec::new(),
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             stdin: Stdin::Null,
+            clear_env: false,
+            sandbox: None,
         }
     }
 }
@@ -156,6 +166,21 @@ pub enum ShellError {
         /// Program that failed to start.
         program: String,
         /// The OS error.
+        source: io::Error,
+    },
+    /// Returned by [`run_command`] when the command's sandbox cannot be enforced, or its working
+    /// directory lies outside the sandbox: the command was not started.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// Returned by [`run_command`] when the sandbox could not be entered in the child (the kernel
+    /// refused a namespace, mount, Landlock or seccomp step): the command did not run.
+    #[error("could not enter the {mode} sandbox before running {program}: {source}")]
+    SandboxSetup {
+        /// Program that was to run.
+        program: String,
+        /// The mode.
+        mode: SandboxMode,
+        /// The OS error from the child.
         source: io::Error,
     },
     /// Returned by [`run_command`] when the output pipe or waiting on the process fails.
@@ -311,6 +336,19 @@ pub async fn run_command(
         return Err(ShellError::EmptyCommand);
     }
 
+    if let Some(sandbox) = &req.sandbox {
+        sandbox.check_workdir(&req.cwd)?;
+    }
+    let child_setup = match &req.sandbox {
+        Some(sandbox) => sandbox.prepare(&req.cwd)?,
+        None => ChildSetup::unconfined(&req.cwd)?,
+    };
+    let confined = req
+        .sandbox
+        .as_ref()
+        .map(Sandbox::mode)
+        .filter(|mode| *mode != SandboxMode::DangerFullAccess);
+
     let io_err = |source| ShellError::Io {
         program: program.clone(),
         source,
@@ -319,6 +357,9 @@ pub async fn run_command(
     let writer_err = writer.try_clone().map_err(io_err)?;
 
     let mut cmd = Command::new(&program);
+    if req.clear_env {
+        cmd.env_clear();
+    }
     cmd.args(&argv[1..])
         .current_dir(&req.cwd)
         .envs(req.env.iter().map(|(k, v)| (k, v)))
@@ -329,25 +370,20 @@ pub async fn run_command(
     match req.stdin {
         Stdin::Null => cmd.stdin(Stdio::null()),
     };
+    child_setup.install(&mut cmd);
 
     let started = Instant::now();
     let spawned = cmd.spawn();
     // The command holds our copies of the pipe's write end; drop it so the pipe reaches end of
     // file once the process group is done writing.
     drop(cmd);
-    let mut child = spawned.map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => ShellError::ProgramNotFound(program.clone()),
-        io::ErrorKind::PermissionDenied => ShellError::PermissionDenied(program.clone()),
-        _ => ShellError::Spawn {
-            program: program.clone(),
-            source,
-        },
-    })?;
+    let mut child = spawned.map_err(|source| spawn_error(&program, confined, source))?;
+    let pid = child.id().and_then(|id| i32::try_from(id).ok());
+    if let Some(pid) = pid {
+        process::register(pid);
+    }
     let mut guard = GroupGuard {
-        pgid: child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw),
+        pgid: pid.map(Pid::from_raw),
         armed: true,
     };
     let mut reader = pipe::Receiver::from_owned_fd(reader.into()).map_err(io_err)?;
@@ -406,6 +442,10 @@ pub async fn run_command(
     }
     guard.armed = false;
     let duration = started.elapsed();
+    if let Some(pid) = pid {
+        process::finished(pid);
+    }
+    process::reap_orphans();
     let (aggregated_output, truncated_bytes) = output.finish();
     let status = match status {
         Some(status) => status,
@@ -420,6 +460,30 @@ pub async fn run_command(
         timed_out: stop == Some(StopReason::Timeout),
         cancelled: stop == Some(StopReason::Cancelled),
     })
+}
+
+/// Maps a failed spawn to its error. Under a sandbox, errors other than a missing or
+/// non-executable program come from the child's sandbox setup (`pre_exec`), which reports only
+/// an errno.
+fn spawn_error(program: &str, confined: Option<SandboxMode>, source: io::Error) -> ShellError {
+    match (source.kind(), confined) {
+        (io::ErrorKind::NotFound, _) => ShellError::ProgramNotFound(program.to_owned()),
+        (io::ErrorKind::PermissionDenied, None) => ShellError::PermissionDenied(program.to_owned()),
+        (_, Some(mode)) if source.raw_os_error() != Some(libc::EACCES) => {
+            ShellError::SandboxSetup {
+                program: program.to_owned(),
+                mode,
+                source,
+            }
+        }
+        (io::ErrorKind::PermissionDenied, Some(_)) => {
+            ShellError::PermissionDenied(program.to_owned())
+        }
+        _ => ShellError::Spawn {
+            program: program.to_owned(),
+            source,
+        },
+    }
 }
 
 /// Why we stopped a process.
@@ -444,10 +508,10 @@ struct GroupGuard {
 }
 
 impl GroupGuard {
+    /// Signals the group and every process that left it with `setsid` while its parent lives.
     fn signal(&self, signal: Signal) {
         if let Some(pgid) = self.pgid {
-            // ESRCH means the group is already gone, which is what we want.
-            let _ = killpg(pgid, signal);
+            process::kill_group_tree(pgid.as_raw(), signal);
         }
     }
 }
@@ -456,6 +520,9 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if self.armed {
             self.signal(Signal::SIGKILL);
+            if let Some(pgid) = self.pgid {
+                process::finished(pgid.as_raw());
+            }
         }
     }
 }
