@@ -78,7 +78,7 @@ pub(crate) fn config_read(config: &Config) -> Value {
             "model_provider": config.model_provider_id,
             "model_reasoning_effort": config.reasoning_effort,
             "model_reasoning_summary": config.reasoning_summary,
-            "sandbox_mode": sandbox_mode(&config.sandbox_mode),
+            "sandbox_mode": sandbox_mode(config.sandbox_mode.as_str()),
             "approval_policy": "never",
             "notify": config.notify,
         },

@@ -199,7 +199,7 @@ fn start_response(thread: Thread, config: &Config) -> Value {
         runtime_workspace_roots: vec![cwd.clone()],
         cwd,
         instruction_sources: Vec::new(),
-        approval_policy: "never".to_string(),
+        approval_policy: config.approval_policy.as_str().to_string(),
         approvals_reviewer: "user".to_string(),
         sandbox,
         active_permission_profile: None,

@@ -41,6 +41,11 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Processes that commands leave behind (background jobs, `setsid` escapes) are re-parented
+    // to Quest instead of init, so that they can be killed when Quest exits.
+    if let Err(err) = quest_tools::process::supervise_children() {
+        eprintln!("warning: cannot adopt orphaned command processes: {err}");
+    }
     let code = match cli.command {
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "quest", &mut std::io::stdout());
@@ -52,6 +57,8 @@ fn main() {
         Command::Demo => runtime().block_on(demo::run()),
         Command::AppServer(args) => runtime().block_on(quest_app_server::run(args)),
     };
+    // Whatever the commands started dies with Quest.
+    quest_tools::process::kill_all();
     std::process::exit(code);
 }
 

@@ -531,7 +531,17 @@ mod tests {
             ),
             ResponseItem::text_message(
                 "user",
-                prompts::environment_context(std::path::Path::new("/w"), "read-only", "2026-01-01"),
+                prompts::environment_context(
+                    std::path::Path::new("/w"),
+                    "2026-01-01",
+                    &prompts::SandboxContext {
+                        mode: "read-only".into(),
+                        enforcement: "landlock-abi-7+seccomp".into(),
+                        approval_policy: "never".into(),
+                        network_access: false,
+                        writable_roots: Vec::new(),
+                    },
+                ),
             ),
         ]
     }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quest_model::{ModelProviderInfo, built_in_model_providers};
+use quest_protocol::sandbox::{AskForApproval, SandboxMode, SandboxPolicy, SandboxWorkspaceWrite};
+use quest_tools::env_policy::ShellEnvironmentPolicy;
 use serde::Deserialize;
 
 /// Model used when neither the config nor the command line names one.
@@ -249,8 +251,8 @@ struct ConfigToml {
     model_reasoning_summary: Option<String>,
     model_context_window: Option<i64>,
     model_auto_compact_token_limit: Option<i64>,
-    approval_policy: Option<String>,
-    sandbox_mode: Option<String>,
+    approval_policy: Option<AskForApproval>,
+    sandbox_mode: Option<SandboxMode>,
     model_providers: BTreeMap<String, ModelProviderInfo>,
     goals: GoalsConfig,
     tools: ToolsConfig,
@@ -262,7 +264,8 @@ struct ConfigToml {
     instructions_file: Option<PathBuf>,
     web_search: Option<String>,
     notify: Option<Vec<String>>,
-    sandbox_workspace_write: Option<toml::Value>,
+    sandbox_workspace_write: SandboxWorkspaceWrite,
+    shell_environment_policy: ShellEnvironmentPolicy,
     mcp_servers: quest_mcp::McpServers,
 }
 
@@ -283,8 +286,14 @@ pub struct Config {
     pub reasoning_effort: Option<String>,
     /// `model_reasoning_summary`.
     pub reasoning_summary: Option<String>,
-    /// `sandbox_mode` / `--sandbox` (recorded and sent to the model; not enforced by an OS sandbox).
-    pub sandbox_mode: String,
+    /// `sandbox_mode` / `--sandbox`: how commands are confined (default `workspace-write`).
+    pub sandbox_mode: SandboxMode,
+    /// The sandbox of the mode with its `[sandbox_workspace_write]` settings.
+    pub sandbox_policy: SandboxPolicy,
+    /// `approval_policy` / `--ask-for-approval` (default `never`).
+    pub approval_policy: AskForApproval,
+    /// `[shell_environment_policy]`: the environment commands see.
+    pub shell_environment_policy: ShellEnvironmentPolicy,
     /// `[goals]`.
     pub goals: GoalsConfig,
     /// `[tools]`.
@@ -317,6 +326,10 @@ pub struct ConfigOverrides {
     pub model: Option<String>,
     /// `--sandbox`.
     pub sandbox_mode: Option<String>,
+    /// `--ask-for-approval`.
+    pub approval_policy: Option<String>,
+    /// `--add-dir`: writable roots added to `[sandbox_workspace_write]`.
+    pub add_dirs: Vec<PathBuf>,
     /// `-c key=value`, in order.
     pub raw_overrides: Vec<String>,
 }
@@ -527,20 +540,22 @@ fn resolve(
             ),
         });
     }
-    let sandbox_mode = overrides
-        .sandbox_mode
-        .or(parsed.sandbox_mode)
-        .unwrap_or_else(|| "workspace-write".to_string());
-    if !matches!(
-        sandbox_mode.as_str(),
-        "read-only" | "workspace-write" | "danger-full-access"
-    ) {
-        return Err(ConfigError::InvalidValue {
-            key: "sandbox_mode".into(),
-            reason: format!(
-                "expected read-only, workspace-write or danger-full-access, got {sandbox_mode:?}"
-            ),
-        });
+    let sandbox_mode = match overrides.sandbox_mode.as_deref() {
+        Some(flag) => parse_flag::<SandboxMode>("--sandbox", flag)?,
+        None => parsed.sandbox_mode.unwrap_or_default(),
+    };
+    let approval_policy = match overrides.approval_policy.as_deref() {
+        Some(flag) => parse_flag::<AskForApproval>("--ask-for-approval", flag)?,
+        None => parsed.approval_policy.unwrap_or_default(),
+    };
+    let mut workspace_write = parsed.sandbox_workspace_write;
+    for (i, root) in workspace_write.writable_roots.iter().enumerate() {
+        if !root.is_absolute() {
+            return Err(ConfigError::InvalidValue {
+                key: format!("sandbox_workspace_write.writable_roots[{i}]"),
+                reason: format!("{} is not an absolute path", root.display()),
+            });
+        }
     }
     for (key, value) in [
         ("model_context_window", parsed.model_context_window),
@@ -574,6 +589,10 @@ fn resolve(
         parsed.model_context_window,
         parsed.model_auto_compact_token_limit,
     );
+    workspace_write
+        .writable_roots
+        .extend(overrides.add_dirs.iter().map(|dir| absolute(dir)));
+    let sandbox_policy = SandboxPolicy::new(sandbox_mode, workspace_write);
     let cwd = match overrides.cwd {
         Some(dir) => absolute(&dir),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
@@ -587,6 +606,9 @@ fn resolve(
         reasoning_effort: parsed.model_reasoning_effort,
         reasoning_summary: parsed.model_reasoning_summary,
         sandbox_mode,
+        sandbox_policy,
+        approval_policy,
+        shell_environment_policy: parsed.shell_environment_policy,
         goals: parsed.goals,
         tools: parsed.tools,
         model_tuning: parsed.model_client,
@@ -598,6 +620,15 @@ fn resolve(
         compaction,
     };
     Ok(LoadedConfig { config, warnings })
+}
+
+/// Parses a command-line value with the same spelling as its config key.
+fn parse_flag<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T, ConfigError> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value))
+        .map_err(|err| ConfigError::InvalidValue {
+            key: flag.to_string(),
+            reason: err.to_string(),
+        })
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -775,6 +806,58 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = load(dir.path(), &["model_provider=nope"]).unwrap_err();
         assert!(matches!(err, ConfigError::UnknownProvider(ref p) if p == "nope"));
+    }
+
+    #[test]
+    fn sandbox_approval_and_env_policy_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(dir.path(), &[]).unwrap();
+        assert_eq!(loaded.config.sandbox_mode, SandboxMode::WorkspaceWrite);
+        assert_eq!(loaded.config.approval_policy, AskForApproval::Never);
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "sandbox_mode = \"read-only\"\napproval_policy = \"on-request\"\n\
+             [sandbox_workspace_write]\nwritable_roots = [\"/srv/data\"]\nnetwork_access = true\n\
+             [shell_environment_policy]\ninherit = \"core\"\nexclude = [\"AWS_*\"]\nset = { CI = \"1\" }\n",
+        )
+        .unwrap();
+        let c = load(dir.path(), &["sandbox_mode=\"workspace-write\""])
+            .unwrap()
+            .config;
+        assert!(c.sandbox_policy.has_network());
+        assert_eq!(c.approval_policy, AskForApproval::OnRequest);
+        assert_eq!(
+            c.sandbox_policy,
+            SandboxPolicy::WorkspaceWrite(SandboxWorkspaceWrite {
+                writable_roots: vec![PathBuf::from("/srv/data")],
+                network_access: true,
+                ..Default::default()
+            })
+        );
+        assert_eq!(c.shell_environment_policy.exclude, vec!["AWS_*"]);
+
+        let err = load(dir.path(), &["approval_policy=\"sometimes\""])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("approval_policy") && err.contains("on-request"),
+            "{err}"
+        );
+        let err = load(
+            dir.path(),
+            &["sandbox_workspace_write.writable_roots=[\"rel\"]"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("writable_roots[0]"), "{err}");
+        let err = load_config(ConfigOverrides {
+            home: Some(dir.path().to_path_buf()),
+            approval_policy: Some("always".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--ask-for-approval"), "{err}");
     }
 
     #[test]

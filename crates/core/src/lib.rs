@@ -8,6 +8,7 @@
 //! records. It never formats text for a terminal and never parses command lines.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod approval;
 pub mod compact;
 pub mod config;
 pub mod goal;

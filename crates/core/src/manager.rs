@@ -302,8 +302,8 @@ impl ThreadManager {
                 config.reasoning_summary.as_deref().unwrap_or("auto"),
                 config.compaction.context_window,
                 config.compaction.auto_compact_limit,
-                "never",
-                &config.sandbox_mode,
+                config.approval_policy.as_str(),
+                config.sandbox_mode.as_str(),
                 &[],
             );
         }

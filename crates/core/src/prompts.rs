@@ -24,17 +24,53 @@ pub fn base_instructions(custom: Option<&str>, cwd: &Path, sandbox_mode: &str) -
     )
 }
 
+/// What the model is told about the sandbox its commands run in.
+#[derive(Clone, Debug)]
+pub struct SandboxContext {
+    /// `read-only`, `workspace-write`, `danger-full-access`.
+    pub mode: String,
+    /// How the mode is enforced here (`landlock-abi-7+seccomp`, `none`, `unavailable`).
+    pub enforcement: String,
+    /// `never`, `on-request`, ...
+    pub approval_policy: String,
+    /// Whether commands may use the network.
+    pub network_access: bool,
+    /// Where commands may write.
+    pub writable_roots: Vec<String>,
+}
+
 /// The `<environment_context>` user message.
-pub fn environment_context(cwd: &Path, sandbox_mode: &str, date: &str) -> String {
+pub fn environment_context(cwd: &Path, date: &str, sandbox: &SandboxContext) -> String {
     let shell = std::env::var("SHELL").unwrap_or_else(|_| "bash".to_string());
     let cwd = cwd.display().to_string();
+    let roots = sandbox
+        .writable_roots
+        .iter()
+        .map(|root| format!("\n    <root>{root}</root>"))
+        .collect::<String>();
+    let roots = if roots.is_empty() {
+        roots
+    } else {
+        format!("{roots}\n  ")
+    };
     render(
         ENVIRONMENT_CONTEXT,
         &[
             ("cwd", &cwd),
             ("shell", &shell),
             ("date", date),
-            ("sandbox_mode", sandbox_mode),
+            ("approval_policy", &sandbox.approval_policy),
+            ("sandbox_mode", &sandbox.mode),
+            ("sandbox_enforcement", &sandbox.enforcement),
+            (
+                "network_access",
+                if sandbox.network_access {
+                    "enabled"
+                } else {
+                    "restricted"
+                },
+            ),
+            ("writable_roots", &roots),
         ],
     )
 }
@@ -66,9 +102,30 @@ mod tests {
         let base = base_instructions(None, Path::new("/w"), "workspace-write");
         assert!(!base.contains("{{"), "{base}");
         assert!(base.contains("/w"));
-        let env = environment_context(Path::new("/w"), "read-only", "2026-11-25");
+        let sandbox = SandboxContext {
+            mode: "workspace-write".into(),
+            enforcement: "landlock-abi-7+seccomp".into(),
+            approval_policy: "on-request".into(),
+            network_access: false,
+            writable_roots: vec!["/w".into(), "/tmp".into()],
+        };
+        let env = environment_context(Path::new("/w"), "2026-11-25", &sandbox);
         assert!(!env.contains("{{"), "{env}");
         assert!(env.contains("<cwd>/w</cwd>"));
+        assert!(
+            env.contains("<sandbox_mode>workspace-write</sandbox_mode>"),
+            "{env}"
+        );
+        assert!(
+            env.contains("<network_access>restricted</network_access>"),
+            "{env}"
+        );
+        assert!(
+            env.contains(
+                "<writable_roots>\n    <root>/w</root>\n    <root>/tmp</root>\n  </writable_roots>"
+            ),
+            "{env}"
+        );
     }
 
     #[test]

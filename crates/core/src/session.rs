@@ -4,8 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use quest_model::{ModelClient, Prompt};
+use quest_protocol::sandbox::SandboxMode;
 use quest_protocol::{ResponseItem, ThreadId, TurnId};
 use quest_state::Store;
+use quest_tools::sandbox::{KernelSupport, Sandbox};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -75,6 +77,25 @@ pub struct Session {
 }
 
 impl Session {
+    /// The sandbox of this thread's commands and patches: the configured policy around the
+    /// thread's workspace, keeping Quest's home (and config) read-only.
+    pub fn sandbox(&self) -> Sandbox {
+        Sandbox::new(
+            self.config.sandbox_policy.clone(),
+            &self.config.cwd,
+            vec![self.config.home.clone()],
+        )
+    }
+
+    /// The environment of this thread's commands: Quest's environment filtered by
+    /// `[shell_environment_policy]`, without the provider's key variable.
+    pub fn command_env(&self) -> Vec<(String, String)> {
+        let env_key = self.config.model_provider.env_key.as_deref();
+        self.config
+            .shell_environment_policy
+            .build(std::env::vars(), env_key.as_slice())
+    }
+
     /// `gen_ai.provider.name`: `openai` for the built-in provider, else the provider id.
     pub fn provider_name(&self) -> &str {
         &self.config.model_provider_id
@@ -173,8 +194,8 @@ impl Session {
             "context_window_id": window_id,
             "request_kind": kind.as_str(),
             "turn_trigger": match trigger { TurnTrigger::User => "exec", TurnTrigger::Goal => "goal" },
-            "sandbox": "none",
-            "sandbox_mode": self.config.sandbox_mode,
+            "sandbox": KernelSupport::detect().enforcement(self.config.sandbox_mode),
+            "sandbox_mode": self.config.sandbox_mode.as_str(),
             "model": self.config.model,
         })
         .to_string();
@@ -268,6 +289,31 @@ impl History {
     }
 }
 
+/// The sandbox as the model is told about it: the mode, how this system enforces it, the
+/// approval policy, network and writable roots.
+pub fn sandbox_context(config: &Config) -> prompts::SandboxContext {
+    let sandbox = Sandbox::new(
+        config.sandbox_policy.clone(),
+        &config.cwd,
+        vec![config.home.clone()],
+    );
+    let writable_roots = match config.sandbox_mode {
+        SandboxMode::DangerFullAccess => Vec::new(),
+        SandboxMode::ReadOnly | SandboxMode::WorkspaceWrite => sandbox
+            .writable_roots()
+            .into_iter()
+            .map(|root| root.root.display().to_string())
+            .collect(),
+    };
+    prompts::SandboxContext {
+        mode: config.sandbox_mode.as_str().to_string(),
+        enforcement: KernelSupport::detect().enforcement(config.sandbox_mode),
+        approval_policy: config.approval_policy.as_str().to_string(),
+        network_access: config.sandbox_policy.has_network(),
+        writable_roots,
+    }
+}
+
 /// The items every new thread starts with: base instructions, `AGENTS.md`, environment context.
 pub fn initial_items(config: &Config) -> Vec<ResponseItem> {
     let custom = config
@@ -276,7 +322,7 @@ pub fn initial_items(config: &Config) -> Vec<ResponseItem> {
         .and_then(|path| std::fs::read_to_string(path).ok());
     let mut items = vec![ResponseItem::text_message(
         "developer",
-        prompts::base_instructions(custom.as_deref(), &config.cwd, &config.sandbox_mode),
+        prompts::base_instructions(custom.as_deref(), &config.cwd, config.sandbox_mode.as_str()),
     )];
     if let Some(doc) = prompts::project_doc(&config.cwd, config.project_doc_max_bytes) {
         items.push(ResponseItem::text_message("user", doc));
@@ -284,7 +330,7 @@ pub fn initial_items(config: &Config) -> Vec<ResponseItem> {
     let date = chrono::Local::now().format("%Y-%m-%d").to_string();
     items.push(ResponseItem::text_message(
         "user",
-        prompts::environment_context(&config.cwd, &config.sandbox_mode, &date),
+        prompts::environment_context(&config.cwd, &date, &sandbox_context(config)),
     ));
     items
 }

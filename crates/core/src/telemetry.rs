@@ -350,6 +350,18 @@ impl Telemetry {
     }
 }
 
+/// Values scrubbed from exported tool results wherever they appear: the provider's API key.
+fn known_secrets(config: &Config) -> Vec<String> {
+    config
+        .model_provider
+        .env_key
+        .as_deref()
+        .and_then(|name| std::env::var(name).ok())
+        .filter(|value| !value.trim().is_empty())
+        .into_iter()
+        .collect()
+}
+
 /// What a thread needs to build its [`SessionTelemetry`].
 #[derive(Clone, Debug, Default)]
 pub struct ThreadTelemetry {
@@ -379,7 +391,8 @@ impl ThreadTelemetry {
             terminal,
             "exec".to_string(),
         )
-        .with_tool_result_max_bytes(self.tool_result_max_bytes);
+        .with_tool_result_max_bytes(self.tool_result_max_bytes)
+        .with_known_secrets(known_secrets(config));
         if let Some(metrics) = &self.metrics {
             session = session.with_metrics(metrics.clone());
         }

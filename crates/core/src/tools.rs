@@ -11,6 +11,7 @@ use quest_protocol::exec_events::{FileUpdateChange, PatchApplyStatus};
 use quest_tools::apply_patch::{
     apply_patch, declared_changes, format_for_model as format_patch_for_model, parse_patch,
 };
+use quest_tools::sandbox::Sandbox;
 use quest_tools::shell::{
     CommandLine, ExecRequest, display_command, format_for_model, run_command,
 };
@@ -130,8 +131,12 @@ pub struct ToolContext {
     pub shell_timeout: Duration,
     /// Output cap per command.
     pub max_output_bytes: usize,
-    /// Extra environment for spawned processes (e.g. `TRACEPARENT`).
+    /// The environment of spawned processes, after `[shell_environment_policy]`.
+    pub base_env: Vec<(String, String)>,
+    /// Extra environment for spawned processes (e.g. `TRACEPARENT`), set over `base_env`.
     pub env: Vec<(String, String)>,
+    /// The sandbox commands and patches obey.
+    pub sandbox: Sandbox,
     /// Cancelled when the turn is interrupted.
     pub cancel: CancellationToken,
 }
@@ -229,7 +234,7 @@ pub async fn run_builtin_tool(
                     Err(result) => return result,
                 }
             };
-            run_patch(call, &ctx.cwd, emit, &input)
+            run_patch(call, ctx, emit, &input)
         }
         other => ToolResult::refused(call, format!("unsupported call: {other}")),
     }
@@ -265,17 +270,19 @@ async fn run_shell(
         call_id: call.call_id.clone(),
         command: command.clone(),
     });
+    let mut env = ctx.base_env.clone();
+    env.extend(ctx.env.iter().cloned());
     let request = ExecRequest {
         command: line,
         cwd,
         timeout: timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(ctx.shell_timeout),
-        env: ctx.env.clone(),
+        env,
         max_output_bytes: ctx.max_output_bytes,
         stdin: Default::default(),
-        clear_env: false,
-        sandbox: None,
+        clear_env: true,
+        sandbox: Some(ctx.sandbox.clone()),
     };
     match run_command(request, ctx.cancel.clone()).await {
         Ok(output) => {
@@ -319,10 +326,11 @@ async fn run_shell(
 
 fn run_patch(
     call: &ToolCall,
-    cwd: &Path,
+    ctx: &ToolContext,
     emit: &(dyn Fn(EventMsg) + Send + Sync),
     input: &str,
 ) -> ToolResult {
+    let cwd = ctx.cwd.as_path();
     let started = std::time::Instant::now();
     let patch = parse_patch(input);
     // The files the patch names, for the `file_change` item of a patch that fails.
@@ -333,6 +341,23 @@ fn run_patch(
     .iter()
     .map(FileUpdateChange::from)
     .collect();
+    // The patch obeys the same writable roots as commands.
+    if let Ok(patch) = &patch
+        && let Some(objection) = patch
+            .changes()
+            .iter()
+            .flat_map(|c| std::iter::once(&c.path).chain(c.move_path.as_ref()))
+            .find_map(|path| ctx.sandbox.check_write(&cwd.join(path)).err())
+    {
+        let message = format!("apply_patch refused: {objection}");
+        emit(EventMsg::PatchApplied {
+            call_id: call.call_id.clone(),
+            changes: attempted,
+            status: PatchApplyStatus::Failed,
+            message: message.clone(),
+        });
+        return ToolResult::refused(call, message);
+    }
     let result = patch.and_then(|patch| apply_patch(cwd, &patch));
     // The model sees the patch as a command result, as with Codex.
     let output = format_patch_for_model(&result, started.elapsed());

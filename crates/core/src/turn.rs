@@ -655,7 +655,9 @@ async fn run_calls(
         cwd: session.config.cwd.clone(),
         shell_timeout: std::time::Duration::from_millis(session.config.tools.shell_timeout_ms),
         max_output_bytes: session.config.tools.max_output_bytes,
+        base_env: session.command_env(),
         env: Vec::new(),
+        sandbox: session.sandbox(),
         cancel: cancel.clone(),
     };
     let kinds: Vec<_> = calls.iter().map(tool_order::concurrency).collect();

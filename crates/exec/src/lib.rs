@@ -5,6 +5,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod processor;
+pub mod sanitize;
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -62,10 +63,14 @@ pub struct ExecArgs {
     /// Sandbox mode: read-only, workspace-write, danger-full-access.
     #[arg(short = 's', long, global = true)]
     pub sandbox: Option<String>,
+    /// When to ask before running a command: untrusted, on-failure, on-request, never (the
+    /// default). Nobody answers in exec: a request is denied and the model is told.
+    #[arg(short = 'a', long = "ask-for-approval", global = true)]
+    pub ask_for_approval: Option<String>,
     /// Working directory of the thread.
     #[arg(short = 'C', long = "cd", global = true)]
     pub cd: Option<PathBuf>,
-    /// Extra writable directories (accepted; recorded only).
+    /// Extra writable directories for the workspace-write sandbox.
     #[arg(long = "add-dir", global = true)]
     pub add_dir: Vec<PathBuf>,
     /// Run outside a git repository.
@@ -184,6 +189,8 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         cwd: args.cd.clone(),
         model: args.model.clone(),
         sandbox_mode: args.sandbox.clone(),
+        approval_policy: args.ask_for_approval.clone(),
+        add_dirs: args.add_dir.clone(),
         raw_overrides: args.config.clone(),
     })
     .map_err(|e| usage(e.to_string()))?;
@@ -322,7 +329,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     if let (OutputMode::Human { .. }, Some(text)) = (mode, &processor.last_message)
         && code == 0
     {
-        println!("{text}");
+        println!("{}", sanitize::strip_terminal_escapes(text));
     }
     Ok(code)
 }

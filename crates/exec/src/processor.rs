@@ -283,7 +283,10 @@ impl EventProcessor {
         }
     }
 
+    /// Prints one progress line; command output and model text in it are stripped of terminal
+    /// control sequences first, so only this styling reaches the terminal.
     fn human(&self, text: &str, style: Style) {
+        let text = crate::sanitize::strip_terminal_escapes(text);
         let color = matches!(self.mode, OutputMode::Human { color: true });
         let mut err = std::io::stderr().lock();
         let _ = if color {

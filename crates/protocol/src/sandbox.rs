@@ -155,6 +155,52 @@ impl ReviewDecision {
     }
 }
 
+/// Why a command needs a person's approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalReason {
+    /// The model asked to run the command outside the sandbox (`on-request`).
+    EscalationRequested,
+    /// The command failed in the sandbox; approving runs it again without the sandbox
+    /// (`on-failure`).
+    SandboxDenied,
+    /// The command is not known to be read-only (`untrusted`).
+    Untrusted,
+    /// A file change writes outside the writable roots.
+    OutsideWritableRoots,
+}
+
+/// A command waiting for a person's decision. The turn that asked waits until an
+/// `ExecApproval` op with the same `call_id` answers it (or the turn is interrupted).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecApprovalRequest {
+    /// The tool call; the answer names it.
+    pub call_id: String,
+    /// The command as displayed (`/bin/bash -lc 'cargo test'`).
+    pub command: String,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    /// Why approval is needed.
+    pub reason: ApprovalReason,
+    /// The model's justification, or what failed in the sandbox.
+    pub justification: Option<String>,
+    /// Whether approving runs the command without the sandbox.
+    pub unsandboxed: bool,
+}
+
+/// A file change waiting for a person's decision, answered by a `PatchApproval` op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchApprovalRequest {
+    /// The tool call; the answer names it.
+    pub call_id: String,
+    /// The files the patch touches.
+    pub changes: Vec<crate::exec_events::FileUpdateChange>,
+    /// Why approval is needed.
+    pub reason: ApprovalReason,
+    /// What the sandbox objected to.
+    pub justification: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

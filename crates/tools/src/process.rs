@@ -57,6 +57,7 @@ struct ProcStat {
     pid: i32,
     ppid: i32,
     pgrp: i32,
+    session: i32,
     zombie: bool,
 }
 
@@ -70,10 +71,12 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     let state = fields.next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
     Some(ProcStat {
         pid,
         ppid,
         pgrp,
+        session,
         zombie: state == "Z",
     })
 }
@@ -92,22 +95,14 @@ fn all_processes() -> Vec<ProcStat> {
     .collect()
 }
 
-/// Members of the groups in `groups` plus, transitively, every child of a member or of such a
-/// child, and (with `root`) every descendant of `root`.
-fn tree(procs: &[ProcStat], groups: &BTreeSet<i32>, root: Option<i32>) -> BTreeSet<i32> {
+/// The processes matching `is_root` plus, transitively, every child of one of them.
+fn tree(procs: &[ProcStat], is_root: impl Fn(&ProcStat) -> bool) -> BTreeSet<i32> {
     let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for p in procs {
         children.entry(p.ppid).or_default().push(p.pid);
     }
-    let mut found: BTreeSet<i32> = procs
-        .iter()
-        .filter(|p| groups.contains(&p.pgrp))
-        .map(|p| p.pid)
-        .collect();
+    let mut found: BTreeSet<i32> = procs.iter().filter(|p| is_root(p)).map(|p| p.pid).collect();
     let mut stack: Vec<i32> = found.iter().copied().collect();
-    if let Some(root) = root {
-        stack.push(root);
-    }
     while let Some(pid) = stack.pop() {
         for &child in children.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
             if found.insert(child) {
@@ -115,56 +110,70 @@ fn tree(procs: &[ProcStat], groups: &BTreeSet<i32>, root: Option<i32>) -> BTreeS
             }
         }
     }
-    if let Some(root) = root {
-        found.remove(&root);
-    }
     found
+}
+
+/// Whether `p` was started by a command: a member of a command's group, or a child of Quest
+/// (`me`, in group `my_group`) that leads a session of its own — an orphan that escaped with
+/// `setsid` and was adopted. Quest's other children (the notify program, MCP servers) stay in
+/// Quest's session and are not matched.
+fn started_by_command(p: &ProcStat, groups: &BTreeSet<i32>, me: i32, my_group: i32) -> bool {
+    groups.contains(&p.pgrp) || (p.ppid == me && p.session == p.pid && p.pgrp != my_group)
 }
 
 /// Sends `signal` to the group `pgid` and to every process descended from one of its members
 /// (those that left the group with `setsid` included).
 pub(crate) fn kill_group_tree(pgid: i32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pgid), signal);
-    let groups = BTreeSet::from([pgid]);
-    for pid in tree(&all_processes(), &groups, None) {
+    for pid in tree(&all_processes(), |p| p.pgrp == pgid) {
         let _ = kill(Pid::from_raw(pid), signal);
     }
 }
 
 /// Kills (`SIGKILL`) every process commands started that is still alive: every registered
-/// group, the descendants of their members, and every descendant of Quest adopted as an orphan.
-/// Front-ends call it when Quest exits: it kills every descendant of Quest, whoever started it.
+/// group, the processes that escaped one with `setsid` (found through their parents, or adopted
+/// by Quest), and their descendants. Front-ends call it when Quest exits.
 pub fn kill_all() {
-    let groups = std::mem::take(&mut *lock(&GROUPS));
+    let groups = lock(&GROUPS).clone();
     for &pgid in &groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
     let me = std::process::id() as i32;
+    let my_group = nix::unistd::getpgrp().as_raw();
     // Killing a parent re-parents its children to Quest; a few passes catch them.
     for _ in 0..3 {
         let procs = all_processes();
-        let alive: BTreeSet<i32> = procs.iter().filter(|p| !p.zombie).map(|p| p.pid).collect();
-        let victims: Vec<i32> = tree(&procs, &groups, Some(me))
-            .into_iter()
-            .filter(|pid| alive.contains(pid))
+        let victims = tree(&procs, |p| started_by_command(p, &groups, me, my_group));
+        let alive: Vec<i32> = procs
+            .iter()
+            .filter(|p| !p.zombie && victims.contains(&p.pid))
+            .map(|p| p.pid)
             .collect();
-        if victims.is_empty() {
-            break;
-        }
-        for pid in &victims {
+        for pid in &alive {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }
         reap_orphans();
+        if alive.is_empty() {
+            break;
+        }
     }
+    lock(&GROUPS).clear();
 }
 
-/// Reaps exited orphans that were re-parented to Quest (see [`supervise_children`]); the
-/// direct children of running commands are left to their own `wait`.
+/// Reaps exited orphans that were re-parented to Quest (see [`supervise_children`]) and were
+/// started by a command. Direct children of running commands are left to their own `wait`, and
+/// so are Quest's other children, whose spawners wait for them.
 pub fn reap_orphans() {
     let me = std::process::id() as i32;
+    let my_group = nix::unistd::getpgrp().as_raw();
     let running = lock(&RUNNING).clone();
+    let groups = lock(&GROUPS).clone();
     for p in all_processes() {
-        if p.ppid == me && p.zombie && !running.contains(&p.pid) {
+        if p.ppid == me
+            && p.zombie
+            && started_by_command(&p, &groups, me, my_group)
+            && !running.contains(&p.pid)
+        {
             let _ = waitpid(Pid::from_raw(p.pid), Some(WaitPidFlag::WNOHANG));
         }
     }
@@ -176,70 +185,51 @@ mod tests {
 
     #[test]
     fn stat_lines_with_odd_names_parse() {
-        let p = parse_stat("4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 99").unwrap();
+        let p = parse_stat("4242 (my (odd) name) S 1 4242 4240 0 -1 4194560 99").unwrap();
         assert_eq!(
             p,
             ProcStat {
                 pid: 4242,
                 ppid: 1,
                 pgrp: 4242,
+                session: 4240,
                 zombie: false
             }
         );
-        assert!(parse_stat("12 (x) Z 3 12 12").unwrap().zombie);
+        assert!(parse_stat("12 (x) Z 3 12 12 0").unwrap().zombie);
         assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
-    fn tree_follows_groups_and_parents() {
+    fn tree_follows_groups_parents_and_adopted_escapes() {
+        let stat = |pid, ppid, pgrp, session| ProcStat {
+            pid,
+            ppid,
+            pgrp,
+            session,
+            zombie: false,
+        };
+        // Quest is pid 5 in group 5, session 1.
         let procs = [
-            ProcStat {
-                pid: 10,
-                ppid: 1,
-                pgrp: 10,
-                zombie: false,
-            },
-            ProcStat {
-                pid: 11,
-                ppid: 10,
-                pgrp: 10,
-                zombie: false,
-            },
+            stat(10, 5, 10, 1),
+            stat(11, 10, 10, 1),
             // Escaped with setsid, parent still alive.
-            ProcStat {
-                pid: 12,
-                ppid: 11,
-                pgrp: 12,
-                zombie: false,
-            },
-            ProcStat {
-                pid: 13,
-                ppid: 12,
-                pgrp: 12,
-                zombie: false,
-            },
+            stat(12, 11, 12, 12),
+            stat(13, 12, 12, 12),
             // Unrelated.
-            ProcStat {
-                pid: 20,
-                ppid: 1,
-                pgrp: 20,
-                zombie: false,
-            },
-            // Adopted by Quest (pid 5).
-            ProcStat {
-                pid: 30,
-                ppid: 5,
-                pgrp: 30,
-                zombie: false,
-            },
+            stat(20, 1, 20, 20),
+            // Escaped with setsid and adopted by Quest.
+            stat(30, 5, 30, 30),
+            // Quest's own child (notify program): not a command's.
+            stat(40, 5, 5, 1),
         ];
         let groups = BTreeSet::from([10]);
         assert_eq!(
-            tree(&procs, &groups, None),
+            tree(&procs, |p| p.pgrp == 10),
             BTreeSet::from([10, 11, 12, 13])
         );
         assert_eq!(
-            tree(&procs, &groups, Some(5)),
+            tree(&procs, |p| started_by_command(p, &groups, 5, 5)),
             BTreeSet::from([10, 11, 12, 13, 30])
         );
     }

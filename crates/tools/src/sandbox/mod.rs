@@ -264,11 +264,12 @@ pub struct KernelSupport {
 }
 
 impl KernelSupport {
-    /// Probes the running kernel.
+    /// Probes the running kernel (once per process).
     pub fn detect() -> Self {
         #[cfg(target_os = "linux")]
         {
-            linux::kernel_support()
+            static SUPPORT: std::sync::OnceLock<KernelSupport> = std::sync::OnceLock::new();
+            *SUPPORT.get_or_init(linux::kernel_support)
         }
         #[cfg(not(target_os = "linux"))]
         {
