@@ -12,6 +12,9 @@ use serde_json::Value;
 pub struct TestEnv {
     pub home: tempfile::TempDir,
     pub work: tempfile::TempDir,
+    /// `$HOME` of the run: login shells of commands must not pick up the machine user's profile
+    /// (which may write to places the sandbox keeps read-only and print about it).
+    pub user_home: tempfile::TempDir,
 }
 
 impl TestEnv {
@@ -19,6 +22,7 @@ impl TestEnv {
         TestEnv {
             home: tempfile::tempdir().unwrap(),
             work: tempfile::tempdir().unwrap(),
+            user_home: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -41,6 +45,7 @@ impl TestEnv {
     pub fn quest_bare(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quest"));
         cmd.env("QUEST_HOME", self.home())
+            .env("HOME", self.user_home.path())
             .env("TEST_API_KEY", "sk-test")
             .env_remove("QUEST_API_KEY")
             .env_remove("CODEX_API_KEY")
