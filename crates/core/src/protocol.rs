@@ -22,7 +22,6 @@ pub fn turn_error_from_model(err: &ModelError) -> TurnError {
         ModelError::UnexpectedStatus { .. } => TurnErrorKind::UnexpectedStatus,
         ModelError::RateLimited { .. } => TurnErrorKind::RateLimited,
         ModelError::Stream { .. } => TurnErrorKind::StreamDisconnected,
-        ModelError::RetryDelayTooLong { .. } => TurnErrorKind::RetryDelayTooLong,
         ModelError::ConnectionFailed { .. } => TurnErrorKind::ConnectionFailed,
     };
     TurnError {

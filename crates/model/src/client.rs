@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::error::ModelError;
 use crate::provider::ModelProviderInfo;
-use crate::retry::{backoff, retry_after, try_again_in};
+use crate::retry::{backoff, clamp_delay, retry_after, try_again_in};
 use crate::sse::{SseDecoder, SseFrame, WireEvent, decode_event};
 
 /// Client-wide options that do not come from the provider table.
@@ -25,8 +25,8 @@ pub struct ClientOptions {
     pub api_key_override: Option<String>,
     /// First backoff delay (default 200 ms); later ones double.
     pub backoff_base: Duration,
-    /// Longest delay Quest waits for a retry (default 120 s). Longer server hints fail the call
-    /// with [`ModelError::RetryDelayTooLong`]; computed backoff is capped here.
+    /// Longest delay Quest waits for a retry (default 120 s). Longer server hints (however large)
+    /// are clamped to it, and so is computed backoff.
     pub max_retry_delay: Duration,
     /// Appended to the user agent after a space, e.g. `xterm (quest_exec; 0.1.0)`.
     pub user_agent_suffix: Option<String>,
@@ -297,8 +297,7 @@ impl AttemptError {
             | ModelError::InvalidRequest { .. }
             | ModelError::InternalServerError
             | ModelError::RetryLimit { .. }
-            | ModelError::UnexpectedStatus { .. }
-            | ModelError::RetryDelayTooLong { .. } => "_OTHER",
+            | ModelError::UnexpectedStatus { .. } => "_OTHER",
         }
         .to_string()
     }
@@ -442,15 +441,13 @@ impl ModelClient {
                     retries + 1,
                     inner.opts.max_retry_delay,
                 )),
-                Retry::After(hint) if hint > inner.opts.max_retry_delay => {
-                    attempt.finish(Some(&failure), None, on_event);
-                    return Err(ModelError::RetryDelayTooLong {
-                        requested: hint,
-                        max: inner.opts.max_retry_delay,
-                        detail: failure.error.user_message(),
-                    });
+                Retry::After(hint) => {
+                    let delay = clamp_delay(hint, inner.opts.max_retry_delay);
+                    if delay < hint {
+                        tracing::warn!(requested = ?hint, ?delay, "server retry hint clamped to max_retry_delay");
+                    }
+                    Some(delay)
                 }
-                Retry::After(hint) => Some(hint),
             };
             attempt.finish(Some(&failure), delay, on_event);
             let Some(delay) = delay else {
@@ -611,16 +608,10 @@ impl ModelClient {
             }
             let hint = retry_after(response.headers(), chrono::Utc::now());
             if status.is_server_error() && can_retry {
-                let delay = hint.unwrap_or_else(retry_backoff);
-                if delay > inner.opts.max_retry_delay {
-                    let error = status_error(response, inner.url.as_str()).await.error;
-                    let failure = AttemptError::never(ModelError::RetryDelayTooLong {
-                        requested: delay,
-                        max: inner.opts.max_retry_delay,
-                        detail: error.user_message(),
-                    });
-                    return Err((failure, current));
-                }
+                let delay = match hint {
+                    Some(hint) => clamp_delay(hint, inner.opts.max_retry_delay),
+                    None => retry_backoff(),
+                };
                 // Drain the body so the connection can be reused.
                 let failure = status_error(response, inner.url.as_str()).await;
                 tracing::debug!(attempt, %status, ?delay, "server error, retrying");

@@ -1,8 +1,6 @@
 //! The model error taxonomy: what went wrong with a model call, whether it was retried, and the
 //! message a user sees.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Datelike, Local, TimeZone};
 use http::StatusCode;
 use serde_json::json;
@@ -106,20 +104,6 @@ pub enum ModelError {
         /// What happened, e.g. `stream closed before response.completed`.
         message: String,
     },
-    /// The server asked to wait longer than the configured maximum retry delay. Not retried.
-    #[error(
-        "the server asked to retry in {}s, more than the {}s Quest waits at most ({detail})",
-        fmt_secs(requested),
-        fmt_secs(max)
-    )]
-    RetryDelayTooLong {
-        /// The requested delay.
-        requested: Duration,
-        /// The configured maximum.
-        max: Duration,
-        /// The error that came with the hint.
-        detail: String,
-    },
     /// The connection could not be established (refused, DNS, TLS, timeout before response
     /// headers) after the layer-1 retries. Not retried at layer 2 (bounded, unlike Codex).
     #[error("Connection failed: {message}")]
@@ -140,15 +124,6 @@ fn suffix(cf_ray: Option<&str>, request_id: Option<&str>) -> String {
         out.push_str(id);
     }
     out
-}
-
-fn fmt_secs(d: &Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs.fract() == 0.0 {
-        format!("{secs:.0}")
-    } else {
-        format!("{secs:.1}")
-    }
 }
 
 impl ModelError {
@@ -196,9 +171,6 @@ impl ModelError {
                 _ => with_status("responseStreamConnectionFailed", Some(*status)),
             },
             ModelError::Stream { .. } => with_status("responseStreamDisconnected", None),
-            ModelError::RetryDelayTooLong { .. } => {
-                with_status("responseTooManyFailedAttempts", None)
-            }
             ModelError::ConnectionFailed { .. } => with_status("httpConnectionFailed", None),
             ModelError::MissingEnvVar { .. }
             | ModelError::InvalidConfig { .. }
@@ -223,7 +195,6 @@ impl ModelError {
             ModelError::UnexpectedStatus { .. } => "unexpected_status",
             ModelError::RateLimited { .. } => "rate_limited",
             ModelError::Stream { .. } => "stream_disconnected",
-            ModelError::RetryDelayTooLong { .. } => "retry_delay_too_long",
             ModelError::ConnectionFailed { .. } => "connection_failed",
         }
     }

@@ -153,23 +153,76 @@ async fn retry_after_ms_is_honoured_quest_deviation() {
     );
 }
 
+/// Issue 17: a hint longer than `max_retry_delay` is clamped to it (it used to fail the call;
+/// values beyond what a `Duration` holds panicked the task).
 #[tokio::test]
-async fn server_hint_longer_than_max_retry_delay_fails_with_the_hint() {
-    let mock = quest_mock_model::MockModel::start(always(
-        Step::http_error(429, json!({"error":{"type":"rate_limit_exceeded"}}))
-            .retry_after_secs(300),
-    ))
+async fn server_hints_longer_than_max_retry_delay_are_clamped() {
+    for (name, value) in [
+        ("retry-after", "300"),
+        ("retry-after", "1e30"),
+        ("retry-after", "18446744073709551616"),
+        ("retry-after", "inf"),
+        ("retry-after-ms", "1e30"),
+    ] {
+        let mock = quest_mock_model::MockModel::start(always(
+            Step::http_error(429, json!({"error":{"type":"rate_limit_exceeded"}}))
+                .with_header(name, value),
+        ))
+        .await;
+        let mut opts = options();
+        opts.max_retry_delay = MS(150);
+        let mut p = provider(&mock);
+        p.stream_max_retries = Some(2);
+        let client = ModelClient::new(p, opts).unwrap();
+        let run = run_with(&client, &prompt()).await;
+        assert_eq!(mock.request_count(), 3, "{name}: {value}");
+        assert_gaps(&mock.gaps(), &[MS(150), MS(150)]);
+        assert_eq!(
+            run.err().user_message(),
+            "exceeded retry limit, last status: 429 Too Many Requests",
+            "{name}: {value}"
+        );
+        let delays: Vec<Duration> = run.retries().iter().map(|r| r.2).collect();
+        assert_eq!(delays, [MS(150), MS(150)], "{name}: {value}");
+    }
+}
+
+/// The transport layer clamps a 5xx hint the same way.
+#[tokio::test]
+async fn transport_retry_hint_on_5xx_is_clamped() {
+    let mock = quest_mock_model::MockModel::start(
+        Script::new([Step::http_error(503, json!({"error":{"message":"busy"}}))
+            .with_header("retry-after", "1e30")])
+        .with_default(Step::message("ok")),
+    )
     .await;
     let mut opts = options();
-    opts.max_retry_delay = Duration::from_secs(120);
+    opts.max_retry_delay = MS(100);
     let client = ModelClient::new(provider(&mock), opts).unwrap();
     let run = run_with(&client, &prompt()).await;
-    assert_eq!(mock.request_count(), 1);
-    assert_eq!(
-        run.err().user_message(),
-        "the server asked to retry in 300s, more than the 120s Quest waits at most (exceeded retry limit, last status: 429 Too Many Requests)"
-    );
-    assert!(run.retries().is_empty());
+    run.ok();
+    assert_eq!(mock.request_count(), 2);
+    assert_gaps(&mock.gaps(), &[MS(100)]);
+}
+
+/// "try again in N s" with an absurd N in a `response.failed` is clamped as well.
+#[tokio::test]
+async fn huge_try_again_in_hint_is_clamped() {
+    let mock = quest_mock_model::MockModel::start(
+        Script::new([Step::failed(
+            "rate_limit_exceeded",
+            "Rate limit reached. Please try again in 99999999999999999999999999s.",
+        )])
+        .with_default(Step::message("ok")),
+    )
+    .await;
+    let mut opts = options();
+    opts.max_retry_delay = MS(100);
+    let client = ModelClient::new(provider(&mock), opts).unwrap();
+    let run = run_with(&client, &prompt()).await;
+    run.ok();
+    assert_eq!(mock.request_count(), 2);
+    assert_eq!(run.retries()[0].2, MS(100));
 }
 
 /// Gaps of `turns` layer-2 attempts, each made of `1 + transport` HTTP attempts.

@@ -183,8 +183,6 @@ pub enum TurnErrorKind {
     RateLimited,
     /// The stream ended before `response.completed`.
     StreamDisconnected,
-    /// The server asked for a retry delay beyond the configured maximum.
-    RetryDelayTooLong,
     /// The provider could not be reached.
     ConnectionFailed,
     /// The provider's API key variable is unset.
@@ -211,7 +209,6 @@ impl TurnErrorKind {
             TurnErrorKind::UnexpectedStatus => "unexpected_status",
             TurnErrorKind::RateLimited => "rate_limited",
             TurnErrorKind::StreamDisconnected => "stream_disconnected",
-            TurnErrorKind::RetryDelayTooLong => "retry_delay_too_long",
             TurnErrorKind::ConnectionFailed => "connection_failed",
             TurnErrorKind::MissingEnvVar => "missing_env_var",
             TurnErrorKind::InvalidConfig => "invalid_config",

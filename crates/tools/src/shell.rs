@@ -15,7 +15,7 @@
 //!   [`DRAIN_AFTER_EXIT`] has passed. Background processes the command started and left running
 //!   (`server &`) are not killed; they lose their output pipe.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -343,13 +343,12 @@ pub async fn run_command(
             source,
         },
     })?;
-    let mut guard = GroupGuard {
-        pgid: child
+    let mut guard = GroupGuard::new(
+        child
             .id()
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw),
-        armed: true,
-    };
+    );
     let mut reader = pipe::Receiver::from_owned_fd(reader.into()).map_err(io_err)?;
 
     let mut output = CappedOutput::new(req.max_output_bytes);
@@ -436,14 +435,41 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+/// Process groups of the commands being run, so that a process about to exit without unwinding
+/// (a second Ctrl-C) can kill them first: [`kill_running_commands`].
+static RUNNING_GROUPS: std::sync::Mutex<BTreeSet<i32>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// Sends `SIGKILL` to the process group of every command still being run by [`run_command`].
+/// For a process that is about to exit without running destructors; returns how many groups
+/// were signalled.
+pub fn kill_running_commands() -> usize {
+    let groups = match RUNNING_GROUPS.lock() {
+        Ok(groups) => groups.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    for pgid in &groups {
+        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+    }
+    groups.len()
+}
+
 /// Kills the process group with `SIGKILL` when dropped while armed (the run's future was dropped
-/// mid-way).
+/// mid-way). Registered in [`RUNNING_GROUPS`] for its lifetime.
 struct GroupGuard {
     pgid: Option<Pid>,
     armed: bool,
 }
 
 impl GroupGuard {
+    fn new(pgid: Option<Pid>) -> Self {
+        if let Some(pgid) = pgid
+            && let Ok(mut groups) = RUNNING_GROUPS.lock()
+        {
+            groups.insert(pgid.as_raw());
+        }
+        GroupGuard { pgid, armed: true }
+    }
+
     fn signal(&self, signal: Signal) {
         if let Some(pgid) = self.pgid {
             // ESRCH means the group is already gone, which is what we want.
@@ -456,6 +482,11 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if self.armed {
             self.signal(Signal::SIGKILL);
+        }
+        if let Some(pgid) = self.pgid
+            && let Ok(mut groups) = RUNNING_GROUPS.lock()
+        {
+            groups.remove(&pgid.as_raw());
         }
     }
 }
