@@ -297,7 +297,9 @@ impl AttemptError {
             | ModelError::InvalidRequest { .. }
             | ModelError::InternalServerError
             | ModelError::RetryLimit { .. }
-            | ModelError::UnexpectedStatus { .. } => "_OTHER",
+            | ModelError::UnexpectedStatus { .. }
+            | ModelError::MalformedEvent { .. }
+            | ModelError::NotEventStream { .. } => "_OTHER",
         }
         .to_string()
     }
@@ -769,6 +771,7 @@ fn sse_kind(event: &WireEvent, data: &str) -> String {
         WireEvent::Failed { .. } => "response.failed",
         WireEvent::Incomplete { .. } => "response.incomplete",
         WireEvent::Unparseable => "parse_error",
+        WireEvent::Malformed { event, .. } => return event.clone(),
         WireEvent::Ignored => {
             #[derive(serde::Deserialize)]
             struct Kind {
@@ -791,6 +794,47 @@ fn response_model(data: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// How much of a body that is not an event stream is read to describe it.
+const NOT_SSE_READ_CAP: usize = 64 * 1024;
+
+/// `application/json`, `application/problem+json`, … (parameters and case ignored).
+fn is_json_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// [`ModelError::NotEventStream`] for a body that starts with `head`.
+fn not_event_stream(
+    status: http::StatusCode,
+    content_type: Option<String>,
+    head: &[u8],
+) -> AttemptError {
+    let text = String::from_utf8_lossy(head);
+    let message = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+        v.pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let detail = message.unwrap_or_else(|| {
+        let body = text.trim();
+        if body.is_empty() {
+            "empty body".to_string()
+        } else {
+            truncate(body, 1000)
+        }
+    });
+    AttemptError::never(ModelError::NotEventStream {
+        status,
+        content_type,
+        detail,
+    })
+}
+
 /// Reads the SSE body until `response.completed` or a failure, reporting every SSE event and
 /// recording the response id, model and usage on the attempt's `span`.
 async fn read_stream(
@@ -800,7 +844,23 @@ async fn read_stream(
     on_event: &mut (dyn FnMut(ResponseEvent) + Send),
     received: &mut Vec<ResponseItem>,
 ) -> Result<(String, TokenUsage), AttemptError> {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut body = response.bytes_stream();
+    if content_type.as_deref().is_some_and(is_json_type) {
+        let mut head = Vec::new();
+        while head.len() < NOT_SSE_READ_CAP {
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(chunk))) => head.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        return Err(not_event_stream(status, content_type, &head));
+    }
     let mut decoder = SseDecoder::new();
     let mut frames: Vec<SseFrame> = Vec::new();
     let mut response_id = String::new();
@@ -815,6 +875,9 @@ async fn read_stream(
         });
         failure
     };
+    // The start of the body while no frame has been seen, to tell a JSON document from a cut
+    // stream when the body ends.
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
     loop {
         let chunk = match tokio::time::timeout(idle, body.next()).await {
             Ok(Some(Ok(chunk))) => chunk,
@@ -826,6 +889,11 @@ async fn read_stream(
                 return Err(stream_error(failure, last_event, on_event));
             }
             Ok(None) => {
+                if let Some(head) = &head
+                    && matches!(head.trim_ascii_start().first(), Some(b'{' | b'['))
+                {
+                    return Err(not_event_stream(status, content_type, head));
+                }
                 let failure = AttemptError::backoff(ModelError::Stream {
                     message: "stream closed before response.completed".to_string(),
                 })
@@ -841,6 +909,13 @@ async fn read_stream(
             }
         };
         decoder.feed(&chunk, &mut frames);
+        if let Some(start) = head.as_mut() {
+            if frames.is_empty() && start.len() < NOT_SSE_READ_CAP {
+                start.extend_from_slice(&chunk[..chunk.len().min(NOT_SSE_READ_CAP - start.len())]);
+            } else {
+                head = None;
+            }
+        }
         for frame in frames.drain(..) {
             let event = decode_event(&frame.data);
             let error = match &event {
@@ -913,6 +988,12 @@ async fn read_stream(
                 } => return Err(classify_failed(code, error_type, message)),
                 WireEvent::Incomplete { reason } => {
                     return Err(AttemptError::never(ModelError::Incomplete { reason }));
+                }
+                WireEvent::Malformed { event, detail } => {
+                    return Err(AttemptError::never(ModelError::MalformedEvent {
+                        event,
+                        detail,
+                    }));
                 }
                 WireEvent::ReasoningTextDelta(_) | WireEvent::Ignored | WireEvent::Unparseable => {}
             }
