@@ -227,3 +227,35 @@ fn second_sigint_exits_at_once_while_a_retry_wait_is_pending() {
     assert_eq!(mock.request_count(), 1);
     drop(collector);
 }
+
+/// Issue 17 item 6: a `timeout_ms` asked for by the model cannot exceed
+/// `[tools] max_shell_timeout_ms`.
+#[test]
+fn model_requested_timeout_is_capped_by_the_configured_maximum() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call(
+            "exec_command",
+            json!({"cmd": "sleep 120", "timeout_ms": 86_400_000u64}),
+        ),
+        Step::message("done"),
+    ]));
+    let env = TestEnv::new();
+    let out = common::run(
+        env.exec(&mock)
+            .args(["-c", "tools.shell_timeout_ms=300"])
+            .args(["-c", "tools.max_shell_timeout_ms=300"])
+            .arg("sleep"),
+        0,
+    );
+    let events = common::jsonl(&out);
+    let command = common::completed_items(&events, "command_execution");
+    assert_eq!(command.len(), 1);
+    assert_eq!(command[0]["status"], "failed");
+    let second = mock.request(1).unwrap();
+    let outputs = second.items_of_type("function_call_output");
+    assert_eq!(outputs.len(), 1);
+    assert!(
+        outputs[0]["output"].as_str().unwrap().contains("Timed out"),
+        "{outputs:?}"
+    );
+}
