@@ -23,6 +23,8 @@ pub fn turn_error_from_model(err: &ModelError) -> TurnError {
         ModelError::RateLimited { .. } => TurnErrorKind::RateLimited,
         ModelError::Stream { .. } => TurnErrorKind::StreamDisconnected,
         ModelError::ConnectionFailed { .. } => TurnErrorKind::ConnectionFailed,
+        ModelError::MalformedEvent { .. } => TurnErrorKind::MalformedEvent,
+        ModelError::NotEventStream { .. } => TurnErrorKind::NotEventStream,
     };
     TurnError {
         message: err.user_message(),

@@ -185,6 +185,10 @@ pub enum TurnErrorKind {
     StreamDisconnected,
     /// The provider could not be reached.
     ConnectionFailed,
+    /// The stream carried an event Quest cannot use (a field of the wrong shape).
+    MalformedEvent,
+    /// A successful answer that was not an event stream (e.g. a JSON document).
+    NotEventStream,
     /// The provider's API key variable is unset.
     MissingEnvVar,
     /// The provider configuration is invalid.
@@ -210,6 +214,8 @@ impl TurnErrorKind {
             TurnErrorKind::RateLimited => "rate_limited",
             TurnErrorKind::StreamDisconnected => "stream_disconnected",
             TurnErrorKind::ConnectionFailed => "connection_failed",
+            TurnErrorKind::MalformedEvent => "malformed_event",
+            TurnErrorKind::NotEventStream => "not_event_stream",
             TurnErrorKind::MissingEnvVar => "missing_env_var",
             TurnErrorKind::InvalidConfig => "invalid_config",
             TurnErrorKind::Internal => "internal",
