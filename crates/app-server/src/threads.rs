@@ -221,7 +221,7 @@ fn codex_error_info(error: &CoreTurnError) -> Value {
         TurnErrorKind::InternalServerError => json!("internalServerError"),
         TurnErrorKind::InvalidRequest | TurnErrorKind::InvalidConfig => json!("badRequest"),
         TurnErrorKind::MissingEnvVar => json!("unauthorized"),
-        TurnErrorKind::RateLimited | TurnErrorKind::RetryDelayTooLong => json!("rateLimitExceeded"),
+        TurnErrorKind::RateLimited => json!("rateLimitExceeded"),
         TurnErrorKind::RetryLimit | TurnErrorKind::UnexpectedStatus => {
             json!({"responseTooManyFailedAttempts": {"httpStatusCode": null}})
         }
@@ -231,7 +231,9 @@ fn codex_error_info(error: &CoreTurnError) -> Value {
         TurnErrorKind::ConnectionFailed => {
             json!({"httpConnectionFailed": {"httpStatusCode": null}})
         }
-        TurnErrorKind::Internal => json!("other"),
+        TurnErrorKind::Internal | TurnErrorKind::MalformedEvent | TurnErrorKind::NotEventStream => {
+            json!("other")
+        }
     }
 }
 

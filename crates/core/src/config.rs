@@ -1,8 +1,10 @@
 //! Configuration: `$QUEST_HOME/config.toml`, `-c key=value` overrides and command-line flags,
 //! resolved into one [`Config`].
 //!
-//! Unknown keys are collected as warnings (a typo must not stop a run); a value of the wrong type
-//! fails with the dotted key and the reason.
+//! Unknown keys, at any depth, are collected as warnings naming the dotted key: a typo must not
+//! stop a run, and a Codex `config.toml` with keys this version does not know still loads. A value
+//! of the wrong type, or one that makes no sense (a zero timeout), fails with the key and the
+//! reason.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,7 +64,7 @@ pub enum ConfigError {
 
 /// The `[goals]` table.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct GoalsConfig {
     /// Consecutive goal turns without progress before the breaker blocks the goal.
     pub max_no_progress_turns: u32,
@@ -203,10 +205,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// The `[tools]` table (Quest).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ToolsConfig {
     /// Default timeout of a shell command.
     pub shell_timeout_ms: u64,
+    /// Longest timeout a model may ask for with `timeout_ms`; longer requests are cut to it.
+    pub max_shell_timeout_ms: u64,
     /// Output kept per command (head and tail).
     pub max_output_bytes: usize,
 }
@@ -215,6 +219,7 @@ impl Default for ToolsConfig {
     fn default() -> Self {
         ToolsConfig {
             shell_timeout_ms: 120_000,
+            max_shell_timeout_ms: 600_000,
             max_output_bytes: 64 * 1024,
         }
     }
@@ -223,9 +228,9 @@ impl Default for ToolsConfig {
 /// The `[model_client]` table (Quest). The spec calls it `[model]`, but `model` is already the
 /// model slug string in every Codex config, so the table gets its own name.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ModelTuning {
-    /// Longest server-requested retry delay honoured; longer hints fail the turn.
+    /// Longest wait before a retry; longer server hints are clamped to it.
     pub max_retry_delay_s: u64,
     /// Base of the exponential retry backoff.
     pub retry_backoff_base_ms: u64,
@@ -478,8 +483,11 @@ fn resolve(
         .unwrap_or_else(|| DEFAULT_PROVIDER.to_string());
     let mut providers = built_in_model_providers();
     for (id, info) in parsed.model_providers {
+        check_provider(&id, &info)?;
         providers.insert(id, info);
     }
+    check_tools(&parsed.tools)?;
+    check_model_tuning(&parsed.model_client)?;
     let mut model_provider = providers
         .remove(&provider_id)
         .ok_or_else(|| ConfigError::UnknownProvider(provider_id.clone()))?;
@@ -631,6 +639,64 @@ fn parse_flag<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result
         })
 }
 
+/// Longest `[model_client] max_retry_delay_s` accepted (a day).
+pub const MAX_RETRY_DELAY_LIMIT_S: u64 = 86_400;
+
+fn check_tools(tools: &ToolsConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &str, reason: String| ConfigError::InvalidValue {
+        key: format!("tools.{key}"),
+        reason,
+    };
+    if tools.shell_timeout_ms == 0 {
+        return Err(invalid(
+            "shell_timeout_ms",
+            "must be at least 1 (milliseconds); a command cannot finish in no time".into(),
+        ));
+    }
+    if tools.max_shell_timeout_ms < tools.shell_timeout_ms {
+        return Err(invalid(
+            "max_shell_timeout_ms",
+            format!(
+                "must not be below tools.shell_timeout_ms ({})",
+                tools.shell_timeout_ms
+            ),
+        ));
+    }
+    if tools.max_output_bytes == 0 {
+        return Err(invalid(
+            "max_output_bytes",
+            "must be at least 1; the model needs to see some output".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_model_tuning(tuning: &ModelTuning) -> Result<(), ConfigError> {
+    if tuning.max_retry_delay_s > MAX_RETRY_DELAY_LIMIT_S {
+        return Err(ConfigError::InvalidValue {
+            key: "model_client.max_retry_delay_s".into(),
+            reason: format!("must be at most {MAX_RETRY_DELAY_LIMIT_S} (a day)"),
+        });
+    }
+    if tuning.retry_backoff_base_ms == 0 || tuning.retry_backoff_base_ms > 60_000 {
+        return Err(ConfigError::InvalidValue {
+            key: "model_client.retry_backoff_base_ms".into(),
+            reason: "must be between 1 and 60000 (milliseconds)".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_provider(id: &str, info: &ModelProviderInfo) -> Result<(), ConfigError> {
+    if info.stream_idle_timeout_ms == Some(0) {
+        return Err(ConfigError::InvalidValue {
+            key: format!("model_providers.{id}.stream_idle_timeout_ms"),
+            reason: "must be at least 1 (milliseconds); every stream would time out at once".into(),
+        });
+    }
+    Ok(())
+}
+
 fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
@@ -777,6 +843,86 @@ mod tests {
             text.contains("goals.max_no_progress_turns"),
             "error names the key: {text}"
         );
+    }
+
+    /// Issue 17: a Codex `config.toml` with keys this version does not know still loads; each
+    /// unknown key, at any depth, is a warning naming it.
+    #[test]
+    fn unknown_keys_in_every_section_are_warnings_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            r#"
+model_provider = "local"
+model_verbosity = "low"
+[goals]
+max_no_progress_turns = 4
+pause_on_weekends = true
+[tools]
+shell_timeout_ms = 1000
+view_image = true
+[model_client]
+max_retry_delay_s = 30
+http2 = true
+[model_providers.local]
+name = "local"
+base_url = "http://127.0.0.1:9/v1"
+requires_openai_auth = false
+[otel]
+environment = "dev"
+[profiles.fast]
+model = "gpt-5.5-mini"
+"#,
+        )
+        .unwrap();
+        let loaded = load(dir.path(), &[]).unwrap();
+        let mut warnings = loaded.warnings.clone();
+        warnings.sort();
+        assert_eq!(
+            warnings,
+            [
+                "unknown config key `goals.pause_on_weekends` ignored",
+                "unknown config key `model_client.http2` ignored",
+                "unknown config key `model_providers.local.requires_openai_auth` ignored",
+                "unknown config key `model_verbosity` ignored",
+                "unknown config key `profiles` ignored",
+                "unknown config key `tools.view_image` ignored",
+            ]
+        );
+        let c = loaded.config;
+        assert_eq!(c.goals.max_no_progress_turns, 4);
+        assert_eq!(c.tools.shell_timeout_ms, 1000);
+        assert_eq!(c.model_tuning.max_retry_delay_s, 30);
+        assert_eq!(c.model_provider.base_url(), "http://127.0.0.1:9/v1");
+    }
+
+    #[test]
+    fn nonsensical_values_are_errors_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (raw, key) in [
+            ("tools.shell_timeout_ms=0", "tools.shell_timeout_ms"),
+            ("tools.max_output_bytes=0", "tools.max_output_bytes"),
+            (
+                "tools.max_shell_timeout_ms=10",
+                "tools.max_shell_timeout_ms",
+            ),
+            (
+                "model_client.max_retry_delay_s=100000",
+                "model_client.max_retry_delay_s",
+            ),
+            (
+                "model_client.retry_backoff_base_ms=0",
+                "model_client.retry_backoff_base_ms",
+            ),
+            (
+                r#"model_providers.x={name="x", stream_idle_timeout_ms=0}"#,
+                "model_providers.x.stream_idle_timeout_ms",
+            ),
+            ("tools.shell_timeout_ms=-5", "tools.shell_timeout_ms"),
+        ] {
+            let err = load(dir.path(), &[raw]).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{raw}: {err}");
+        }
     }
 
     #[test]

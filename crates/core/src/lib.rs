@@ -96,3 +96,9 @@ pub fn build_client(
     };
     ModelClient::new(config.model_provider.clone(), options)
 }
+
+/// Kills every command the tools of this process are still running (`SIGKILL` to each process
+/// group). For a front-end about to exit without unwinding; returns how many were killed.
+pub fn kill_running_commands() -> usize {
+    quest_tools::shell::kill_running_commands()
+}

@@ -22,8 +22,9 @@ pub fn turn_error_from_model(err: &ModelError) -> TurnError {
         ModelError::UnexpectedStatus { .. } => TurnErrorKind::UnexpectedStatus,
         ModelError::RateLimited { .. } => TurnErrorKind::RateLimited,
         ModelError::Stream { .. } => TurnErrorKind::StreamDisconnected,
-        ModelError::RetryDelayTooLong { .. } => TurnErrorKind::RetryDelayTooLong,
         ModelError::ConnectionFailed { .. } => TurnErrorKind::ConnectionFailed,
+        ModelError::MalformedEvent { .. } => TurnErrorKind::MalformedEvent,
+        ModelError::NotEventStream { .. } => TurnErrorKind::NotEventStream,
     };
     TurnError {
         message: err.user_message(),

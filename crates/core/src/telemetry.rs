@@ -18,10 +18,10 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::{Config, ConfigError};
 
-/// The `[otel]` table. Unknown keys are errors (as in Codex), so a typo in an exporter does not
-/// silently turn telemetry off.
+/// The `[otel]` table. Unknown keys are warnings naming the key (a newer Codex key must not stop a
+/// run); exporter tables are checked strictly by [`exporter`].
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 struct OtelToml {
     environment: String,
     exporter: Option<toml::Value>,
@@ -63,7 +63,7 @@ impl Default for OtelToml {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 struct ToolResultToml {
     max_bytes: usize,
 }
@@ -101,9 +101,16 @@ pub fn telemetry_config(
     config: &Config,
     service_name: &str,
 ) -> Result<TelemetryConfig, ConfigError> {
+    let mut unknown = Vec::new();
     let parsed: OtelToml = match &config.otel {
         None => OtelToml::default(),
-        Some(value) => serde_path_to_error::deserialize(value.clone()).map_err(|err| {
+        Some(value) => serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+            value.clone(),
+            &mut |path: serde_ignored::Path<'_>| {
+                unknown.push(format!("unknown config key `otel.{path}` ignored"));
+            },
+        ))
+        .map_err(|err| {
             let path = err.path().to_string();
             let key = if path == "." {
                 "otel".to_string()
@@ -119,10 +126,17 @@ pub fn telemetry_config(
         env!("CARGO_PKG_VERSION"),
         config.home.clone(),
     );
-    settings.exporter = exporter("otel.exporter", parsed.exporter.as_ref())?;
-    settings.trace_exporter = exporter("otel.trace_exporter", parsed.trace_exporter.as_ref())?;
-    settings.metrics_exporter =
-        exporter("otel.metrics_exporter", parsed.metrics_exporter.as_ref())?;
+    settings.exporter = exporter("otel.exporter", parsed.exporter.as_ref(), &mut unknown)?;
+    settings.trace_exporter = exporter(
+        "otel.trace_exporter",
+        parsed.trace_exporter.as_ref(),
+        &mut unknown,
+    )?;
+    settings.metrics_exporter = exporter(
+        "otel.metrics_exporter",
+        parsed.metrics_exporter.as_ref(),
+        &mut unknown,
+    )?;
     if matches!(settings.exporter, OtelExporter::Statsig) {
         return Err(invalid(
             "otel.exporter",
@@ -140,7 +154,8 @@ pub fn telemetry_config(
     settings.resource_attributes = parsed.resource_attributes;
     settings.shutdown_timeout = Duration::from_millis(parsed.shutdown_timeout_ms);
     settings.metrics_export_interval = parsed.metrics_export_interval_ms.map(Duration::from_millis);
-    let mut warnings = settings.sanitize_trace_metadata();
+    let mut warnings = std::mem::take(&mut unknown);
+    warnings.extend(settings.sanitize_trace_metadata());
     // Telemetry is never fatal: an exporter that cannot be built is switched off with a warning.
     warnings.extend(settings.check_exporters());
     for (key, set) in [
@@ -167,7 +182,12 @@ pub fn telemetry_config(
 }
 
 /// One exporter value: `"none"`, `"statsig"`, `{ otlp-http = {…} }` or `{ otlp-grpc = {…} }`.
-fn exporter(key: &str, value: Option<&toml::Value>) -> Result<OtelExporter, ConfigError> {
+/// Parses one exporter setting; unknown keys in its table are added to `warnings`.
+fn exporter(
+    key: &str,
+    value: Option<&toml::Value>,
+    warnings: &mut Vec<String>,
+) -> Result<OtelExporter, ConfigError> {
     let Some(value) = value else {
         return Ok(OtelExporter::None);
     };
@@ -237,8 +257,8 @@ fn exporter(key: &str, value: Option<&toml::Value>) -> Result<OtelExporter, Conf
                             }
                         })
                     }
-                    "tls" => tls = Some(tls_config(&field_key, value)?),
-                    other => return Err(invalid(&field_key, format!("unknown key `{other}`"))),
+                    "tls" => tls = Some(tls_config(&field_key, value, warnings)?),
+                    _ => warnings.push(format!("unknown config key `{field_key}` ignored")),
                 }
             }
             let endpoint = endpoint.ok_or_else(|| invalid(&key, "missing `endpoint`"))?;
@@ -266,12 +286,23 @@ fn exporter(key: &str, value: Option<&toml::Value>) -> Result<OtelExporter, Conf
     }
 }
 
-fn tls_config(key: &str, value: &toml::Value) -> Result<OtelTlsConfig, ConfigError> {
+fn tls_config(
+    key: &str,
+    value: &toml::Value,
+    warnings: &mut Vec<String>,
+) -> Result<OtelTlsConfig, ConfigError> {
     let table = value
         .as_table()
         .ok_or_else(|| invalid(key, "expected a table"))?;
     let mut tls = OtelTlsConfig::default();
     for (field, value) in table {
+        if !matches!(
+            field.as_str(),
+            "ca-certificate" | "client-certificate" | "client-private-key"
+        ) {
+            warnings.push(format!("unknown config key `{key}.{field}` ignored"));
+            continue;
+        }
         let path = value
             .as_str()
             .map(PathBuf::from)
@@ -285,13 +316,8 @@ fn tls_config(key: &str, value: &toml::Value) -> Result<OtelTlsConfig, ConfigErr
         match field.as_str() {
             "ca-certificate" => tls.ca_certificate = Some(path),
             "client-certificate" => tls.client_certificate = Some(path),
-            "client-private-key" => tls.client_private_key = Some(path),
-            other => {
-                return Err(invalid(
-                    &format!("{key}.{other}"),
-                    "unknown key; expected ca-certificate, client-certificate or client-private-key",
-                ));
-            }
+            // Only `client-private-key` is left after the check above.
+            _ => tls.client_private_key = Some(path),
         }
     }
     Ok(tls)
@@ -465,11 +491,40 @@ mod tests {
                 "otel.trace_exporter.otlp-grpc.tls.ca-certificate",
             ),
             ("otel.trace_exporter=\"statsig\"", "otel.trace_exporter"),
-            ("otel.enabled=true", "otel"),
+            (
+                "otel.shutdown_timeout_ms=\"soon\"",
+                "otel.shutdown_timeout_ms",
+            ),
         ] {
             let err = with(&[raw]).unwrap_err().to_string();
             assert!(err.contains(key), "{raw}: {err}");
         }
+    }
+
+    /// Issue 17: a Codex `[otel]` table with keys this version does not know still loads.
+    #[test]
+    fn unknown_otel_keys_are_warnings_naming_the_key() {
+        let c = with(&[
+            "otel.enabled=true",
+            "otel.tool_result.preview=3",
+            r#"otel.trace_exporter={otlp-http={endpoint="http://127.0.0.1:4318", protocol="json", compression="gzip", tls={verify=false}}}"#,
+        ])
+        .unwrap();
+        let mut warnings = c.warnings.clone();
+        warnings.sort();
+        assert_eq!(
+            warnings,
+            [
+                "unknown config key `otel.enabled` ignored",
+                "unknown config key `otel.tool_result.preview` ignored",
+                "unknown config key `otel.trace_exporter.otlp-http.compression` ignored",
+                "unknown config key `otel.trace_exporter.otlp-http.tls.verify` ignored",
+            ]
+        );
+        assert!(matches!(
+            c.settings.trace_exporter,
+            OtelExporter::OtlpHttp { .. }
+        ));
     }
 
     #[test]

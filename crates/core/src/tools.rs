@@ -129,6 +129,8 @@ pub struct ToolContext {
     pub cwd: PathBuf,
     /// Default command timeout.
     pub shell_timeout: Duration,
+    /// Longest timeout a call may ask for (`timeout_ms` beyond it is cut to it).
+    pub max_shell_timeout: Duration,
     /// Output cap per command.
     pub max_output_bytes: usize,
     /// The environment of spawned processes, after `[shell_environment_policy]`.
@@ -276,7 +278,7 @@ async fn run_shell(
         command: line,
         cwd,
         timeout: timeout_ms
-            .map(Duration::from_millis)
+            .map(|ms| Duration::from_millis(ms.max(1)).min(ctx.max_shell_timeout))
             .unwrap_or(ctx.shell_timeout),
         env,
         max_output_bytes: ctx.max_output_bytes,

@@ -654,6 +654,9 @@ async fn run_calls(
     let ctx = ToolContext {
         cwd: session.config.cwd.clone(),
         shell_timeout: std::time::Duration::from_millis(session.config.tools.shell_timeout_ms),
+        max_shell_timeout: std::time::Duration::from_millis(
+            session.config.tools.max_shell_timeout_ms,
+        ),
         max_output_bytes: session.config.tools.max_output_bytes,
         base_env: session.command_env(),
         env: Vec::new(),

@@ -252,8 +252,12 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         CoreError::Model(err) => failure(err.user_message()),
         other => failure(other.to_string()),
     })?;
-    let mut processor = EventProcessor::new(mode, goal_request.is_some());
-    processor.thread_started(&started.thread_id.to_string());
+    let processor: SharedProcessor = Arc::new(std::sync::Mutex::new(EventProcessor::new(
+        mode,
+        goal_request.is_some(),
+    )));
+    let mut signals = StopSignals::install(processor.clone());
+    lock(&processor).thread_started(&started.thread_id.to_string());
     let provider_warnings = telemetry.as_ref().map(|t| t.warnings()).unwrap_or_default();
     for warning in loaded
         .warnings
@@ -261,7 +265,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         .chain(&telemetry_config.warnings)
         .chain(&provider_warnings)
     {
-        processor.warning(warning);
+        lock(&processor).warning(warning);
     }
     let code = match goal_request {
         Some(request) => {
@@ -296,7 +300,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             if compact {
                 started.handle.submit(Op::Compact);
             }
-            drive_goal(started, &manager, &mut processor).await
+            drive_goal(started, &manager, &processor, &mut signals).await
         }
         None => {
             let mut ops = Vec::new();
@@ -309,7 +313,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             if ops.is_empty() {
                 return Err(usage("no prompt given"));
             }
-            drive_turns(started, ops, &mut processor).await
+            drive_turns(started, ops, &processor, &mut signals).await
         }
     };
     if let Some(telemetry) = &telemetry {
@@ -318,7 +322,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
         tokio::task::block_in_place(|| telemetry.shutdown());
     }
     if let Some(path) = &args.output_last_message {
-        let text = processor.last_message.clone().unwrap_or_default();
+        let text = lock(&processor).last_message.clone().unwrap_or_default();
         if let Err(err) = std::fs::write(path, text) {
             eprintln!(
                 "warning: could not write the last message to {}: {err}",
@@ -326,7 +330,8 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
             );
         }
     }
-    if let (OutputMode::Human { .. }, Some(text)) = (mode, &processor.last_message)
+    let last_message = lock(&processor).last_message.clone();
+    if let (OutputMode::Human { .. }, Some(text)) = (mode, &last_message)
         && code == 0
     {
         println!("{}", sanitize::strip_terminal_escapes(text));
@@ -383,26 +388,28 @@ impl GoalRequest {
 }
 
 /// Pumps the thread's events into `processor` until the actor stops. `on_event` sees each event
-/// after it was printed and says whether to ask the actor to shut down. SIGINT/SIGTERM interrupt
-/// the turn (pausing an active goal) once.
+/// after it was printed and says whether to ask the actor to shut down. The first SIGINT/SIGTERM
+/// interrupts the turn (pausing an active goal); [`StopSignals`] handles a second one. Returns the
+/// signal that interrupted the run, if any.
 async fn pump_events(
     started: &mut StartedThread,
-    processor: &mut EventProcessor,
+    processor: &SharedProcessor,
+    signals: &mut StopSignals,
     mut on_event: impl FnMut(&EventMsg) -> bool,
-) {
-    let mut interrupted = false;
+) -> Option<i32> {
+    let mut interrupted: Option<i32> = None;
     let mut shutting_down = false;
     loop {
         let event = tokio::select! {
             event = started.events.recv() => event,
-            _ = stop_signal(), if !interrupted => {
-                interrupted = true;
+            Some(signal) = signals.first.recv(), if interrupted.is_none() => {
+                interrupted = Some(signal);
                 started.handle.submit(Op::Interrupt { pause_goal: true });
                 continue;
             }
         };
         let Some(event) = event else { break };
-        processor.process(&event.msg);
+        lock(processor).process(&event.msg);
         if matches!(event.msg, EventMsg::ShutdownComplete) {
             break;
         }
@@ -412,16 +419,21 @@ async fn pump_events(
         }
     }
     started.handle.join().await;
+    interrupted
 }
 
 /// Runs the goal loop until the goal stops; the exit code follows the final status.
 async fn drive_goal(
     mut started: StartedThread,
     manager: &ThreadManager,
-    processor: &mut EventProcessor,
+    processor: &SharedProcessor,
+    signals: &mut StopSignals,
 ) -> i32 {
     started.handle.submit(Op::WakeIdle);
-    pump_events(&mut started, processor, |msg| matches!(msg, EventMsg::Idle)).await;
+    pump_events(&mut started, processor, signals, |msg| {
+        matches!(msg, EventMsg::Idle)
+    })
+    .await;
     match manager.goal(&started.thread_id) {
         Ok(Some(goal)) => goal_exit_code(goal.status),
         Ok(None) => EXIT_FAILURE,
@@ -432,19 +444,22 @@ async fn drive_goal(
     }
 }
 
-/// Runs one turn per op (a user message, a compaction), in order; 0 when every one completed.
-/// The first turn that fails or is interrupted ends the run.
+/// Runs one turn per op (a user message, a compaction), in order; 0 when every one completed,
+/// `128 + signal` when a signal interrupted one. The first turn that fails or is interrupted ends
+/// the run.
 async fn drive_turns(
     mut started: StartedThread,
     ops: Vec<Op>,
-    processor: &mut EventProcessor,
+    processor: &SharedProcessor,
+    signals: &mut StopSignals,
 ) -> i32 {
     let mut remaining = ops.len();
     for op in ops {
         started.handle.submit(op);
     }
     let mut code = EXIT_FAILURE;
-    pump_events(&mut started, processor, |msg| match msg {
+    let mut aborted = false;
+    let signal = pump_events(&mut started, processor, signals, |msg| match msg {
         EventMsg::TurnCompleted { .. } => {
             remaining -= 1;
             if remaining == 0 {
@@ -452,34 +467,99 @@ async fn drive_turns(
             }
             remaining == 0
         }
-        EventMsg::TurnFailed { .. } | EventMsg::TurnAborted => true,
+        EventMsg::TurnAborted => {
+            aborted = true;
+            true
+        }
+        EventMsg::TurnFailed { .. } => true,
         _ => false,
     })
     .await;
-    code
+    match signal {
+        Some(signal) if aborted => 128 + signal,
+        _ => code,
+    }
 }
 
-/// Completes on SIGINT or SIGTERM: both pause an active goal, interrupt the turn and run the
-/// normal exit path (bounded telemetry flush included).
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+/// The event processor, shared with the signal task that may have to close the stream itself.
+type SharedProcessor = Arc<std::sync::Mutex<EventProcessor>>;
+
+fn lock(processor: &SharedProcessor) -> std::sync::MutexGuard<'_, EventProcessor> {
+    processor
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// SIGINT and SIGTERM. The first one is delivered on `first`: the turn is interrupted (an active
+/// goal paused) and the normal exit path runs, telemetry flush included. A second one exits at
+/// once with `128 + signal`, after killing running commands and closing the event stream.
+struct StopSignals {
+    first: tokio::sync::mpsc::UnboundedReceiver<i32>,
+}
+
+impl StopSignals {
+    fn install(processor: SharedProcessor) -> Self {
+        let (tx, first) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher = SignalWatcher::new();
+        tokio::spawn(async move {
+            let mut received = 0u32;
+            while let Some(signal) = watcher.next().await {
+                received += 1;
+                if received == 1 {
+                    eprintln!("Interrupting; press Ctrl-C again to exit at once.");
+                    let _ = tx.send(signal);
+                    continue;
                 }
+                eprintln!("Exiting at once.");
+                quest_core::kill_running_commands();
+                lock(&processor).abort_open_turn(crate::processor::TURN_INTERRUPTED);
+                std::process::exit(128 + signal);
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        });
+        StopSignals { first }
+    }
+}
+
+/// SIGINT and SIGTERM streams, registered once so that no delivery between two waits is lost.
+struct SignalWatcher {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl SignalWatcher {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            if streams.is_none() {
+                eprintln!("warning: cannot watch SIGINT/SIGTERM; Ctrl-C ends the process at once");
             }
+            SignalWatcher { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            SignalWatcher {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next signal's number; `None` when signals cannot be watched.
+    async fn next(&mut self) -> Option<i32> {
+        #[cfg(unix)]
+        {
+            let (interrupt, terminate) = self.streams.as_mut()?;
+            tokio::select! {
+                Some(()) = interrupt.recv() => Some(2),
+                Some(()) = terminate.recv() => Some(15),
+                else => None,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.ok().map(|()| 2)
+        }
     }
 }
 

@@ -10,6 +10,9 @@ use quest_protocol::exec_events::{
     CommandExecutionStatus, ExecError, ExecUsage, ThreadEvent, ThreadItem, ThreadItemDetails,
 };
 
+/// `turn.failed` message of an interrupted turn.
+pub(crate) const TURN_INTERRUPTED: &str = "turn interrupted";
+
 /// Output mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputMode {
@@ -30,6 +33,8 @@ pub struct EventProcessor {
     /// Last agent message of the latest completed turn.
     pub last_message: Option<String>,
     show_goal_events: bool,
+    /// A turn started and has not ended yet.
+    turn_open: bool,
 }
 
 impl EventProcessor {
@@ -41,6 +46,46 @@ impl EventProcessor {
             running_commands: HashMap::new(),
             last_message: None,
             show_goal_events: goal,
+            turn_open: false,
+        }
+    }
+
+    /// Ends what the stream left open when the turn stops without its normal end (interrupt,
+    /// forced exit): every started command is completed as `failed`, then, with `--json`,
+    /// `turn.failed` carries `message`. Does nothing when no turn is open.
+    pub fn abort_open_turn(&mut self, message: &str) {
+        if !self.turn_open {
+            return;
+        }
+        self.turn_open = false;
+        let mut open: Vec<(String, String)> =
+            self.running_commands.drain().map(|(_, v)| v).collect();
+        open.sort();
+        for (id, command) in open {
+            match self.mode {
+                OutputMode::Json => self.json(&ThreadEvent::ItemCompleted {
+                    item: ThreadItem {
+                        id,
+                        details: ThreadItemDetails::CommandExecution {
+                            command,
+                            aggregated_output: String::new(),
+                            exit_code: None,
+                            status: CommandExecutionStatus::Failed,
+                        },
+                    },
+                }),
+                OutputMode::Human { .. } => {
+                    self.human(&format!("  {command}: interrupted"), Style::Warn)
+                }
+            }
+        }
+        match self.mode {
+            OutputMode::Json => self.json(&ThreadEvent::TurnFailed {
+                error: ExecError {
+                    message: message.to_string(),
+                },
+            }),
+            OutputMode::Human { .. } => self.human(message, Style::Warn),
         }
     }
 
@@ -81,16 +126,19 @@ impl EventProcessor {
     /// Handles one core event.
     pub fn process(&mut self, msg: &EventMsg) {
         match msg {
-            EventMsg::TurnStarted { trigger } => match self.mode {
-                OutputMode::Json => self.json(&ThreadEvent::TurnStarted {}),
-                OutputMode::Human { .. } => {
-                    let label = match trigger {
-                        TurnTrigger::User => "turn started",
-                        TurnTrigger::Goal => "goal continuation started",
-                    };
-                    self.human(label, Style::Dim);
+            EventMsg::TurnStarted { trigger } => {
+                self.turn_open = true;
+                match self.mode {
+                    OutputMode::Json => self.json(&ThreadEvent::TurnStarted {}),
+                    OutputMode::Human { .. } => {
+                        let label = match trigger {
+                            TurnTrigger::User => "turn started",
+                            TurnTrigger::Goal => "goal continuation started",
+                        };
+                        self.human(label, Style::Dim);
+                    }
                 }
-            },
+            }
             EventMsg::AgentMessageDelta(_) => {}
             EventMsg::AgentMessage(text) => {
                 self.last_message = Some(text.clone());
@@ -141,9 +189,9 @@ impl EventProcessor {
                 exit_code,
                 success,
             } => {
-                let id = match self.running_commands.remove(call_id) {
-                    Some((id, _)) => id,
-                    None => self.item_id(),
+                // A command of an interrupted turn that ends late was already completed.
+                let Some((id, _)) = self.running_commands.remove(call_id) else {
+                    return;
                 };
                 match self.mode {
                     OutputMode::Json => self.json(&ThreadEvent::ItemCompleted {
@@ -245,32 +293,34 @@ impl EventProcessor {
                     self.human("goal cleared", Style::Goal);
                 }
             }
-            EventMsg::TurnCompleted { usage, .. } => match self.mode {
-                OutputMode::Json => self.json(&ThreadEvent::TurnCompleted {
-                    usage: ExecUsage::from(*usage),
-                }),
-                OutputMode::Human { .. } => self.human(&usage_line(usage), Style::Dim),
-            },
-            EventMsg::TurnFailed { error, .. } => match self.mode {
-                OutputMode::Json => {
-                    self.json(&ThreadEvent::Error {
-                        message: error.message.clone(),
-                    });
-                    self.json(&ThreadEvent::TurnFailed {
-                        error: ExecError {
-                            message: error.message.clone(),
-                        },
-                    });
-                }
-                OutputMode::Human { .. } => {
-                    self.human(&format!("ERROR: {}", error.message), Style::Error)
-                }
-            },
-            EventMsg::TurnAborted => {
-                if let OutputMode::Human { .. } = self.mode {
-                    self.human("turn interrupted", Style::Warn);
+            EventMsg::TurnCompleted { usage, .. } => {
+                self.turn_open = false;
+                match self.mode {
+                    OutputMode::Json => self.json(&ThreadEvent::TurnCompleted {
+                        usage: ExecUsage::from(*usage),
+                    }),
+                    OutputMode::Human { .. } => self.human(&usage_line(usage), Style::Dim),
                 }
             }
+            EventMsg::TurnFailed { error, .. } => {
+                self.turn_open = false;
+                match self.mode {
+                    OutputMode::Json => {
+                        self.json(&ThreadEvent::Error {
+                            message: error.message.clone(),
+                        });
+                        self.json(&ThreadEvent::TurnFailed {
+                            error: ExecError {
+                                message: error.message.clone(),
+                            },
+                        });
+                    }
+                    OutputMode::Human { .. } => {
+                        self.human(&format!("ERROR: {}", error.message), Style::Error)
+                    }
+                }
+            }
+            EventMsg::TurnAborted => self.abort_open_turn(TURN_INTERRUPTED),
             EventMsg::Idle | EventMsg::ShutdownComplete => {}
         }
     }

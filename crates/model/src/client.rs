@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::error::ModelError;
 use crate::provider::ModelProviderInfo;
-use crate::retry::{backoff, retry_after, try_again_in};
+use crate::retry::{backoff, clamp_delay, retry_after, try_again_in};
 use crate::sse::{SseDecoder, SseFrame, WireEvent, decode_event};
 
 /// Client-wide options that do not come from the provider table.
@@ -25,8 +25,8 @@ pub struct ClientOptions {
     pub api_key_override: Option<String>,
     /// First backoff delay (default 200 ms); later ones double.
     pub backoff_base: Duration,
-    /// Longest delay Quest waits for a retry (default 120 s). Longer server hints fail the call
-    /// with [`ModelError::RetryDelayTooLong`]; computed backoff is capped here.
+    /// Longest delay Quest waits for a retry (default 120 s). Longer server hints (however large)
+    /// are clamped to it, and so is computed backoff.
     pub max_retry_delay: Duration,
     /// Appended to the user agent after a space, e.g. `xterm (quest_exec; 0.1.0)`.
     pub user_agent_suffix: Option<String>,
@@ -298,7 +298,8 @@ impl AttemptError {
             | ModelError::InternalServerError
             | ModelError::RetryLimit { .. }
             | ModelError::UnexpectedStatus { .. }
-            | ModelError::RetryDelayTooLong { .. } => "_OTHER",
+            | ModelError::MalformedEvent { .. }
+            | ModelError::NotEventStream { .. } => "_OTHER",
         }
         .to_string()
     }
@@ -442,15 +443,13 @@ impl ModelClient {
                     retries + 1,
                     inner.opts.max_retry_delay,
                 )),
-                Retry::After(hint) if hint > inner.opts.max_retry_delay => {
-                    attempt.finish(Some(&failure), None, on_event);
-                    return Err(ModelError::RetryDelayTooLong {
-                        requested: hint,
-                        max: inner.opts.max_retry_delay,
-                        detail: failure.error.user_message(),
-                    });
+                Retry::After(hint) => {
+                    let delay = clamp_delay(hint, inner.opts.max_retry_delay);
+                    if delay < hint {
+                        tracing::warn!(requested = ?hint, ?delay, "server retry hint clamped to max_retry_delay");
+                    }
+                    Some(delay)
                 }
-                Retry::After(hint) => Some(hint),
             };
             attempt.finish(Some(&failure), delay, on_event);
             let Some(delay) = delay else {
@@ -611,16 +610,10 @@ impl ModelClient {
             }
             let hint = retry_after(response.headers(), chrono::Utc::now());
             if status.is_server_error() && can_retry {
-                let delay = hint.unwrap_or_else(retry_backoff);
-                if delay > inner.opts.max_retry_delay {
-                    let error = status_error(response, inner.url.as_str()).await.error;
-                    let failure = AttemptError::never(ModelError::RetryDelayTooLong {
-                        requested: delay,
-                        max: inner.opts.max_retry_delay,
-                        detail: error.user_message(),
-                    });
-                    return Err((failure, current));
-                }
+                let delay = match hint {
+                    Some(hint) => clamp_delay(hint, inner.opts.max_retry_delay),
+                    None => retry_backoff(),
+                };
                 // Drain the body so the connection can be reused.
                 let failure = status_error(response, inner.url.as_str()).await;
                 tracing::debug!(attempt, %status, ?delay, "server error, retrying");
@@ -778,6 +771,7 @@ fn sse_kind(event: &WireEvent, data: &str) -> String {
         WireEvent::Failed { .. } => "response.failed",
         WireEvent::Incomplete { .. } => "response.incomplete",
         WireEvent::Unparseable => "parse_error",
+        WireEvent::Malformed { event, .. } => return event.clone(),
         WireEvent::Ignored => {
             #[derive(serde::Deserialize)]
             struct Kind {
@@ -800,6 +794,47 @@ fn response_model(data: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// How much of a body that is not an event stream is read to describe it.
+const NOT_SSE_READ_CAP: usize = 64 * 1024;
+
+/// `application/json`, `application/problem+json`, … (parameters and case ignored).
+fn is_json_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// [`ModelError::NotEventStream`] for a body that starts with `head`.
+fn not_event_stream(
+    status: http::StatusCode,
+    content_type: Option<String>,
+    head: &[u8],
+) -> AttemptError {
+    let text = String::from_utf8_lossy(head);
+    let message = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+        v.pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let detail = message.unwrap_or_else(|| {
+        let body = text.trim();
+        if body.is_empty() {
+            "empty body".to_string()
+        } else {
+            truncate(body, 1000)
+        }
+    });
+    AttemptError::never(ModelError::NotEventStream {
+        status,
+        content_type,
+        detail,
+    })
+}
+
 /// Reads the SSE body until `response.completed` or a failure, reporting every SSE event and
 /// recording the response id, model and usage on the attempt's `span`.
 async fn read_stream(
@@ -809,7 +844,23 @@ async fn read_stream(
     on_event: &mut (dyn FnMut(ResponseEvent) + Send),
     received: &mut Vec<ResponseItem>,
 ) -> Result<(String, TokenUsage), AttemptError> {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut body = response.bytes_stream();
+    if content_type.as_deref().is_some_and(is_json_type) {
+        let mut head = Vec::new();
+        while head.len() < NOT_SSE_READ_CAP {
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(chunk))) => head.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        return Err(not_event_stream(status, content_type, &head));
+    }
     let mut decoder = SseDecoder::new();
     let mut frames: Vec<SseFrame> = Vec::new();
     let mut response_id = String::new();
@@ -824,6 +875,9 @@ async fn read_stream(
         });
         failure
     };
+    // The start of the body while no frame has been seen, to tell a JSON document from a cut
+    // stream when the body ends.
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
     loop {
         let chunk = match tokio::time::timeout(idle, body.next()).await {
             Ok(Some(Ok(chunk))) => chunk,
@@ -835,6 +889,11 @@ async fn read_stream(
                 return Err(stream_error(failure, last_event, on_event));
             }
             Ok(None) => {
+                if let Some(head) = &head
+                    && matches!(head.trim_ascii_start().first(), Some(b'{' | b'['))
+                {
+                    return Err(not_event_stream(status, content_type, head));
+                }
                 let failure = AttemptError::backoff(ModelError::Stream {
                     message: "stream closed before response.completed".to_string(),
                 })
@@ -850,6 +909,13 @@ async fn read_stream(
             }
         };
         decoder.feed(&chunk, &mut frames);
+        if let Some(start) = head.as_mut() {
+            if frames.is_empty() && start.len() < NOT_SSE_READ_CAP {
+                start.extend_from_slice(&chunk[..chunk.len().min(NOT_SSE_READ_CAP - start.len())]);
+            } else {
+                head = None;
+            }
+        }
         for frame in frames.drain(..) {
             let event = decode_event(&frame.data);
             let error = match &event {
@@ -922,6 +988,12 @@ async fn read_stream(
                 } => return Err(classify_failed(code, error_type, message)),
                 WireEvent::Incomplete { reason } => {
                     return Err(AttemptError::never(ModelError::Incomplete { reason }));
+                }
+                WireEvent::Malformed { event, detail } => {
+                    return Err(AttemptError::never(ModelError::MalformedEvent {
+                        event,
+                        detail,
+                    }));
                 }
                 WireEvent::ReasoningTextDelta(_) | WireEvent::Ignored | WireEvent::Unparseable => {}
             }

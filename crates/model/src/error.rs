@@ -1,8 +1,6 @@
 //! The model error taxonomy: what went wrong with a model call, whether it was retried, and the
 //! message a user sees.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Datelike, Local, TimeZone};
 use http::StatusCode;
 use serde_json::json;
@@ -40,7 +38,7 @@ pub enum ModelError {
     },
     /// HTTP 429 or `response.failed` with `usage_not_included`. Never retried.
     #[error(
-        "To use Codex with your ChatGPT plan, upgrade to Plus: https://chatgpt.com/explore/plus."
+        "To use Quest with your ChatGPT plan, upgrade to Plus: https://chatgpt.com/explore/plus."
     )]
     UsageNotIncluded,
     /// `insufficient_quota` (HTTP 429 body or `response.failed`). Never retried.
@@ -48,7 +46,7 @@ pub enum ModelError {
     QuotaExceeded,
     /// `response.failed` with `context_length_exceeded`. Never retried.
     #[error(
-        "Codex ran out of room in the model's context window. Start a new thread or clear earlier history before retrying."
+        "Quest ran out of room in the model's context window. Start a new thread or clear earlier history before retrying."
     )]
     ContextWindowExceeded,
     /// HTTP 503 (after layer-1 retries) or `response.failed` with `server_is_overloaded` or
@@ -106,18 +104,25 @@ pub enum ModelError {
         /// What happened, e.g. `stream closed before response.completed`.
         message: String,
     },
-    /// The server asked to wait longer than the configured maximum retry delay. Not retried.
-    #[error(
-        "the server asked to retry in {}s, more than the {}s Quest waits at most ({detail})",
-        fmt_secs(requested),
-        fmt_secs(max)
-    )]
-    RetryDelayTooLong {
-        /// The requested delay.
-        requested: Duration,
-        /// The configured maximum.
-        max: Duration,
-        /// The error that came with the hint.
+    /// A known stream event Quest cannot use: `response.output_item.done` or
+    /// `response.completed` with a field of the wrong shape. Never retried: the response was
+    /// produced (and billed); asking again would likely get the same.
+    #[error("the server sent a malformed `{event}` event: {detail}")]
+    MalformedEvent {
+        /// The event `type`.
+        event: String,
+        /// The field and what is wrong with it.
+        detail: String,
+    },
+    /// A successful response that is not a stream of server-sent events, e.g. a JSON document
+    /// (an endpoint that ignores `"stream": true`, or a proxy's error page). Never retried.
+    #[error("the server answered {status} with {} instead of a stream of server-sent events: {detail}", content_type.as_deref().map_or_else(|| "a body without content-type".to_string(), |t| format!("`{t}`")))]
+    NotEventStream {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The `content-type` header.
+        content_type: Option<String>,
+        /// `error.message` of a JSON body, else the start of the body (at most 1000 bytes).
         detail: String,
     },
     /// The connection could not be established (refused, DNS, TLS, timeout before response
@@ -140,15 +145,6 @@ fn suffix(cf_ray: Option<&str>, request_id: Option<&str>) -> String {
         out.push_str(id);
     }
     out
-}
-
-fn fmt_secs(d: &Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs.fract() == 0.0 {
-        format!("{secs:.0}")
-    } else {
-        format!("{secs:.1}")
-    }
 }
 
 impl ModelError {
@@ -196,13 +192,12 @@ impl ModelError {
                 _ => with_status("responseStreamConnectionFailed", Some(*status)),
             },
             ModelError::Stream { .. } => with_status("responseStreamDisconnected", None),
-            ModelError::RetryDelayTooLong { .. } => {
-                with_status("responseTooManyFailedAttempts", None)
-            }
             ModelError::ConnectionFailed { .. } => with_status("httpConnectionFailed", None),
             ModelError::MissingEnvVar { .. }
             | ModelError::InvalidConfig { .. }
-            | ModelError::Incomplete { .. } => json!("other"),
+            | ModelError::Incomplete { .. }
+            | ModelError::MalformedEvent { .. }
+            | ModelError::NotEventStream { .. } => json!("other"),
         }
     }
 
@@ -223,8 +218,9 @@ impl ModelError {
             ModelError::UnexpectedStatus { .. } => "unexpected_status",
             ModelError::RateLimited { .. } => "rate_limited",
             ModelError::Stream { .. } => "stream_disconnected",
-            ModelError::RetryDelayTooLong { .. } => "retry_delay_too_long",
             ModelError::ConnectionFailed { .. } => "connection_failed",
+            ModelError::MalformedEvent { .. } => "malformed_event",
+            ModelError::NotEventStream { .. } => "not_event_stream",
         }
     }
 }
@@ -258,7 +254,7 @@ where
             format!("{head} To get more access now, send a request to your admin or {try_again}.")
         }
         Some("free" | "go") => format!(
-            "{head} Upgrade to Plus to continue using Codex (https://chatgpt.com/explore/plus), or {try_again}."
+            "{head} Upgrade to Plus to continue using Quest (https://chatgpt.com/explore/plus), or {try_again}."
         ),
         _ => {
             let mut s = try_again;
@@ -332,7 +328,7 @@ mod tests {
         );
         assert_eq!(
             usage_limit_message(Some("free"), None, now),
-            "You’ve hit your usage limit. Upgrade to Plus to continue using Codex (https://chatgpt.com/explore/plus), or try again later."
+            "You’ve hit your usage limit. Upgrade to Plus to continue using Quest (https://chatgpt.com/explore/plus), or try again later."
         );
     }
 

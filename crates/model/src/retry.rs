@@ -1,5 +1,9 @@
 //! Retry delays: exponential backoff with jitter, and the server's hints (`Retry-After`,
 //! `retry-after-ms`, "try again in Xs").
+//!
+//! Hints come from the server, so every conversion here is checked: any header value or message
+//! text yields a delay or `None`, never a panic. A hint too large for a [`Duration`] saturates at
+//! [`Duration::MAX`]; callers clamp it with [`clamp_delay`].
 
 use std::time::Duration;
 
@@ -12,7 +16,21 @@ pub fn backoff(base: Duration, attempt: u32, max: Duration) -> Duration {
     let exp = attempt.saturating_sub(1).min(30);
     let jitter: f64 = rand::random_range(0.9..1.1);
     let secs = base.as_secs_f64() * f64::from(1u32 << exp) * jitter;
-    Duration::from_secs_f64(secs.min(max.as_secs_f64()))
+    seconds(secs).unwrap_or(max).min(max)
+}
+
+/// The delay actually waited for a server hint: the hint, at most `max`.
+pub fn clamp_delay(hint: Duration, max: Duration) -> Duration {
+    hint.min(max)
+}
+
+/// A non-negative number of seconds as a [`Duration`], saturating at [`Duration::MAX`] (infinity
+/// included); `None` for NaN and negative numbers.
+fn seconds(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 /// The delay a response's headers ask for: `retry-after-ms` (milliseconds) wins over
@@ -22,9 +40,9 @@ pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> 
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .and_then(|ms| seconds(ms / 1000.0))
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(ms);
     }
     let value = headers
         .get(http::header::RETRY_AFTER)?
@@ -32,7 +50,7 @@ pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> 
         .ok()?
         .trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let date = DateTime::parse_from_rfc2822(value).ok()?;
     Some(
@@ -61,7 +79,7 @@ pub fn try_again_in(message: &str) -> Option<Duration> {
     } else {
         return None;
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    seconds(secs)
 }
 
 #[cfg(test)]
@@ -135,5 +153,89 @@ mod tests {
         assert_eq!(try_again_in("try again in a while"), None);
         assert_eq!(try_again_in("try again in 5 minutes"), None);
         assert_eq!(try_again_in("no hint"), None);
+    }
+
+    /// Issue 17: hints beyond what a `Duration` holds used to panic the turn task.
+    #[test]
+    fn hostile_hints_saturate_instead_of_panicking() {
+        let now = Utc::now();
+        let header = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            retry_after(&h, now)
+        };
+        for value in ["1e30", "18446744073709551616", "1e308", "1e999", "inf"] {
+            assert_eq!(header("retry-after", value), Some(Duration::MAX), "{value}");
+        }
+        for value in ["1e30", "18446744073709551616000", "inf"] {
+            assert_eq!(
+                header("retry-after-ms", value),
+                Some(Duration::MAX),
+                "{value}"
+            );
+        }
+        for value in ["NaN", "-1", "-1e30", "-0.5"] {
+            assert_eq!(header("retry-after", value), None, "{value}");
+        }
+        assert_eq!(
+            header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")
+                .map(|d| d > Duration::from_secs(1 << 32)),
+            Some(true)
+        );
+        assert_eq!(
+            try_again_in("Please try again in 99999999999999999999999999999s."),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            try_again_in(&format!("try again in {}ms", "9".repeat(400))),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            clamp_delay(Duration::MAX, Duration::from_secs(120)),
+            Duration::from_secs(120)
+        );
+        // A configured maximum near the limit of `Duration` does not overflow the backoff.
+        let huge = Duration::from_secs(u64::MAX);
+        assert!(backoff(Duration::from_secs(u64::MAX), 31, huge) <= huge);
+        assert_eq!(
+            backoff(Duration::from_millis(200), 1, Duration::ZERO),
+            Duration::ZERO
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_value_gives_a_delay_or_none(value in "\\PC{0,40}", ms in proptest::bool::ANY) {
+            let Ok(value) = HeaderValue::from_str(&value) else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.insert(if ms { "retry-after-ms" } else { "retry-after" }, value);
+            if let Some(delay) = retry_after(&h, Utc::now()) {
+                let max = Duration::from_secs(120);
+                proptest::prop_assert!(clamp_delay(delay, max) <= max);
+            }
+        }
+
+        #[test]
+        fn any_number_in_a_header_gives_a_delay_or_none(n in proptest::num::f64::ANY) {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from_str(&n.to_string()).unwrap());
+            h.insert("retry-after-ms", HeaderValue::from_str(&format!("{n:e}")).unwrap());
+            let _ = retry_after(&h, Utc::now());
+        }
+
+        #[test]
+        fn any_message_gives_a_delay_or_none(
+            number in "[0-9.]{0,400}",
+            unit in "(ms|s|seconds| s|m|)",
+            noise in "\\PC{0,20}",
+        ) {
+            let _ = try_again_in(&format!("{noise} try again in {number}{unit}"));
+        }
+
+        #[test]
+        fn backoff_never_exceeds_the_maximum(base_ms in proptest::num::u64::ANY, attempt in proptest::num::u32::ANY, max_s in proptest::num::u64::ANY) {
+            let max = Duration::from_secs(max_s);
+            proptest::prop_assert!(backoff(Duration::from_millis(base_ms), attempt, max) <= max);
+        }
     }
 }

@@ -205,6 +205,14 @@ pub enum WireEvent {
     Ignored,
     /// `data` that is not a JSON event object; skipped.
     Unparseable,
+    /// A known event whose fields cannot be used (e.g. `response.completed` with a usage count
+    /// that is text, or `response.output_item.done` whose item lacks `call_id`).
+    Malformed {
+        /// The event `type`.
+        event: String,
+        /// The dotted field and what is wrong with it.
+        detail: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -231,46 +239,116 @@ struct RawResponse {
     incomplete_details: Option<RawIncomplete>,
 }
 
+/// The `response` of `response.completed`, reading only what Quest uses.
 #[derive(Deserialize, Default)]
-struct RawUsage {
+#[serde(expecting = "a response object")]
+struct RawCompleted {
+    #[serde(default, deserialize_with = "lenient_text")]
+    id: Option<String>,
     #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(expecting = "a usage object")]
+struct RawUsage {
+    #[serde(default, deserialize_with = "token_count")]
     input_tokens: i64,
     #[serde(default)]
     input_tokens_details: Option<RawInputDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     output_tokens: i64,
     #[serde(default)]
     output_tokens_details: Option<RawOutputDetails>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     total_tokens: i64,
 }
 
 #[derive(Deserialize, Default)]
+#[serde(expecting = "an object")]
 struct RawInputDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     cached_tokens: i64,
 }
 
 #[derive(Deserialize, Default)]
+#[serde(expecting = "an object")]
 struct RawOutputDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token_count")]
     reasoning_tokens: i64,
 }
 
 #[derive(Deserialize, Default)]
 struct RawError {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     code: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", deserialize_with = "lenient_text")]
     kind: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     message: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 struct RawIncomplete {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     reason: Option<String>,
+}
+
+/// A token count as providers send it: an integer, an integral float (`5.0`) or `null` (0).
+/// Counts beyond `i64` saturate, negative ones count as 0; text, fractions and other types are
+/// errors that name the field.
+fn token_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Count;
+    impl<'v> serde::de::Visitor<'v> for Count {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a token count (a whole number or null)")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v.max(0))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            Ok(i64::try_from(v).unwrap_or(i64::MAX))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<i64, E> {
+            if !v.is_finite() || v.fract() != 0.0 {
+                return Err(E::invalid_value(serde::de::Unexpected::Float(v), &self));
+            }
+            // `as` saturates at the bounds of `i64`.
+            Ok((v as i64).max(0))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<i64, E> {
+            Ok(0)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<i64, E> {
+            Ok(0)
+        }
+
+        fn visit_some<S: serde::Deserializer<'v>>(self, d: S) -> Result<i64, S::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    deserializer.deserialize_any(Count)
+}
+
+/// Text of an error field; a number or boolean is taken as its JSON text, anything else is
+/// dropped (an error event must not become unreadable because of a field's type).
+fn lenient_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(text) => Some(text),
+        value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+            Some(value.to_string())
+        }
+        _ => None,
+    })
 }
 
 impl From<RawUsage> for TokenUsage {
@@ -286,9 +364,16 @@ impl From<RawUsage> for TokenUsage {
 }
 
 /// Decodes one frame's `data` (dispatch is on the JSON `type`, never on the `event:` line).
+///
+/// `data` that is not a JSON object with a string `type` is [`WireEvent::Unparseable`] (skipped,
+/// as Codex does). A known event whose fields do not fit is decoded as far as it can be: deltas
+/// and `output_item.added` (display only) are ignored, error events keep what is readable, and
+/// `response.output_item.done` / `response.completed`, which Quest cannot do without, are
+/// [`WireEvent::Malformed`] with the field that is wrong.
 pub fn decode_event(data: &str) -> WireEvent {
-    let Ok(raw) = serde_json::from_str::<RawEvent>(data) else {
-        return WireEvent::Unparseable;
+    let raw = match serde_json::from_str::<RawEvent>(data) {
+        Ok(raw) => raw,
+        Err(_) => return decode_irregular(data),
     };
     let response_id =
         |r: &Option<RawResponse>| r.as_ref().and_then(|r| r.id.clone()).unwrap_or_default();
@@ -299,9 +384,10 @@ pub fn decode_event(data: &str) -> WireEvent {
         "response.output_item.added" => raw
             .item
             .map_or(WireEvent::Unparseable, WireEvent::OutputItemAdded),
-        "response.output_item.done" => raw
-            .item
-            .map_or(WireEvent::Unparseable, WireEvent::OutputItemDone),
+        "response.output_item.done" => match raw.item {
+            Some(item) => WireEvent::OutputItemDone(item),
+            None => missing_item(),
+        },
         "response.output_text.delta" => raw
             .delta
             .map_or(WireEvent::Unparseable, WireEvent::OutputTextDelta),
@@ -331,6 +417,91 @@ pub fn decode_event(data: &str) -> WireEvent {
                 .response
                 .and_then(|r| r.incomplete_details)
                 .and_then(|d| d.reason),
+        },
+        _ => WireEvent::Ignored,
+    }
+}
+
+fn missing_item() -> WireEvent {
+    WireEvent::Malformed {
+        event: "response.output_item.done".to_string(),
+        detail: "`item` is missing".to_string(),
+    }
+}
+
+/// The slow path of [`decode_event`] for `data` the typed decoding rejected: finds out which
+/// event it is and which field is wrong.
+fn decode_irregular(data: &str) -> WireEvent {
+    let Ok(serde_json::Value::Object(mut event)) = serde_json::from_str::<serde_json::Value>(data)
+    else {
+        return WireEvent::Unparseable;
+    };
+    let Some(kind) = event.get("type").and_then(serde_json::Value::as_str) else {
+        return WireEvent::Unparseable;
+    };
+    let kind = kind.to_string();
+    let malformed = |field: &str, err: serde_path_to_error::Error<serde_json::Error>| {
+        let path = err.path().to_string();
+        let field = if path == "." {
+            field.to_string()
+        } else {
+            format!("{field}.{path}")
+        };
+        WireEvent::Malformed {
+            event: kind.clone(),
+            detail: format!("`{field}`: {}", err.into_inner()),
+        }
+    };
+    let mut take = |field: &str| event.remove(field).unwrap_or(serde_json::Value::Null);
+    match kind.as_str() {
+        "response.output_item.done" => {
+            let item = take("item");
+            if item.is_null() {
+                return missing_item();
+            }
+            match serde_path_to_error::deserialize::<_, ResponseItem>(item) {
+                Ok(item) => WireEvent::OutputItemDone(item),
+                Err(err) => malformed("item", err),
+            }
+        }
+        "response.completed" => {
+            let response = match take("response") {
+                serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+                other => other,
+            };
+            match serde_path_to_error::deserialize::<_, RawCompleted>(response) {
+                Ok(response) => WireEvent::Completed {
+                    response_id: response.id.unwrap_or_default(),
+                    usage: response.usage.map(TokenUsage::from).unwrap_or_default(),
+                },
+                Err(err) => malformed("response", err),
+            }
+        }
+        "response.failed" => {
+            let error = take("response")
+                .get_mut("error")
+                .map(serde_json::Value::take)
+                .and_then(|error| RawError::deserialize(error).ok())
+                .unwrap_or_default();
+            WireEvent::Failed {
+                code: error.code,
+                error_type: error.kind,
+                message: error.message,
+            }
+        }
+        "response.incomplete" => WireEvent::Incomplete {
+            reason: take("response")
+                .get_mut("incomplete_details")
+                .map(serde_json::Value::take)
+                .and_then(|details| RawIncomplete::deserialize(details).ok())
+                .and_then(|details| details.reason),
+        },
+        "response.created" => WireEvent::Created {
+            response_id: take("response")
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         },
         _ => WireEvent::Ignored,
     }
@@ -460,6 +631,151 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             decode_event(r#"{"type":"response.in_progress"}"#),
             WireEvent::Ignored
         );
+    }
+
+    fn completed_with(usage: &str) -> WireEvent {
+        decode_event(&format!(
+            r#"{{"type":"response.completed","response":{{"id":"r1","usage":{usage}}}}}"#
+        ))
+    }
+
+    fn usage(input: i64, cached: i64, output: i64, reasoning: i64, total: i64) -> WireEvent {
+        WireEvent::Completed {
+            response_id: "r1".into(),
+            usage: TokenUsage {
+                input_tokens: input,
+                cached_input_tokens: cached,
+                output_tokens: output,
+                reasoning_output_tokens: reasoning,
+                total_tokens: total,
+            },
+        }
+    }
+
+    /// Issue 17: what real providers send in `usage` is accepted (it used to make the whole
+    /// `response.completed` unparseable, so the stream counted as cut and was retried).
+    #[test]
+    fn usage_accepts_nulls_integral_floats_and_huge_counts() {
+        assert_eq!(
+            completed_with(
+                r#"{"input_tokens":10,"input_tokens_details":{"cached_tokens":null},"output_tokens":5.0,"output_tokens_details":null,"total_tokens":15}"#
+            ),
+            usage(10, 0, 5, 0, 15)
+        );
+        assert_eq!(
+            completed_with(
+                r#"{"input_tokens":null,"output_tokens":99999999999999999999999,"total_tokens":1e30,"output_tokens_details":{"reasoning_tokens":18446744073709551615}}"#
+            ),
+            usage(0, 0, i64::MAX, i64::MAX, i64::MAX)
+        );
+        assert_eq!(
+            completed_with(r#"{"input_tokens":-3,"output_tokens":-1e3,"total_tokens":2.0e0}"#),
+            usage(0, 0, 0, 0, 2)
+        );
+        assert_eq!(completed_with("null"), usage(0, 0, 0, 0, 0));
+        // A completed event with odd fields Quest does not read is still a completion.
+        assert_eq!(
+            decode_event(
+                r#"{"type":"response.completed","response":{"id":7,"error":"none","usage":{"input_tokens":1}},"item":[1]}"#
+            ),
+            WireEvent::Completed {
+                response_id: "7".into(),
+                usage: TokenUsage {
+                    input_tokens: 1,
+                    ..TokenUsage::default()
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_events_name_the_event_and_the_field() {
+        let malformed = |data: &str| match decode_event(data) {
+            WireEvent::Malformed { event, detail } => format!("{event}: {detail}"),
+            other => panic!("expected Malformed for {data}, got {other:?}"),
+        };
+        assert_eq!(
+            malformed(
+                r#"{"type":"response.completed","response":{"usage":{"output_tokens":"five"}}}"#
+            ),
+            "response.completed: `response.usage.output_tokens`: invalid type: string \"five\", expected a token count (a whole number or null)"
+        );
+        assert_eq!(
+            malformed(
+                r#"{"type":"response.completed","response":{"usage":{"input_tokens_details":{"cached_tokens":2.5}}}}"#
+            ),
+            "response.completed: `response.usage.input_tokens_details.cached_tokens`: invalid value: floating point `2.5`, expected a token count (a whole number or null)"
+        );
+        assert_eq!(
+            malformed(r#"{"type":"response.completed","response":{"usage":"lots"}}"#),
+            "response.completed: `response.usage`: invalid type: string \"lots\", expected a usage object"
+        );
+        let missing = malformed(
+            r#"{"type":"response.output_item.done","item":{"type":"function_call","name":"f","arguments":"{}"}}"#,
+        );
+        assert!(
+            missing.starts_with("response.output_item.done: `item`")
+                && missing.contains("missing field `call_id`"),
+            "{missing}"
+        );
+        assert_eq!(
+            malformed(r#"{"type":"response.output_item.done"}"#),
+            "response.output_item.done: `item` is missing"
+        );
+        assert_eq!(
+            malformed(r#"{"type":"response.output_item.done","item":null,"delta":7}"#),
+            "response.output_item.done: `item` is missing"
+        );
+    }
+
+    #[test]
+    fn irregular_but_harmless_events_are_decoded_or_ignored() {
+        // Error fields of other types keep what is readable.
+        assert_eq!(
+            decode_event(
+                r#"{"type":"response.failed","response":{"error":{"code":500,"type":null,"message":"boom","extra":{}}}}"#
+            ),
+            WireEvent::Failed {
+                code: Some("500".into()),
+                error_type: None,
+                message: Some("boom".into())
+            }
+        );
+        assert_eq!(
+            decode_event(r#"{"type":"response.failed","response":"broken"}"#),
+            WireEvent::Failed {
+                code: None,
+                error_type: None,
+                message: None
+            }
+        );
+        assert_eq!(
+            decode_event(
+                r#"{"type":"response.incomplete","response":{"incomplete_details":{"reason":7}}}"#
+            ),
+            WireEvent::Incomplete {
+                reason: Some("7".into())
+            }
+        );
+        // Display-only events with odd fields are skipped, not fatal.
+        assert_eq!(
+            decode_event(r#"{"type":"response.output_text.delta","delta":5}"#),
+            WireEvent::Ignored
+        );
+        assert_eq!(
+            decode_event(
+                r#"{"type":"response.output_item.added","item":{"type":"function_call"}}"#
+            ),
+            WireEvent::Ignored
+        );
+        assert_eq!(
+            decode_event(r#"{"type":"response.created","response":{"id":1}}"#),
+            WireEvent::Created {
+                response_id: String::new()
+            }
+        );
+        assert_eq!(decode_event(r#"{"type":7}"#), WireEvent::Unparseable);
+        assert_eq!(decode_event("[1,2]"), WireEvent::Unparseable);
     }
 
     fn event_json() -> impl Strategy<Value = String> {

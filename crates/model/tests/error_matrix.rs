@@ -60,7 +60,7 @@ async fn usage_not_included_429_is_one_request() {
     assert_eq!(mock.request_count(), 1);
     assert_eq!(
         run.err().user_message(),
-        "To use Codex with your ChatGPT plan, upgrade to Plus: https://chatgpt.com/explore/plus."
+        "To use Quest with your ChatGPT plan, upgrade to Plus: https://chatgpt.com/explore/plus."
     );
     assert!(run.err().is_usage_limit());
 }
@@ -153,23 +153,76 @@ async fn retry_after_ms_is_honoured_quest_deviation() {
     );
 }
 
+/// Issue 17: a hint longer than `max_retry_delay` is clamped to it (it used to fail the call;
+/// values beyond what a `Duration` holds panicked the task).
 #[tokio::test]
-async fn server_hint_longer_than_max_retry_delay_fails_with_the_hint() {
-    let mock = quest_mock_model::MockModel::start(always(
-        Step::http_error(429, json!({"error":{"type":"rate_limit_exceeded"}}))
-            .retry_after_secs(300),
-    ))
+async fn server_hints_longer_than_max_retry_delay_are_clamped() {
+    for (name, value) in [
+        ("retry-after", "300"),
+        ("retry-after", "1e30"),
+        ("retry-after", "18446744073709551616"),
+        ("retry-after", "inf"),
+        ("retry-after-ms", "1e30"),
+    ] {
+        let mock = quest_mock_model::MockModel::start(always(
+            Step::http_error(429, json!({"error":{"type":"rate_limit_exceeded"}}))
+                .with_header(name, value),
+        ))
+        .await;
+        let mut opts = options();
+        opts.max_retry_delay = MS(150);
+        let mut p = provider(&mock);
+        p.stream_max_retries = Some(2);
+        let client = ModelClient::new(p, opts).unwrap();
+        let run = run_with(&client, &prompt()).await;
+        assert_eq!(mock.request_count(), 3, "{name}: {value}");
+        assert_gaps(&mock.gaps(), &[MS(150), MS(150)]);
+        assert_eq!(
+            run.err().user_message(),
+            "exceeded retry limit, last status: 429 Too Many Requests",
+            "{name}: {value}"
+        );
+        let delays: Vec<Duration> = run.retries().iter().map(|r| r.2).collect();
+        assert_eq!(delays, [MS(150), MS(150)], "{name}: {value}");
+    }
+}
+
+/// The transport layer clamps a 5xx hint the same way.
+#[tokio::test]
+async fn transport_retry_hint_on_5xx_is_clamped() {
+    let mock = quest_mock_model::MockModel::start(
+        Script::new([Step::http_error(503, json!({"error":{"message":"busy"}}))
+            .with_header("retry-after", "1e30")])
+        .with_default(Step::message("ok")),
+    )
     .await;
     let mut opts = options();
-    opts.max_retry_delay = Duration::from_secs(120);
+    opts.max_retry_delay = MS(100);
     let client = ModelClient::new(provider(&mock), opts).unwrap();
     let run = run_with(&client, &prompt()).await;
-    assert_eq!(mock.request_count(), 1);
-    assert_eq!(
-        run.err().user_message(),
-        "the server asked to retry in 300s, more than the 120s Quest waits at most (exceeded retry limit, last status: 429 Too Many Requests)"
-    );
-    assert!(run.retries().is_empty());
+    run.ok();
+    assert_eq!(mock.request_count(), 2);
+    assert_gaps(&mock.gaps(), &[MS(100)]);
+}
+
+/// "try again in N s" with an absurd N in a `response.failed` is clamped as well.
+#[tokio::test]
+async fn huge_try_again_in_hint_is_clamped() {
+    let mock = quest_mock_model::MockModel::start(
+        Script::new([Step::failed(
+            "rate_limit_exceeded",
+            "Rate limit reached. Please try again in 99999999999999999999999999s.",
+        )])
+        .with_default(Step::message("ok")),
+    )
+    .await;
+    let mut opts = options();
+    opts.max_retry_delay = MS(100);
+    let client = ModelClient::new(provider(&mock), opts).unwrap();
+    let run = run_with(&client, &prompt()).await;
+    run.ok();
+    assert_eq!(mock.request_count(), 2);
+    assert_eq!(run.retries()[0].2, MS(100));
 }
 
 /// Gaps of `turns` layer-2 attempts, each made of `1 + transport` HTTP attempts.
@@ -424,7 +477,7 @@ async fn response_failed_fixed_errors_are_one_request() {
     let cases: [(&str, &str); 3] = [
         (
             "context_length_exceeded",
-            "Codex ran out of room in the model's context window. Start a new thread or clear earlier history before retrying.",
+            "Quest ran out of room in the model's context window. Start a new thread or clear earlier history before retrying.",
         ),
         (
             "insufficient_quota",
@@ -432,7 +485,7 @@ async fn response_failed_fixed_errors_are_one_request() {
         ),
         (
             "usage_not_included",
-            "To use Codex with your ChatGPT plan, upgrade to Plus: https://chatgpt.com/explore/plus.",
+            "To use Quest with your ChatGPT plan, upgrade to Plus: https://chatgpt.com/explore/plus.",
         ),
     ];
     for (code, message) in cases {
@@ -567,4 +620,90 @@ async fn server_silent_before_headers_times_out_after_transport_retries() {
         "Connection failed: timed out waiting for response headers"
     );
     assert!(run.retries().is_empty());
+}
+
+/// `message` then `response.completed` whose `response` is `completed` written verbatim.
+fn completed_raw(response: &str) -> Step {
+    Step::events([
+        quest_mock_model::Frame::Event(json!({
+            "type": "response.output_item.done",
+            "item": {"type":"message","role":"assistant","id":"msg_1","content":[{"type":"output_text","text":"hi"}]}
+        })),
+        quest_mock_model::Frame::Raw(format!(
+            "event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{response}}}\n\n"
+        )),
+    ])
+}
+
+/// Issue 17: `null` counts, integral floats and counts beyond i64 are accepted (they used to be
+/// a "cut stream", retried five times).
+#[tokio::test]
+async fn usage_with_nulls_floats_and_huge_counts_completes_in_one_request() {
+    let (mock, run) = run_script(
+        always(completed_raw(
+            r#"{"id":"resp_1","usage":{"input_tokens":12,"input_tokens_details":{"cached_tokens":null},"output_tokens":5.0,"output_tokens_details":{"reasoning_tokens":null},"total_tokens":99999999999999999999999}}"#,
+        )),
+        |_| {},
+    )
+    .await;
+    assert_eq!(mock.request_count(), 1);
+    let outcome = run.ok();
+    assert_eq!(outcome.usage.input_tokens, 12);
+    assert_eq!(outcome.usage.cached_input_tokens, 0);
+    assert_eq!(outcome.usage.output_tokens, 5);
+    assert_eq!(outcome.usage.total_tokens, i64::MAX);
+    assert!(run.retries().is_empty());
+}
+
+/// A `response.completed` that is truly malformed fails at once with the event and the field.
+#[tokio::test]
+async fn malformed_completed_fails_once_naming_event_and_field() {
+    let (mock, run) = run_script(
+        always(completed_raw(
+            r#"{"id":"resp_1","usage":{"input_tokens":12,"output_tokens":"many"}}"#,
+        )),
+        |_| {},
+    )
+    .await;
+    assert_eq!(mock.request_count(), 1);
+    assert_eq!(
+        run.err().user_message(),
+        "the server sent a malformed `response.completed` event: `response.usage.output_tokens`: invalid type: string \"many\", expected a token count (a whole number or null)"
+    );
+    assert!(run.retries().is_empty());
+}
+
+/// A 200 answer that is a JSON document is reported as such, not as a cut stream.
+#[tokio::test]
+async fn json_document_instead_of_sse_is_reported_as_such() {
+    let (mock, run) = run_script(
+        always(Step::http_error(
+            200,
+            json!({"id":"resp_1","object":"response","output":[]}),
+        )),
+        |_| {},
+    )
+    .await;
+    assert_eq!(mock.request_count(), 1);
+    assert_eq!(
+        run.err().user_message(),
+        "the server answered 200 OK with `application/json` instead of a stream of server-sent events: {\"id\":\"resp_1\",\"object\":\"response\",\"output\":[]}"
+    );
+    // An error document carries its message; a JSON body with another content type is
+    // recognised by its shape.
+    let (mock, run) = run_script(
+        always(Step::http_error_raw(
+            200,
+            r#"  {"error":{"message":"stream not supported here"}}"#,
+            "text/plain",
+        )),
+        |_| {},
+    )
+    .await;
+    assert_eq!(mock.request_count(), 1);
+    assert_eq!(
+        run.err().user_message(),
+        "the server answered 200 OK with `text/plain` instead of a stream of server-sent events: stream not supported here"
+    );
+    assert_eq!(run.err().error_type(), "not_event_stream");
 }

@@ -183,10 +183,12 @@ pub enum TurnErrorKind {
     RateLimited,
     /// The stream ended before `response.completed`.
     StreamDisconnected,
-    /// The server asked for a retry delay beyond the configured maximum.
-    RetryDelayTooLong,
     /// The provider could not be reached.
     ConnectionFailed,
+    /// The stream carried an event Quest cannot use (a field of the wrong shape).
+    MalformedEvent,
+    /// A successful answer that was not an event stream (e.g. a JSON document).
+    NotEventStream,
     /// The provider's API key variable is unset.
     MissingEnvVar,
     /// The provider configuration is invalid.
@@ -211,8 +213,9 @@ impl TurnErrorKind {
             TurnErrorKind::UnexpectedStatus => "unexpected_status",
             TurnErrorKind::RateLimited => "rate_limited",
             TurnErrorKind::StreamDisconnected => "stream_disconnected",
-            TurnErrorKind::RetryDelayTooLong => "retry_delay_too_long",
             TurnErrorKind::ConnectionFailed => "connection_failed",
+            TurnErrorKind::MalformedEvent => "malformed_event",
+            TurnErrorKind::NotEventStream => "not_event_stream",
             TurnErrorKind::MissingEnvVar => "missing_env_var",
             TurnErrorKind::InvalidConfig => "invalid_config",
             TurnErrorKind::Internal => "internal",

@@ -43,6 +43,11 @@ pub(crate) fn register(pid: i32) {
     lock(&RUNNING).insert(pid);
 }
 
+/// How many command process groups are registered (running, or with members left behind).
+pub(crate) fn registered_groups() -> usize {
+    lock(&GROUPS).len()
+}
+
 /// The command's direct child was waited for; its group stays registered while it has members.
 pub(crate) fn finished(pid: i32) {
     lock(&RUNNING).remove(&pid);

@@ -15,7 +15,7 @@
 //!   [`DRAIN_AFTER_EXIT`] has passed. Background processes the command started and left running
 //!   (`server &`) are not killed; they lose their output pipe.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -498,6 +498,15 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Kills (`SIGKILL`) every command still running and whatever those commands started, for a
+/// process about to exit without running destructors (a second Ctrl-C). Returns how many
+/// command process groups were registered.
+pub fn kill_running_commands() -> usize {
+    let groups = process::registered_groups();
+    process::kill_all();
+    groups
 }
 
 /// Kills the process group with `SIGKILL` when dropped while armed (the run's future was dropped

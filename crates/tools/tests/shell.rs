@@ -366,3 +366,44 @@ async fn start_failures_are_clear_errors() {
     .unwrap_err();
     assert!(matches!(err, ShellError::PermissionDenied(_)), "{err}");
 }
+
+/// A process exiting at once (a second Ctrl-C) kills what is still running first, even a command
+/// that ignores SIGTERM.
+#[tokio::test]
+async fn kill_running_commands_kills_every_running_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("started");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let req = sh(
+        "trap '' TERM; sleep 100 & echo $! > started; wait",
+        dir.path(),
+    );
+    let task = tokio::spawn(run_command(req, CancellationToken::new()));
+    let pid_text = tokio::time::timeout(
+        TEST_LIMIT,
+        tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo).unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let grandchild = first_pid(&pid_text);
+    assert_eq!(quest_tools::shell::kill_running_commands(), 1);
+    let out = tokio::time::timeout(TEST_LIMIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.signal, Some(9), "{out:?}");
+    assert!(
+        wait_dead(grandchild).await,
+        "grandchild {grandchild} survived"
+    );
+    // Finished commands are forgotten.
+    assert_eq!(quest_tools::shell::kill_running_commands(), 0);
+}

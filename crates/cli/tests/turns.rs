@@ -1,0 +1,261 @@
+//! Turns that survive interruption, crashes and hostile servers (issue 17): the real binary
+//! against the scripted model server, with real signals.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::TestEnv;
+use quest_mock_model::{MockModel, Script, Step};
+use serde_json::{Value, json};
+
+/// Generous bound for anything a loaded CI machine must do; far below the waits under test.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A running `quest exec` whose stdout and stderr lines arrive on channels.
+struct Running {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    seen_stdout: Vec<String>,
+    seen_stderr: Vec<String>,
+}
+
+impl Running {
+    fn spawn(cmd: &mut std::process::Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = |pipe: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        Running {
+            child,
+            stdout,
+            stderr,
+            seen_stdout: Vec::new(),
+            seen_stderr: Vec::new(),
+        }
+    }
+
+    fn report(&mut self) -> String {
+        self.seen_stdout.extend(self.stdout.try_iter());
+        self.seen_stderr.extend(self.stderr.try_iter());
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            self.seen_stdout.join("\n"),
+            self.seen_stderr.join("\n")
+        )
+    }
+
+    /// Waits for a stdout line satisfying `pred`.
+    fn wait_stdout(&mut self, what: &str, pred: impl Fn(&str) -> bool) {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = pred(&line);
+                    self.seen_stdout.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!("no stdout line {what} within {LIMIT:?}\n{}", self.report()),
+            }
+        }
+    }
+
+    /// Waits for a stderr line containing `text`.
+    fn wait_stderr(&mut self, text: &str) {
+        let deadline = std::time::Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(text);
+                    self.seen_stderr.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "no stderr line {text:?} within {LIMIT:?}\n{}",
+                    self.report()
+                ),
+            }
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// Waits for the exit (killing the process after [`LIMIT`]) and returns the code and every
+    /// stdout line as JSON.
+    fn finish(mut self) -> (i32, Vec<Value>, String) {
+        let (tx, rx) = mpsc::channel();
+        let pid = self.child.id();
+        let mut child = self.child;
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(LIMIT) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let mut out = String::new();
+                out.push_str(&self.seen_stdout.join("\n"));
+                out.extend(self.stdout.try_iter().map(|l| format!("\n{l}")));
+                out.push_str("\n--- stderr\n");
+                out.push_str(&self.seen_stderr.join("\n"));
+                out.extend(self.stderr.try_iter().map(|l| format!("\n{l}")));
+                panic!("quest exec did not exit within {LIMIT:?}\n--- stdout\n{out}");
+            }
+        };
+        // The pipes close at exit: collect everything that is left.
+        self.seen_stdout.extend(self.stdout.iter());
+        self.seen_stderr.extend(self.stderr.iter());
+        let stderr = self.seen_stderr.join("\n");
+        let events = self
+            .seen_stdout
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("stdout line is not JSON ({e}): {line}\n--- stderr\n{stderr}")
+                })
+            })
+            .collect();
+        (status.code().unwrap_or(-1), events, stderr)
+    }
+}
+
+/// A server that answers every request with a rate-limit 429 whose `Retry-After` is absurd.
+fn hostile_retry_after(value: &str) -> MockModel {
+    MockModel::start_blocking(
+        Script::new([]).with_default(
+            Step::http_error(429, json!({"error":{"type":"rate_limit_exceeded"}}))
+                .with_header("retry-after", value),
+        ),
+    )
+}
+
+fn is_retry_notice(line: &str) -> bool {
+    line.contains("\"type\":\"error\"") && line.contains("Reconnecting... 1/")
+}
+
+/// Issue 17 item 2: `Retry-After: 1e30` used to panic the turn task, after which `exec` hung and
+/// ignored SIGINT. Now the hint is clamped, the wait is pending, and one SIGINT ends the turn with
+/// a clean `--json` stream and exit 130.
+#[cfg(unix)]
+#[test]
+fn sigint_ends_a_retry_wait_after_a_hostile_retry_after() {
+    let mock = hostile_retry_after("1e30");
+    let env = TestEnv::new();
+    let mut run = Running::spawn(
+        env.exec(&mock)
+            .args(["-c", "model_client.max_retry_delay_s=3600"])
+            .arg("hello"),
+    );
+    run.wait_stdout("announcing the retry", is_retry_notice);
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let (code, events, stderr) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
+    let last = events.last().unwrap();
+    assert_eq!(
+        *last,
+        json!({"type":"turn.failed","error":{"message":"turn interrupted"}}),
+        "{events:?}"
+    );
+    assert_eq!(mock.request_count(), 1);
+}
+
+/// Issue 17 item 2: a second SIGINT within a second exits at once, even while the first one's
+/// orderly exit is still waiting (here: a telemetry flush to a collector that never answers,
+/// with a retry wait pending when the signals arrive).
+#[cfg(unix)]
+#[test]
+fn second_sigint_exits_at_once_while_a_retry_wait_is_pending() {
+    // A collector that accepts connections and never answers: the orderly exit waits for it.
+    let collector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", collector.local_addr().unwrap());
+    let mock = hostile_retry_after("18446744073709551616");
+    let env = TestEnv::new();
+    let mut run = Running::spawn(
+        env.exec(&mock)
+            .args(["-c", "model_client.max_retry_delay_s=3600"])
+            .args([
+                "-c".to_string(),
+                format!(
+                    "otel.trace_exporter={{otlp-http={{endpoint=\"{endpoint}\", protocol=\"binary\"}}}}"
+                ),
+            ])
+            .args(["-c", "otel.shutdown_timeout_ms=600000"])
+            .env("OTEL_EXPORTER_OTLP_TIMEOUT", "600000")
+            .env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "600000")
+            .arg("hello"),
+    );
+    run.wait_stdout("announcing the retry", is_retry_notice);
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    run.wait_stderr("press Ctrl-C again");
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let (code, events, stderr) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert!(stderr.contains("Exiting at once."), "{stderr}");
+    assert_eq!(events.last().unwrap()["type"], "turn.failed", "{events:?}");
+    assert_eq!(mock.request_count(), 1);
+    drop(collector);
+}
+
+/// Issue 17 item 6: a `timeout_ms` asked for by the model cannot exceed
+/// `[tools] max_shell_timeout_ms`.
+#[test]
+fn model_requested_timeout_is_capped_by_the_configured_maximum() {
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call(
+            "exec_command",
+            json!({"cmd": "sleep 120", "timeout_ms": 86_400_000u64}),
+        ),
+        Step::message("done"),
+    ]));
+    let env = TestEnv::new();
+    let out = common::run(
+        env.exec(&mock)
+            .args(["-c", "tools.shell_timeout_ms=300"])
+            .args(["-c", "tools.max_shell_timeout_ms=300"])
+            .arg("sleep"),
+        0,
+    );
+    let events = common::jsonl(&out);
+    let command = common::completed_items(&events, "command_execution");
+    assert_eq!(command.len(), 1);
+    assert_eq!(command[0]["status"], "failed");
+    let second = mock.request(1).unwrap();
+    let outputs = second.items_of_type("function_call_output");
+    assert_eq!(outputs.len(), 1);
+    assert!(
+        outputs[0]["output"].as_str().unwrap().contains("Timed out"),
+        "{outputs:?}"
+    );
+}
