@@ -234,6 +234,9 @@ impl Actor {
         if let Some(policy) = self.policy.as_mut() {
             policy.on_shutdown();
         }
+        if let Some(mcp) = &self.session.mcp {
+            mcp.shutdown().await;
+        }
         self.session.emit(None, EventMsg::ShutdownComplete);
     }
 
