@@ -71,11 +71,14 @@ fn exec_offers_calls_and_reads_from_the_everything_server() {
             ),
             call("mcp__everything__echo", "c-bad", json!({"message": 5})),
         ]),
-        Step::calls([call(
-            "read_mcp_resource",
-            "c-read",
-            json!({"server": "everything", "uri": uri}),
-        )]),
+        Step::calls([
+            call(
+                "read_mcp_resource",
+                "c-read",
+                json!({"server": "everything", "uri": uri}),
+            ),
+            call("mcp__everything__get-tiny-image", "c-img", json!({})),
+        ]),
         Step::message("All done."),
     ]));
     let env = TestEnv::new();
@@ -138,16 +141,33 @@ fn exec_offers_calls_and_reads_from_the_everything_server() {
     assert_eq!(read["contents"][0]["uri"], uri);
     assert_eq!(read["contents"][0]["text"], feature_doc.as_str());
 
+    // The image reaches the model as an image, after the tool outputs.
+    assert!(output_text(&mock, 3, "c-img").contains("[image 1: image/png]"));
+    let input = mock.input_items(3);
+    let last = input.last().unwrap();
+    assert_eq!(last["role"], "user", "{last}");
+    assert_eq!(
+        last["content"][0]["text"],
+        "Image 1 returned by mcp__everything__get-tiny-image:"
+    );
+    assert!(
+        last["content"][1]["image_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBOR"),
+        "{last}"
+    );
+
     // exec --json shows mcp_tool_call items in the SDK's shape.
     let started: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == "item.started" && e["item"]["type"] == "mcp_tool_call")
         .map(|e| &e["item"])
         .collect();
-    assert_eq!(started.len(), 2, "{events:#?}");
+    assert_eq!(started.len(), 3, "{events:#?}");
     assert_eq!(started[0]["status"], "in_progress");
     let calls = completed_items(&events, "mcp_tool_call");
-    assert_eq!(calls.len(), 2, "{events:#?}");
+    assert_eq!(calls.len(), 3, "{events:#?}");
     let ok = calls
         .iter()
         .find(|c| c["arguments"]["message"] == "hello mcp")
