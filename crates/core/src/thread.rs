@@ -508,6 +508,7 @@ mod tests {
             store: Some(store.clone()),
             events,
             tools: Vec::new(),
+            mcp: None,
             telemetry: None,
             propagate_trace: false,
             log_user_prompt: false,
