@@ -589,6 +589,8 @@ impl HubState {
                 out.notifications
                     .push(("warning", json!({"message": message, "threadId": thread})));
             }
+            // Not yet sent as `mcpToolCall` items (`quest_protocol::mcp` has the item's shape).
+            EventMsg::McpToolCallBegin { .. } | EventMsg::McpToolCallEnd { .. } => {}
             EventMsg::GoalUpdated(goal) => {
                 out.notifications.push((
                     "thread/goal/updated",

@@ -277,3 +277,41 @@ fn sdk_base_url_and_api_key_reach_the_built_in_provider() {
         "the SDK reports the thread quest used"
     );
 }
+
+#[test]
+fn sdk_reads_mcp_tool_call_items() {
+    // An MCP server from config.toml; the SDK parses and type-checks the mcp_tool_call items.
+    let js = repo_root()
+        .join("tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        js.is_file(),
+        "{} is missing: run `npm ci --prefix tests/mcp`",
+        js.display()
+    );
+    let mock = MockModel::start_blocking(Script::new([
+        Step::function_call("mcp__everything__echo", json!({"message": "from the sdk"})),
+        Step::message("Echoed."),
+    ]));
+    let env = TestEnv::new();
+    std::fs::write(
+        env.home().join("config.toml"),
+        format!(
+            "[mcp_servers.everything]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\nstartup_timeout_sec = 60\n",
+            js.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = run_thread(&env, &mock, &["--prompt", "echo something"]);
+    let turns = turns(&out);
+    assert_eq!(turns[0]["finalResponse"], "Echoed.");
+    let items = turns[0]["items"].as_array().unwrap();
+    let call = items
+        .iter()
+        .find(|i| i["type"] == "mcp_tool_call")
+        .unwrap_or_else(|| panic!("{items:#?}"));
+    assert_eq!(call["server"], "everything");
+    assert_eq!(call["tool"], "echo");
+    assert_eq!(call["arguments"], json!({"message": "from the sdk"}));
+    assert_eq!(call["status"], "completed");
+    assert_eq!(call["result"]["content"][0]["text"], "Echo: from the sdk");
+}

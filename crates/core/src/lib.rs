@@ -13,6 +13,7 @@ pub mod compact;
 pub mod config;
 pub mod goal;
 pub mod manager;
+pub mod mcp;
 pub mod prompts;
 pub mod protocol;
 pub mod session;

@@ -304,11 +304,31 @@ impl ThreadManager {
                 config.compaction.auto_compact_limit,
                 config.approval_policy.as_str(),
                 config.sandbox_mode.as_str(),
-                &[],
+                &config
+                    .mcp_servers
+                    .iter()
+                    .filter(|(_, server)| server.enabled)
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>(),
             );
         }
         let events = EventSink::default();
         let first = events.subscribe();
+        // MCP servers start now, concurrently, while the thread gets going; the first turn waits
+        // for them (each bounded by its startup timeout). Their warnings go to every subscriber.
+        let mcp = {
+            let events = events.clone();
+            crate::mcp::McpServersHandle::start(
+                &config,
+                Arc::new(move |message: String| {
+                    events.send(crate::protocol::Event {
+                        thread_id,
+                        turn_id: None,
+                        msg: crate::protocol::EventMsg::Warning(message),
+                    })
+                }),
+            )
+        };
         let server = Session::server_address(config.model_provider.base_url());
         let session = Arc::new(Session {
             thread_id,
@@ -317,6 +337,7 @@ impl ThreadManager {
             store: store.clone(),
             events,
             tools: tool_specs,
+            mcp,
             log_user_prompt: thread_telemetry.is_some_and(|t| t.log_user_prompt),
             telemetry,
             propagate_trace: self.inner.options.propagate_trace,

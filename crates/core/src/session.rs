@@ -66,6 +66,8 @@ pub struct Session {
     pub events: EventSink,
     /// Tool specs sent with every request.
     pub tools: Vec<serde_json::Value>,
+    /// The thread's MCP servers; `None` when none is enabled.
+    pub mcp: Option<crate::mcp::McpServersHandle>,
     /// Session events and metrics; `None` when telemetry is off.
     pub telemetry: Option<Arc<quest_otel::SessionTelemetry>>,
     /// Send `traceparent`/`tracestate` (with configured members) on model requests.

@@ -234,6 +234,9 @@ impl Actor {
         if let Some(policy) = self.policy.as_mut() {
             policy.on_shutdown();
         }
+        if let Some(mcp) = &self.session.mcp {
+            mcp.shutdown().await;
+        }
         self.session.emit(None, EventMsg::ShutdownComplete);
     }
 
@@ -505,6 +508,7 @@ mod tests {
             store: Some(store.clone()),
             events,
             tools: Vec::new(),
+            mcp: None,
             telemetry: None,
             propagate_trace: false,
             log_user_prompt: false,

@@ -156,6 +156,19 @@ async fn run_turn_inner(
     // Sticky routing: the opaque `x-codex-turn-state` a response carried goes back on every later
     // request of the same turn.
     let mut turn_state: Option<http::HeaderValue> = None;
+    // MCP servers started with the thread; the first turn waits for their start to finish (each
+    // server is bounded by its startup timeout, so a broken one cannot hold the turn longer).
+    let mcp = match &session.mcp {
+        Some(handle) => tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                report.outcome = TurnOutcome::Aborted;
+                return report;
+            }
+            manager = handle.manager() => manager,
+        },
+        None => None,
+    };
     // One reactive compaction and one retry per request after `context_length_exceeded`.
     let mut reactive_used = false;
     let ctx = CompactionCtx {
@@ -198,6 +211,9 @@ async fn run_turn_inner(
             }
         }
         let mut prompt = session.prompt(&history.items, turn_id, trigger, history.window);
+        if let Some(manager) = &mcp {
+            prompt.tools.extend(crate::mcp::tool_specs(manager));
+        }
         if let Some(value) = &turn_state {
             prompt
                 .extra_headers
@@ -332,9 +348,13 @@ async fn run_turn_inner(
                 report.outcome = TurnOutcome::Aborted;
                 return report;
             }
-            results = run_calls(&session, turn_id, &response_id, calls, &cancel, observer.as_ref()) => results,
+            results = run_calls(&session, turn_id, &response_id, calls, &cancel, observer.as_ref(), mcp.as_ref()) => results,
         };
+        let (results, images): (Vec<ToolResult>, Vec<_>) = results.into_iter().unzip();
         let mut outputs: Vec<ResponseItem> = results.iter().map(ToolResult::output_item).collect();
+        if let Some(message) = crate::mcp::images_message(&images) {
+            outputs.push(message);
+        }
         if let Some(observer) = &observer
             && let Some(steer) = observer.after_tools(turn_id, &results)
         {
@@ -640,9 +660,13 @@ fn record(
     Ok(())
 }
 
+/// Images an MCP call returned, with the name of the tool that returned them.
+type CallImages = (String, Vec<quest_mcp::ModelImage>);
+
 /// Runs the calls of one response in the model's order: a call that may change something runs
-/// alone, consecutive read-only calls run together (see [`tool_order`]). Events and results come
-/// back in call order.
+/// alone, consecutive read-only calls run together (see [`tool_order`]; an MCP tool is read-only
+/// only when its server marks it so). Events and results come back in call order, each with the
+/// images an MCP tool returned.
 async fn run_calls(
     session: &Arc<Session>,
     turn_id: TurnId,
@@ -650,7 +674,8 @@ async fn run_calls(
     calls: Vec<ToolCall>,
     cancel: &CancellationToken,
     observer: Option<&Arc<dyn TurnObserver>>,
-) -> Vec<ToolResult> {
+    mcp: Option<&Arc<quest_mcp::McpConnectionManager>>,
+) -> Vec<(ToolResult, CallImages)> {
     let ctx = ToolContext {
         cwd: session.config.cwd.clone(),
         shell_timeout: std::time::Duration::from_millis(session.config.tools.shell_timeout_ms),
@@ -663,7 +688,22 @@ async fn run_calls(
         sandbox: session.sandbox(),
         cancel: cancel.clone(),
     };
-    let kinds: Vec<_> = calls.iter().map(tool_order::concurrency).collect();
+    let mcp_calls: Vec<Option<crate::mcp::McpCall>> = calls
+        .iter()
+        .map(|call| mcp.and_then(|m| crate::mcp::classify(m, &call.name)))
+        .collect();
+    let kinds: Vec<_> = calls
+        .iter()
+        .zip(&mcp_calls)
+        .map(|(call, mcp_call)| match mcp_call {
+            Some(crate::mcp::McpCall::Tool(tool)) if tool.read_only => {
+                tool_order::Concurrency::Shared
+            }
+            Some(crate::mcp::McpCall::Tool(_)) => tool_order::Concurrency::Exclusive,
+            Some(_) => tool_order::Concurrency::Shared,
+            None => tool_order::concurrency(call),
+        })
+        .collect();
     let emitter = {
         let session = session.clone();
         Arc::new(tool_order::OrderedEmitter::new(calls.len(), move |msg| {
@@ -675,7 +715,8 @@ async fn run_calls(
         let mut running = Vec::with_capacity(batch.len());
         for index in batch {
             let call = calls[index].clone();
-            let span = tool_span(&call, response_id);
+            let mcp_call = mcp_calls[index].clone();
+            let span = tool_span(&call, response_id, mcp_call.is_some());
             if let Some(telemetry) = &session.telemetry {
                 telemetry.tool_decision(
                     &call.name,
@@ -699,30 +740,56 @@ async fn run_calls(
                 .map(|(name, value)| (name.to_string(), value))
                 .collect();
             let emitter = emitter.clone();
+            let mcp = mcp.cloned();
             let task = tokio::spawn(
                 async move {
                     let emit = |msg: EventMsg| emitter.emit(index, msg);
-                    run_builtin_tool(&call, &ctx, &emit).await
+                    match (mcp, mcp_call) {
+                        (Some(manager), Some(crate::mcp::McpCall::Tool(tool))) => {
+                            let (result, info) =
+                                crate::mcp::run_tool(&manager, &tool, &call, &ctx, &emit).await;
+                            (result, Some(info))
+                        }
+                        (Some(manager), Some(crate::mcp::McpCall::Resource(name))) => {
+                            let (result, info) =
+                                crate::mcp::run_resource_tool(&manager, name, &call, &ctx).await;
+                            (result, Some(info))
+                        }
+                        (Some(manager), Some(crate::mcp::McpCall::Unavailable { server })) => {
+                            let (result, info) =
+                                crate::mcp::run_unavailable(&manager, &server, &call).await;
+                            (result, Some(info))
+                        }
+                        _ => (run_builtin_tool(&call, &ctx, &emit).await, None),
+                    }
                 }
                 .instrument(span.clone()),
             );
             running.push((index, span, started, Ok(task)));
         }
         for (index, span, started, run) in running {
-            let result = match run {
-                Err(goal_result) => goal_result,
-                Ok(task) => task.await.unwrap_or_else(|err| ToolResult {
-                    output: format!("tool `{}` crashed: {err}", calls[index].name),
-                    call: calls[index].clone(),
-                    executed: true,
-                    success: false,
-                    changed_files: false,
-                    exit_code: None,
+            let (result, info) = match run {
+                Err(goal_result) => (goal_result, None),
+                Ok(task) => task.await.unwrap_or_else(|err| {
+                    (
+                        ToolResult {
+                            output: format!("tool `{}` crashed: {err}", calls[index].name),
+                            call: calls[index].clone(),
+                            executed: true,
+                            success: false,
+                            changed_files: false,
+                            exit_code: None,
+                        },
+                        None,
+                    )
                 }),
             };
-            finish_tool(session, &span, &result, started.elapsed());
+            let server = info.as_ref().map(|i| i.server.as_str());
+            finish_tool(session, &span, &result, started.elapsed(), server);
             emitter.finish(index);
-            results.push(result);
+            let images = info.map(|i| i.images).unwrap_or_default();
+            let name = result.call.name.clone();
+            results.push((result, (name, images)));
         }
     }
     results
@@ -773,7 +840,8 @@ fn record_model_call(
 }
 
 /// The `execute_tool {tool}` span of one tool call.
-fn tool_span(call: &ToolCall, response_id: &str) -> tracing::Span {
+/// `gen_ai.tool.type` is `extension` for MCP tools, `function` for the rest.
+fn tool_span(call: &ToolCall, response_id: &str, mcp: bool) -> tracing::Span {
     tracing::info_span!(
         target: "quest::tool",
         "execute_tool",
@@ -783,7 +851,7 @@ fn tool_span(call: &ToolCall, response_id: &str) -> tracing::Span {
         gen_ai.operation.name = "execute_tool",
         gen_ai.tool.name = %call.name,
         gen_ai.tool.call.id = %call.call_id,
-        gen_ai.tool.type = "function",
+        gen_ai.tool.type = if mcp { "extension" } else { "function" },
         quest.tool.requested_by = %response_id,
         error.type = Empty,
         quest.tool.exit_code = Empty,
@@ -796,6 +864,7 @@ fn finish_tool(
     span: &tracing::Span,
     result: &ToolResult,
     elapsed: std::time::Duration,
+    mcp_server: Option<&str>,
 ) {
     if let Some(code) = result.exit_code {
         span.record("quest.tool.exit_code", code);
@@ -829,7 +898,7 @@ fn finish_tool(
             elapsed,
             result.success,
             &output,
-            None,
+            mcp_server,
         );
     }
 }

@@ -7,7 +7,8 @@ use owo_colors::OwoColorize;
 use quest_core::{EventMsg, TurnTrigger};
 use quest_protocol::TokenUsage;
 use quest_protocol::exec_events::{
-    CommandExecutionStatus, ExecError, ExecUsage, ThreadEvent, ThreadItem, ThreadItemDetails,
+    CommandExecutionStatus, ExecError, ExecUsage, McpToolCallItemError, McpToolCallStatus,
+    ThreadEvent, ThreadItem, ThreadItemDetails,
 };
 
 /// `turn.failed` message of an interrupted turn.
@@ -30,6 +31,8 @@ pub struct EventProcessor {
     mode: OutputMode,
     next_item: u64,
     running_commands: HashMap<String, (String, String)>,
+    /// Item ids of MCP tool calls in progress, by call id.
+    running_mcp_calls: HashMap<String, String>,
     /// Last agent message of the latest completed turn.
     pub last_message: Option<String>,
     show_goal_events: bool,
@@ -44,6 +47,7 @@ impl EventProcessor {
             mode,
             next_item: 0,
             running_commands: HashMap::new(),
+            running_mcp_calls: HashMap::new(),
             last_message: None,
             show_goal_events: goal,
             turn_open: false,
@@ -237,6 +241,81 @@ impl EventProcessor {
                 }
                 OutputMode::Human { .. } => self.human(&format!("patch: {message}"), Style::Ok),
             },
+            EventMsg::McpToolCallBegin {
+                call_id,
+                server,
+                tool,
+                arguments,
+            } => {
+                let id = self.item_id();
+                self.running_mcp_calls.insert(call_id.clone(), id.clone());
+                match self.mode {
+                    OutputMode::Json => self.json(&ThreadEvent::ItemStarted {
+                        item: ThreadItem {
+                            id,
+                            details: ThreadItemDetails::McpToolCall {
+                                server: server.clone(),
+                                tool: tool.clone(),
+                                arguments: arguments.clone(),
+                                result: None,
+                                error: None,
+                                status: McpToolCallStatus::InProgress,
+                            },
+                        },
+                    }),
+                    OutputMode::Human { .. } => self.human(
+                        &format!("mcp: {server}.{tool}({arguments})"),
+                        Style::Command,
+                    ),
+                }
+            }
+            EventMsg::McpToolCallEnd {
+                call_id,
+                server,
+                tool,
+                arguments,
+                result,
+                is_error,
+                error,
+                duration_ms,
+            } => {
+                let id = match self.running_mcp_calls.remove(call_id) {
+                    Some(id) => id,
+                    None => self.item_id(),
+                };
+                let failed = *is_error || error.is_some();
+                match self.mode {
+                    OutputMode::Json => self.json(&ThreadEvent::ItemCompleted {
+                        item: ThreadItem {
+                            id,
+                            details: ThreadItemDetails::McpToolCall {
+                                server: server.clone(),
+                                tool: tool.clone(),
+                                arguments: arguments.clone(),
+                                result: result.clone(),
+                                error: error
+                                    .clone()
+                                    .map(|message| McpToolCallItemError { message }),
+                                status: if failed {
+                                    McpToolCallStatus::Failed
+                                } else {
+                                    McpToolCallStatus::Completed
+                                },
+                            },
+                        },
+                    }),
+                    OutputMode::Human { .. } => {
+                        let (label, style) = match error {
+                            Some(message) => (format!("  failed: {message}"), Style::Error),
+                            None if *is_error => {
+                                (format!("  tool error ({duration_ms} ms)"), Style::Error)
+                            }
+                            None => (format!("  ok ({duration_ms} ms)"), Style::Ok),
+                        };
+                        self.human(&label, style);
+                    }
+                }
+            }
             EventMsg::Retrying {
                 attempt,
                 max_attempts,

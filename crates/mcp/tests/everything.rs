@@ -502,3 +502,22 @@ async fn bearer_token_variable_must_be_set() {
         "MCP server `auth`: bearer_token_env_var: environment variable QUEST_TEST_UNSET_TOKEN_VARIABLE is not set"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_working_directory_is_named() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut config = McpServerConfig::stdio("node", Vec::new());
+    if let quest_mcp::McpServerTransportConfig::Stdio { cwd: dir, .. } = &mut config.transport {
+        *dir = Some("no/such/dir".into());
+    }
+    let (sink, _) = warnings();
+    let (_manager, failures) =
+        McpConnectionManager::start(&servers(vec![("lost", config)]), cwd.path(), sink).await;
+    assert_eq!(
+        failures[0].to_string(),
+        format!(
+            "MCP server `lost` could not be started (`node`): working directory {} does not exist",
+            cwd.path().join("no/such/dir").display()
+        )
+    );
+}

@@ -142,6 +142,22 @@ pub enum ThreadItemDetails {
         /// Whether the patch applied.
         status: PatchApplyStatus,
     },
+    /// A call of a tool on an MCP server.
+    McpToolCall {
+        /// Server name (the `[mcp_servers]` key).
+        server: String,
+        /// The tool's name on that server.
+        tool: String,
+        /// Arguments as sent (null when the model sent none).
+        arguments: serde_json::Value,
+        /// What the server returned (also for results with `isError`); null while running or
+        /// when the call never got a result.
+        result: Option<McpToolCallItemResult>,
+        /// Why the call got no result; null otherwise.
+        error: Option<McpToolCallItemError>,
+        /// Lifecycle status.
+        status: McpToolCallStatus,
+    },
     /// A non-fatal warning.
     Error {
         /// Text.
@@ -164,6 +180,34 @@ pub enum CommandExecutionStatus {
     Failed,
     /// Refused by policy.
     Declined,
+}
+
+/// `mcp_tool_call.result`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct McpToolCallItemResult {
+    /// MCP content blocks as the server sent them.
+    pub content: Vec<serde_json::Value>,
+    /// `structuredContent`, or null.
+    pub structured_content: Option<serde_json::Value>,
+}
+
+/// `mcp_tool_call.error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpToolCallItemError {
+    /// What went wrong (names the server).
+    pub message: String,
+}
+
+/// Status of an `mcp_tool_call` item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpToolCallStatus {
+    /// Dispatched, no answer yet.
+    InProgress,
+    /// The server returned a result without `isError`.
+    Completed,
+    /// A result with `isError`, no result at all, or declined.
+    Failed,
 }
 
 /// One file in a `file_change` item.
@@ -243,6 +287,48 @@ mod tests {
                 },
                 json!({"type":"item.completed","item":{"id":"item_1","type":"file_change",
                     "changes":[{"path":"a.txt","kind":"add"}],"status":"completed"}}),
+            ),
+            (
+                ThreadEvent::ItemCompleted {
+                    item: ThreadItem {
+                        id: "item_2".into(),
+                        details: ThreadItemDetails::McpToolCall {
+                            server: "everything".into(),
+                            tool: "echo".into(),
+                            arguments: json!({"message": "hi"}),
+                            result: Some(McpToolCallItemResult {
+                                content: vec![json!({"type": "text", "text": "Echo: hi"})],
+                                structured_content: None,
+                            }),
+                            error: None,
+                            status: McpToolCallStatus::Completed,
+                        },
+                    },
+                },
+                json!({"type":"item.completed","item":{"id":"item_2","type":"mcp_tool_call",
+                    "server":"everything","tool":"echo","arguments":{"message":"hi"},
+                    "result":{"content":[{"type":"text","text":"Echo: hi"}],"structured_content":null},
+                    "error":null,"status":"completed"}}),
+            ),
+            (
+                ThreadEvent::ItemStarted {
+                    item: ThreadItem {
+                        id: "item_3".into(),
+                        details: ThreadItemDetails::McpToolCall {
+                            server: "s".into(),
+                            tool: "t".into(),
+                            arguments: serde_json::Value::Null,
+                            result: None,
+                            error: Some(McpToolCallItemError {
+                                message: "unknown MCP server `s`".into(),
+                            }),
+                            status: McpToolCallStatus::Failed,
+                        },
+                    },
+                },
+                json!({"type":"item.started","item":{"id":"item_3","type":"mcp_tool_call",
+                    "server":"s","tool":"t","arguments":null,"result":null,
+                    "error":{"message":"unknown MCP server `s`"},"status":"failed"}}),
             ),
             (
                 ThreadEvent::TurnCompleted {

@@ -98,6 +98,11 @@ pub enum ContentItem {
         /// The text.
         text: String,
     },
+    /// An image sent by Quest (an MCP tool's image), as a URL or `data:` URL.
+    InputImage {
+        /// `data:<mime>;base64,<data>` or an https URL.
+        image_url: String,
+    },
     /// Text produced by the model (assistant messages).
     OutputText {
         /// The text.
@@ -151,7 +156,7 @@ impl ResponseItem {
                             Some(text.as_str())
                         }
                         ContentItem::Refusal { refusal } => Some(refusal.as_str()),
-                        ContentItem::Other => None,
+                        ContentItem::InputImage { .. } | ContentItem::Other => None,
                     })
                     .collect(),
             ),
@@ -220,6 +225,19 @@ mod tests {
         let item: ResponseItem = serde_json::from_value(wire).unwrap();
         assert_eq!(item.message_text().as_deref(), Some("Hello"));
         assert_eq!(item.role(), Some("assistant"));
+    }
+
+    #[test]
+    fn input_image_parts_round_trip() {
+        let wire = json!({"type":"message","role":"user","content":[
+            {"type":"input_text","text":"Image from mcp__e__img:"},
+            {"type":"input_image","image_url":"data:image/png;base64,iVBOR"}]});
+        let item: ResponseItem = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&item).unwrap(), wire);
+        assert_eq!(
+            item.message_text().as_deref(),
+            Some("Image from mcp__e__img:")
+        );
     }
 
     #[test]

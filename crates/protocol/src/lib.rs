@@ -12,6 +12,7 @@ pub mod exec_events;
 pub mod goal;
 pub mod ids;
 pub mod items;
+pub mod mcp;
 pub mod ops;
 pub mod sandbox;
 pub mod usage;

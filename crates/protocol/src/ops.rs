@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec_events::{FileUpdateChange, PatchApplyStatus};
+use crate::exec_events::{FileUpdateChange, McpToolCallItemResult, PatchApplyStatus};
 use crate::goal::ThreadGoal;
 use crate::{ThreadId, TokenUsage, TurnId};
 
@@ -107,6 +107,36 @@ pub enum EventMsg {
         status: PatchApplyStatus,
         /// Summary or error text.
         message: String,
+    },
+    /// A call of a tool on an MCP server is about to be sent.
+    McpToolCallBegin {
+        /// Tool call id.
+        call_id: String,
+        /// Server name.
+        server: String,
+        /// The tool's name on the server.
+        tool: String,
+        /// Arguments as sent.
+        arguments: serde_json::Value,
+    },
+    /// A call of a tool on an MCP server finished.
+    McpToolCallEnd {
+        /// Tool call id.
+        call_id: String,
+        /// Server name.
+        server: String,
+        /// The tool's name on the server.
+        tool: String,
+        /// Arguments as sent.
+        arguments: serde_json::Value,
+        /// What the server returned; `None` when the call got no result.
+        result: Option<McpToolCallItemResult>,
+        /// The result has `isError`.
+        is_error: bool,
+        /// Why there is no result (server down, timeout, declined).
+        error: Option<String>,
+        /// How long the call took.
+        duration_ms: u64,
     },
     /// A model request is being retried.
     Retrying {
