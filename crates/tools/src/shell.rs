@@ -15,7 +15,7 @@
 //!   [`DRAIN_AFTER_EXIT`] has passed. Background processes the command started and left running
 //!   (`server &`) are not killed; they lose their output pipe.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
