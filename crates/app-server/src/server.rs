@@ -318,6 +318,7 @@ impl ClientSession {
             "thread/unsubscribe" => thread_api::thread_unsubscribe(self, parse_params(params)?),
             "turn/start" => thread_api::turn_start(self, id, parse_params(params)?).await,
             "turn/interrupt" => thread_api::turn_interrupt(self, parse_params(params)?),
+            "thread/compact/start" => thread_api::thread_compact_start(self, parse_params(params)?),
             "thread/goal/get" => thread_api::goal_get(self, parse_params(params)?),
             "thread/goal/set" => thread_api::goal_set(self, id, parse_params(params)?).await,
             "thread/goal/clear" => thread_api::goal_clear(self, id, parse_params(params)?).await,

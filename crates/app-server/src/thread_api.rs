@@ -10,10 +10,10 @@ use quest_core::{
 use quest_protocol::ThreadId;
 use quest_protocol::app_server::jsonrpc::{ErrorObject, RequestId};
 use quest_protocol::app_server::v2::{
-    GoalMutationOrigin, Thread, ThreadGoalClearParams, ThreadGoalLogParams, ThreadGoalSetParams,
-    ThreadIdParams, ThreadListParams, ThreadResumeParams, ThreadStartParams, ThreadStartResponse,
-    ThreadStatus, ThreadTurnsListParams, Turn, TurnError, TurnInterruptParams, TurnStartParams,
-    TurnStatus, UserInput,
+    GoalMutationOrigin, Thread, ThreadCompactStartParams, ThreadGoalClearParams,
+    ThreadGoalLogParams, ThreadGoalSetParams, ThreadIdParams, ThreadListParams, ThreadResumeParams,
+    ThreadStartParams, ThreadStartResponse, ThreadStatus, ThreadTurnsListParams, Turn, TurnError,
+    TurnInterruptParams, TurnStartParams, TurnStatus, UserInput,
 };
 use quest_protocol::goal::transition::BudgetChange;
 use quest_protocol::goal::{GoalOrigin, GoalStatus};
@@ -616,6 +616,18 @@ pub(crate) fn turn_interrupt(
     if hub.running_turn().as_deref() == Some(params.turn_id.as_str()) {
         hub.handle.submit(Op::Interrupt { pause_goal: false });
     }
+    Ok(Reply::Now(json!({})))
+}
+
+/// `thread/compact/start`: the thread compacts its history in a turn of its own (after the running
+/// turn, if any), reported as that turn's `contextCompaction` item; the answer comes at once.
+pub(crate) fn thread_compact_start(
+    session: &mut ClientSession,
+    params: ThreadCompactStartParams,
+) -> HandlerResult {
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let hub = loaded_hub(&session.server, &thread_id)?;
+    hub.handle.submit(Op::Compact);
     Ok(Reply::Now(json!({})))
 }
 

@@ -592,3 +592,81 @@ async fn twenty_threads_with_goals_reach_their_stop_states_without_crosstalk() {
         assert!(mentioned <= 1, "a request mentions several objectives");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_start_runs_a_compaction_turn_and_the_next_turn_carries_the_summary() {
+    let script = Script::default()
+        .with_rule(Rule::new(
+            Condition::request_kind("compaction"),
+            Step::message("SUMMARY: the user greeted twice; nothing else is pending."),
+        ))
+        .with_default(Step::message("Hello again"));
+    let fixture = Fixture::start(script).await;
+    let mut client = fixture.client().await;
+    let thread = client.start_thread().await;
+    client.start_turn(&thread, "first hello").await;
+    client.turn_completed(&thread).await;
+
+    let answer = client
+        .call("thread/compact/start", json!({"threadId": thread}))
+        .await;
+    assert_eq!(answer, json!({}));
+    let completed = client.turn_completed(&thread).await;
+    assert_eq!(completed["status"], "completed", "{}", client.transcript());
+    let compaction_items: Vec<&Value> = client
+        .log
+        .iter()
+        .filter(|m| method(m) == "item/completed")
+        .filter(|m| m["params"]["item"]["type"] == "contextCompaction")
+        .collect();
+    assert_eq!(compaction_items.len(), 1, "{}", client.transcript());
+    assert_eq!(
+        compaction_items[0]["params"]["turnId"], completed["id"],
+        "the item belongs to the compaction turn"
+    );
+
+    // The summary request went through /responses with request_kind "compaction".
+    let requests = fixture.mock.requests();
+    assert_eq!(requests.len(), 2);
+    let metadata: Value =
+        serde_json::from_str(requests[1].header("x-codex-turn-metadata").unwrap()).unwrap();
+    assert_eq!(metadata["request_kind"], "compaction");
+
+    // The next turn's request is built on the summary, not the original exchange.
+    client.start_turn(&thread, "what now?").await;
+    client.turn_completed(&thread).await;
+    let last = fixture.mock.requests().pop().unwrap();
+    let input = last.body["input"].to_string();
+    assert!(input.contains("SUMMARY: the user greeted twice"), "{input}");
+    assert!(!input.contains("\"Hello again\""), "{input}");
+    assert!(input.contains("what now?"), "{input}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_start_names_an_unknown_thread() {
+    let fixture = Fixture::start(Script::default()).await;
+    let mut client = fixture.client().await;
+    let err = client
+        .request(
+            "thread/compact/start",
+            json!({"threadId": "00000000-0000-7000-8000-000000000000"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("00000000-0000-7000-8000-000000000000"),
+        "{err}"
+    );
+    let err = client
+        .request("thread/compact/start", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], -32602, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("threadId"),
+        "{err}"
+    );
+}

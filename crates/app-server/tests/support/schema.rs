@@ -32,6 +32,7 @@ pub fn response_schema(method: &str) -> Option<&'static str> {
         "thread/unsubscribe" => "ThreadUnsubscribeResponse",
         "turn/start" => "TurnStartResponse",
         "turn/interrupt" => "TurnInterruptResponse",
+        "thread/compact/start" => "ThreadCompactStartResponse",
         "thread/goal/get" => "ThreadGoalGetResponse",
         "thread/goal/set" => "ThreadGoalSetResponse",
         "thread/goal/clear" => "ThreadGoalClearResponse",

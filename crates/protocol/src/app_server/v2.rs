@@ -639,6 +639,14 @@ pub struct TurnStartResponse {
     pub turn: Turn,
 }
 
+/// `thread/compact/start` params.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadCompactStartParams {
+    /// The loaded thread whose history to compact.
+    pub thread_id: String,
+}
+
 /// `turn/interrupt` params.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
