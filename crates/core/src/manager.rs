@@ -342,6 +342,7 @@ impl ThreadManager {
             telemetry,
             propagate_trace: self.inner.options.propagate_trace,
             server,
+            pending: Default::default(),
         });
         let goal = store.map(|store| {
             GoalRuntime::new(

@@ -76,6 +76,8 @@ pub struct Session {
     pub log_user_prompt: bool,
     /// Host and port of the provider's base URL (`server.address` / `server.port`).
     pub server: (Option<String>, Option<u16>),
+    /// Turn rows and rollout items waiting for the next commit (see [`Session::commit`]).
+    pub pending: Mutex<Vec<quest_state::PendingWrite>>,
 }
 
 impl Session {
@@ -123,31 +125,78 @@ impl Session {
         });
     }
 
-    /// Appends items to the durable rollout (no-op for ephemeral threads).
+    /// Queues items for the durable rollout (no-op for ephemeral threads). They reach the disk
+    /// with the next [`Session::commit`] or goal change, in one transaction with it.
     pub fn persist(&self, turn_id: Option<TurnId>, items: &[ResponseItem]) -> Result<(), String> {
-        match &self.store {
-            Some(store) => store
-                .append_rollout(&self.thread_id, turn_id.as_ref(), items)
-                .map(|_| ())
-                .map_err(|e| format!("failed to record the conversation: {e}")),
-            None => Ok(()),
+        if self.store.is_some() && !items.is_empty() {
+            self.queue(quest_state::PendingWrite::Append {
+                thread_id: self.thread_id,
+                turn_id,
+                items: items.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues a write for the next commit (no-op for ephemeral threads).
+    pub fn queue(&self, write: quest_state::PendingWrite) {
+        if self.store.is_some() {
+            self.lock_pending().push(write);
         }
     }
 
-    /// Records a compaction in the durable rollout (no-op for ephemeral threads). Once this
-    /// returns, a resume starts from the compacted history.
-    pub fn persist_compaction(
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<quest_state::PendingWrite>> {
+        match self.pending.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Commits the queued writes, and `goal` after them, in one transaction. On failure the
+    /// queue is kept for the next attempt.
+    pub fn commit_with(
+        &self,
+        goal: Option<quest_state::GoalWrite<'_>>,
+    ) -> Result<Option<quest_state::GoalApplyOutcome>, quest_state::StateError> {
+        let Some(store) = &self.store else {
+            return Ok(None);
+        };
+        // Holding the queue across the write keeps writes in order when the heartbeat and the
+        // turn commit at the same moment.
+        let mut pending = self.lock_pending();
+        let outcome = store.commit_batch(&pending, goal)?;
+        pending.clear();
+        Ok(outcome)
+    }
+
+    /// Commits the queued writes.
+    pub fn commit(&self) -> Result<(), String> {
+        self.commit_with(None)
+            .map(|_| ())
+            .map_err(|e| format!("failed to record the conversation: {e}"))
+    }
+
+    /// Queues a compaction record behind the items it summarizes (no-op for ephemeral threads).
+    /// It reaches the disk with the next commit, in one transaction with everything queued
+    /// before it: a crash before that commit leaves the previous history intact, and once the
+    /// commit returns a resume starts from the compacted history.
+    pub fn queue_compaction(
         &self,
         turn_id: Option<TurnId>,
         record: &quest_protocol::CompactedHistory,
-    ) -> Result<(), String> {
-        match &self.store {
-            Some(store) => store
-                .append_compaction(&self.thread_id, turn_id.as_ref(), record)
-                .map(|_| ())
-                .map_err(|e| format!("failed to record the compaction: {e}")),
-            None => Ok(()),
-        }
+    ) {
+        self.queue(quest_state::PendingWrite::Compaction {
+            thread_id: self.thread_id,
+            turn_id,
+            record: Box::new(record.clone()),
+        });
+    }
+
+    /// Takes queued compaction records back out (their commit failed; the history in memory
+    /// stays the one from before the compaction, and so must the rollout).
+    pub fn unqueue_compaction(&self) {
+        self.lock_pending()
+            .retain(|write| !matches!(write, quest_state::PendingWrite::Compaction { .. }));
     }
 
     /// The model request for the current history.

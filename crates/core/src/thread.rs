@@ -188,6 +188,8 @@ impl Actor {
                         Err(err) => {
                             // A panic (or an abort) inside the turn task still ends the turn
                             // through the normal path: recorded, accounted, reported.
+                            // What the turn recorded before it died is history.
+                            let _ = self.session.commit();
                             self.reload_history();
                             self.finish_turn(TurnReport {
                                 turn_id: running.turn_id,
@@ -269,21 +271,17 @@ impl Actor {
 
     fn start_turn_of(&mut self, kind: TurnKind, trigger: TurnTrigger, input: Vec<ResponseItem>) {
         let turn_id = TurnId::new();
-        if let Some(store) = &self.session.store
-            && let Err(err) = store.begin_turn(
-                &self.session.thread_id,
-                &turn_id,
-                match trigger {
-                    TurnTrigger::User => quest_state::TurnTrigger::User,
-                    TurnTrigger::Goal => quest_state::TurnTrigger::Goal,
-                },
-            )
-        {
-            self.session.emit(
-                Some(turn_id),
-                EventMsg::Warning(format!("failed to record the turn start: {err}")),
-            );
-        }
+        // The turn row reaches the disk with the turn's first commit (its first response, or
+        // at once for a user turn, whose prompt must not be lost).
+        self.session.queue(quest_state::PendingWrite::BeginTurn {
+            thread_id: self.session.thread_id,
+            turn_id,
+            trigger: match trigger {
+                TurnTrigger::User => quest_state::TurnTrigger::User,
+                TurnTrigger::Goal => quest_state::TurnTrigger::Goal,
+            },
+            at_ms: quest_state::now_ms(),
+        });
         let span = tracing::info_span!(
             target: "quest::turn",
             parent: None,
@@ -360,23 +358,28 @@ impl Actor {
     }
 
     fn finish_turn(&mut self, report: TurnReport) {
-        if let Some(store) = &self.session.store {
-            use quest_state::TurnStatus;
-            let (status, error) = match &report.outcome {
-                TurnOutcome::Completed { .. } => (TurnStatus::Completed, None),
-                TurnOutcome::Failed(err) => (TurnStatus::Failed, Some(err.message.as_str())),
-                TurnOutcome::Aborted => (TurnStatus::Interrupted, None),
-            };
-            if let Err(err) = store.finish_turn(&report.turn_id, status, Some(&report.usage), error)
-            {
-                self.session.emit(
-                    Some(report.turn_id),
-                    EventMsg::Warning(format!("failed to record the turn end: {err}")),
-                );
-            }
-        }
+        use quest_state::TurnStatus;
+        let (status, error) = match &report.outcome {
+            TurnOutcome::Completed { .. } => (TurnStatus::Completed, None),
+            TurnOutcome::Failed(err) => (TurnStatus::Failed, Some(err.message.clone())),
+            TurnOutcome::Aborted => (TurnStatus::Interrupted, None),
+        };
+        // Committed together with the goal's end-of-turn change, or on its own below.
+        self.session.queue(quest_state::PendingWrite::FinishTurn {
+            turn_id: report.turn_id,
+            status,
+            usage: Some(report.usage),
+            error,
+            at_ms: quest_state::now_ms(),
+        });
         if let Some(policy) = self.policy.as_mut() {
             policy.on_turn_end(&report);
+        }
+        if let Err(err) = self.session.commit() {
+            self.session.emit(
+                Some(report.turn_id),
+                EventMsg::Warning(format!("failed to record the turn end: {err}")),
+            );
         }
         let msg = match report.outcome {
             TurnOutcome::Completed { last_message } => EventMsg::TurnCompleted {
@@ -513,6 +516,7 @@ mod tests {
             propagate_trace: false,
             log_user_prompt: false,
             server: (None, None),
+            pending: Default::default(),
         });
         let runtime = GoalRuntime::new(session.clone(), store.clone(), config.goals.clone(), true);
         runtime

@@ -143,7 +143,16 @@ async fn run_turn_inner(
         compactions: 0,
     };
     history.tracker.on_items_added(&input);
+    let input_len = input.len();
     if let Err(message) = record(&session, &mut history.items, turn_id, input) {
+        report.outcome = TurnOutcome::Failed(TurnError::internal(message));
+        return report;
+    }
+    // What the user typed (or a goal record written for the user) is on disk before the model
+    // sees it; a bare continuation prompt, restated every goal turn, waits for the first
+    // response's commit.
+    let carries_user_text = trigger == TurnTrigger::User || input_len > 1;
+    if carries_user_text && let Err(message) = session.commit() {
         report.outcome = TurnOutcome::Failed(TurnError::internal(message));
         return report;
     }
@@ -283,9 +292,6 @@ async fn run_turn_inner(
         };
         let response_id = outcome.response_id.clone();
         report.usage.add(&outcome.usage);
-        if let Some(observer) = &observer {
-            observer.on_usage(turn_id, &outcome.usage);
-        }
         let mut calls = Vec::new();
         for item in &outcome.items {
             if item.role() == Some("assistant")
@@ -316,6 +322,15 @@ async fn run_turn_inner(
             outcome.usage.output_tokens,
             &history.items,
         );
+        // One commit per response: the queued turn row, input, tool outputs and these items,
+        // together with the goal's charge for the response when there is one.
+        if let Some(observer) = &observer {
+            observer.on_usage(turn_id, &outcome.usage);
+        }
+        if let Err(message) = session.commit() {
+            report.outcome = TurnOutcome::Failed(TurnError::internal(message));
+            return report;
+        }
         if calls.is_empty() {
             // At the end of a turn: compact now so the next turn starts small. The turn's work
             // is done, so a failure here is only a warning; the next request tries again.
@@ -451,7 +466,7 @@ impl CompactionCtx<'_> {
         let started = std::time::Instant::now();
         let tokens_before = history.tracker.tokens();
         let result = self.summarize(history, report).await;
-        let summary = match result {
+        let (summary, usage) = match result {
             Ok(summary) => summary,
             Err(failure) => {
                 if let (CompactionFailure::Failed(error), Some(t)) = (&failure, &session.telemetry)
@@ -483,7 +498,14 @@ impl CompactionCtx<'_> {
             tokens_before,
             tokens_after,
         };
-        if let Err(message) = session.persist_compaction(Some(self.turn_id), &record) {
+        // The summary response's commit: the record, behind everything queued before it, with
+        // the goal's charge for the response.
+        session.queue_compaction(Some(self.turn_id), &record);
+        if let Some(observer) = self.observer {
+            observer.on_usage(self.turn_id, &usage);
+        }
+        if let Err(message) = session.commit() {
+            session.unqueue_compaction();
             return Err(CompactionFailure::Failed(TurnError::internal(message)));
         }
         *history = History::new(record.replacement_history, history.window + 1);
@@ -509,12 +531,13 @@ impl CompactionCtx<'_> {
     }
 
     /// Sends the summary request (shortening the history when the model refuses it as too
-    /// long) and returns the summary text.
+    /// long) and returns the summary text with the response's usage (charged by the caller,
+    /// together with the compaction record).
     async fn summarize(
         &self,
         history: &History,
         report: &mut TurnReport,
-    ) -> Result<String, CompactionFailure> {
+    ) -> Result<(String, TokenUsage), CompactionFailure> {
         let session = self.session;
         let mut budget = session.config.compaction.summary_request_budget();
         let mut attempt = 0;
@@ -539,14 +562,15 @@ impl CompactionCtx<'_> {
             match result {
                 Ok(outcome) => {
                     report.usage.add(&outcome.usage);
-                    if let Some(observer) = self.observer {
-                        observer.on_usage(self.turn_id, &outcome.usage);
-                    }
-                    return compact::summary_text(&outcome.items).ok_or_else(|| {
-                        CompactionFailure::Failed(TurnError::internal(
+                    let Some(summary) = compact::summary_text(&outcome.items) else {
+                        if let Some(observer) = self.observer {
+                            observer.on_usage(self.turn_id, &outcome.usage);
+                        }
+                        return Err(CompactionFailure::Failed(TurnError::internal(
                             "the model answered the compaction request without a summary",
-                        ))
-                    });
+                        )));
+                    };
+                    return Ok((summary, outcome.usage));
                 }
                 Err(quest_model::ModelError::ContextWindowExceeded)
                     if attempt < SUMMARY_ATTEMPTS =>

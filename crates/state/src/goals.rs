@@ -259,7 +259,7 @@ fn insert_event(tx: &Transaction<'_>, event: &GoalEvent) -> Result<i64, StateErr
 }
 
 /// Read → transition → write row and event, inside the caller's transaction.
-fn apply_in_tx(
+pub(crate) fn apply_in_tx(
     tx: &Transaction<'_>,
     thread_id: &str,
     trigger: &Trigger,

@@ -15,12 +15,14 @@
 //! and never decides a goal transition itself.
 #![warn(missing_docs, unreachable_pub)]
 
+mod batch;
 mod error;
 mod goals;
 mod lease;
 mod store;
 mod threads;
 
+pub use batch::{GoalWrite, PendingWrite};
 pub use error::StateError;
 pub use goals::{GoalApplyOutcome, GoalContext, GoalEventPage};
 pub use lease::{LEASE_HEARTBEAT_INTERVAL_MS, LEASE_STALE_AFTER_MS, Lease, LeaseAcquire};

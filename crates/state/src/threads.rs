@@ -301,26 +301,7 @@ impl Store {
         trigger: TurnTrigger,
     ) -> Result<TurnRecord, StateError> {
         let now = now_ms();
-        let seq = self.write(|tx| {
-            let seq: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE thread_id = ?1",
-                params![thread_id.to_string()],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO turns (id, thread_id, seq, turn_trigger, status, started_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-                params![
-                    turn_id.to_string(),
-                    thread_id.to_string(),
-                    seq,
-                    trigger.as_str(),
-                    now
-                ],
-            )?;
-            touch_thread(tx, thread_id, now)?;
-            Ok(seq)
-        })?;
+        let seq = self.write(|tx| begin_turn_tx(tx, thread_id, turn_id, trigger, now))?;
         Ok(TurnRecord {
             id: *turn_id,
             thread_id: *thread_id,
@@ -342,35 +323,9 @@ impl Store {
         usage: Option<&TokenUsage>,
         error: Option<&str>,
     ) -> Result<(), StateError> {
-        let usage_json = usage
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|source| StateError::Encode {
-                what: "turn usage",
-                source,
-            })?;
+        let usage_json = encode_usage(usage)?;
         let now = now_ms();
-        self.write(|tx| {
-            let thread: Option<String> = tx
-                .query_row(
-                    "UPDATE turns SET status = ?2, usage_json = ?3, error = ?4, ended_at_ms = ?5
-                     WHERE id = ?1 RETURNING thread_id",
-                    params![turn_id.to_string(), status.as_str(), usage_json, error, now],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(thread) = thread else {
-                return Err(StateError::NotFound {
-                    what: "turn",
-                    id: turn_id.to_string(),
-                });
-            };
-            tx.execute(
-                "UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1",
-                params![thread, now],
-            )?;
-            Ok(())
-        })
+        self.write(|tx| finish_turn_tx(tx, turn_id, status, usage_json.as_deref(), error, now))
     }
 
     /// Marks the thread's turns still `running` as `interrupted` (their process died). Returns
@@ -405,15 +360,9 @@ impl Store {
         turn_id: Option<&TurnId>,
         items: &[ResponseItem],
     ) -> Result<i64, StateError> {
-        let encoded = items
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StateError::Encode {
-                what: "rollout item",
-                source,
-            })?;
-        self.append_encoded(thread_id, turn_id, &encoded)
+        let encoded = encode_items(items)?;
+        let now = now_ms();
+        self.write(|tx| append_rollout_tx(tx, thread_id, turn_id, &encoded, now))
     }
 
     /// Records a compaction: one durable row that replaces every earlier item of the thread when
@@ -425,51 +374,9 @@ impl Store {
         turn_id: Option<&TurnId>,
         compaction: &CompactedHistory,
     ) -> Result<i64, StateError> {
-        let encoded = serde_json::to_string(compaction).map_err(|source| StateError::Encode {
-            what: "compaction record",
-            source,
-        })?;
-        self.append_encoded(thread_id, turn_id, &[encoded])
-    }
-
-    fn append_encoded(
-        &self,
-        thread_id: &ThreadId,
-        turn_id: Option<&TurnId>,
-        encoded: &[String],
-    ) -> Result<i64, StateError> {
+        let encoded = encode_compaction(compaction)?;
         let now = now_ms();
-        let thread = thread_id.to_string();
-        let turn = turn_id.map(ToString::to_string);
-        self.write(|tx| {
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM threads WHERE id = ?1",
-                    params![thread],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_none() {
-                return Err(StateError::NotFound {
-                    what: "thread",
-                    id: thread.clone(),
-                });
-            }
-            let mut seq: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM rollout_items WHERE thread_id = ?1",
-                params![thread],
-                |r| r.get(0),
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO rollout_items (thread_id, seq, turn_id, item_json) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for json in encoded {
-                seq += 1;
-                insert.execute(params![thread, seq, turn, json])?;
-            }
-            touch_thread(tx, thread_id, now)?;
-            Ok(seq)
-        })
+        self.write(|tx| append_rollout_tx(tx, thread_id, turn_id, &[encoded], now))
     }
 
     /// The thread's history to send: exactly the items appended, except that a compaction
@@ -556,6 +463,131 @@ fn touch_thread(
     tx.execute(
         "UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1",
         params![thread_id.to_string(), now],
+    )?;
+    Ok(())
+}
+
+/// Rollout items as stored (JSON text).
+pub(crate) fn encode_items(items: &[ResponseItem]) -> Result<Vec<String>, StateError> {
+    items
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| StateError::Encode {
+            what: "rollout item",
+            source,
+        })
+}
+
+/// A compaction record as stored (JSON text).
+pub(crate) fn encode_compaction(compaction: &CompactedHistory) -> Result<String, StateError> {
+    serde_json::to_string(compaction).map_err(|source| StateError::Encode {
+        what: "compaction record",
+        source,
+    })
+}
+
+/// A turn's usage as stored (JSON text).
+pub(crate) fn encode_usage(usage: Option<&TokenUsage>) -> Result<Option<String>, StateError> {
+    usage
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|source| StateError::Encode {
+            what: "turn usage",
+            source,
+        })
+}
+
+pub(crate) fn begin_turn_tx(
+    tx: &rusqlite::Transaction<'_>,
+    thread_id: &ThreadId,
+    turn_id: &TurnId,
+    trigger: TurnTrigger,
+    now: i64,
+) -> Result<i64, StateError> {
+    let seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE thread_id = ?1",
+        params![thread_id.to_string()],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO turns (id, thread_id, seq, turn_trigger, status, started_at_ms)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+        params![
+            turn_id.to_string(),
+            thread_id.to_string(),
+            seq,
+            trigger.as_str(),
+            now
+        ],
+    )?;
+    touch_thread(tx, thread_id, now)?;
+    Ok(seq)
+}
+
+pub(crate) fn append_rollout_tx(
+    tx: &rusqlite::Transaction<'_>,
+    thread_id: &ThreadId,
+    turn_id: Option<&TurnId>,
+    encoded: &[String],
+    now: i64,
+) -> Result<i64, StateError> {
+    let thread = thread_id.to_string();
+    let turn = turn_id.map(ToString::to_string);
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM threads WHERE id = ?1",
+            params![thread],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        return Err(StateError::NotFound {
+            what: "thread",
+            id: thread,
+        });
+    }
+    let mut seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM rollout_items WHERE thread_id = ?1",
+        params![thread],
+        |r| r.get(0),
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO rollout_items (thread_id, seq, turn_id, item_json) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for json in encoded {
+        seq += 1;
+        insert.execute(params![thread, seq, turn, json])?;
+    }
+    touch_thread(tx, thread_id, now)?;
+    Ok(seq)
+}
+
+pub(crate) fn finish_turn_tx(
+    tx: &rusqlite::Transaction<'_>,
+    turn_id: &TurnId,
+    status: TurnStatus,
+    usage_json: Option<&str>,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StateError> {
+    let thread: Option<String> = tx
+        .query_row(
+            "UPDATE turns SET status = ?2, usage_json = ?3, error = ?4, ended_at_ms = ?5
+             WHERE id = ?1 RETURNING thread_id",
+            params![turn_id.to_string(), status.as_str(), usage_json, error, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(thread) = thread else {
+        return Err(StateError::NotFound {
+            what: "turn",
+            id: turn_id.to_string(),
+        });
+    };
+    tx.execute(
+        "UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1",
+        params![thread, now],
     )?;
     Ok(())
 }

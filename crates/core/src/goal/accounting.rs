@@ -38,9 +38,26 @@ fn is_timing_line(line: &str) -> bool {
 impl GoalRuntime {
     /// Flushes pending tokens, whole active seconds and `turns` with `mode`.
     pub(super) fn flush(&self, mode: AccountingMode, turns: i64, turn_id: Option<TurnId>) {
-        let (tokens, seconds, expected) = {
+        self.flush_with(mode, turns, turn_id, true);
+    }
+
+    /// [`Self::flush`]; with `time_alone == false`, accrued wall-clock seconds are written only
+    /// together with tokens or turns (they are never lost: the clock keeps them for the next
+    /// flush), which saves a commit at the end of turns whose goal has no time budget.
+    pub(super) fn flush_with(
+        &self,
+        mode: AccountingMode,
+        turns: i64,
+        turn_id: Option<TurnId>,
+        time_alone: bool,
+    ) {
+        let (tokens, seconds, expected, turns) = {
             let mut inner = self.inner();
+            let turns = turns.saturating_add(std::mem::take(&mut inner.pending_turns));
             let tokens = std::mem::take(&mut inner.pending_tokens);
+            if tokens == 0 && turns == 0 && !time_alone {
+                return;
+            }
             let seconds = inner.take_whole_seconds();
             // A goal replaced or cleared since the turn started must not be charged for it.
             let expected = if inner.goal_turn {
@@ -48,7 +65,7 @@ impl GoalRuntime {
             } else {
                 None
             };
-            (tokens, seconds, expected)
+            (tokens, seconds, expected, turns)
         };
         if tokens == 0 && seconds == 0 && turns == 0 {
             return;

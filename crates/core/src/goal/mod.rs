@@ -124,6 +124,10 @@ struct Inner {
     charge_mode: Option<AccountingMode>,
     /// Tokens used by the running turn since the last flush.
     pending_tokens: i64,
+    /// Goal turns not yet charged (the running turn, until its first flush).
+    pending_turns: i64,
+    /// The goal of the running turn has a time budget (its time is flushed at every boundary).
+    time_budgeted: bool,
     /// Start of the unflushed active wall-clock interval.
     clock: Option<Instant>,
     /// Goal ids that already got the budget wind-down message.
@@ -256,11 +260,22 @@ impl GoalRuntime {
             expected_goal_id,
             ..GoalContext::default()
         };
+        // Queued turn rows and rollout items go into the same transaction.
         let outcome = self
             .shared
-            .store
-            .apply_goal(&thread_id, &trigger, actor, &ctx)
-            .map_err(GoalError::from)?;
+            .session
+            .commit_with(Some(quest_state::GoalWrite {
+                thread_id: &thread_id,
+                trigger: &trigger,
+                actor,
+                ctx: &ctx,
+            }))
+            .map_err(GoalError::from)?
+            .ok_or_else(|| {
+                GoalError::Refused(TransitionError::NoGoal {
+                    thread_id: thread_id.to_string(),
+                })
+            })?;
         self.announce(&outcome, turn_id);
         Ok(outcome.goal)
     }
@@ -430,16 +445,18 @@ impl IdlePolicy for GoalRuntime {
             .as_ref()
             .filter(|_| inner.goal_turn)
             .map(|g| g.goal_id.clone());
+        inner.time_budgeted = goal
+            .as_ref()
+            .is_some_and(|g| g.time_budget_seconds.is_some());
         if goal.is_some_and(|g| g.status == GoalStatus::Active) {
             inner.clock.get_or_insert_with(Instant::now);
         }
-        let goal_turn = inner.goal_turn;
+        // The turn counts with its first charge (its first response, or its end): before that
+        // nothing ran and nothing was spent, so a crash cannot erase a turn that did work. A
+        // compaction turn is charged its tokens but is not a goal turn.
+        inner.pending_turns = i64::from(inner.goal_turn && kind == TurnKind::Regular);
         drop(inner);
-        // The turn counts from its start: a crash later in it cannot erase it. A compaction
-        // turn is charged its tokens but is not a goal turn.
-        if goal_turn && kind == TurnKind::Regular {
-            self.flush(AccountingMode::ActiveOnly, 1, Some(turn_id));
-        }
+        let _ = turn_id;
         status
     }
 
@@ -461,7 +478,8 @@ impl IdlePolicy for GoalRuntime {
                 TurnOutcome::Failed(_) => AccountingMode::ActiveOrStopped,
                 _ => mode,
             };
-            self.flush(mode, 0, turn_id);
+            let time_budgeted = self.inner().time_budgeted;
+            self.flush_with(mode, 0, turn_id, time_budgeted);
         }
         match &report.outcome {
             TurnOutcome::Failed(error) if goal_turn && self.defer_overload(error) => {

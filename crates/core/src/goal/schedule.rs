@@ -176,8 +176,14 @@ impl GoalRuntime {
             if self.apply(trigger, Actor::System, None).is_err() {
                 return None;
             }
-        } else {
-            // Idle wall-clock time counts while active; it may trip the time budget.
+        } else if self
+            .current()
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.time_budget_seconds.is_some())
+        {
+            // Idle wall-clock time counts while active and may trip the time budget before the
+            // next turn starts. Without a time budget it simply rides along with the next commit.
             self.flush(AccountingMode::ActiveOnly, 0, None);
         }
         let goal = self.current().ok().flatten()?;
