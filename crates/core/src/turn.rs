@@ -465,6 +465,12 @@ impl CompactionCtx<'_> {
         let session = self.session;
         let started = std::time::Instant::now();
         let tokens_before = history.tracker.tokens();
+        // What is being summarized is on disk first, so a process that dies while it waits for
+        // the summary leaves exactly that history (compactions are rare; the extra commit is
+        // not paid by ordinary requests).
+        if let Err(message) = session.commit() {
+            return Err(CompactionFailure::Failed(TurnError::internal(message)));
+        }
         let result = self.summarize(history, report).await;
         let (summary, usage) = match result {
             Ok(summary) => summary,

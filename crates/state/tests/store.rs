@@ -184,6 +184,119 @@ fn goal_status_check_constraint_rejects_wire_spelling() {
 // ------------------------------------------------------------------ threads, turns, rollout
 
 #[test]
+fn batch_commits_turn_rows_items_compaction_and_goal_change_all_or_nothing() {
+    use quest_protocol::{CompactedHistory, CompactionTrigger};
+    use quest_state::{GoalWrite, PendingWrite};
+    let (_dir, store) = temp_store();
+    let thread = new_thread(&store);
+    let goal_id = create_goal(&store, &thread, "batch me");
+    let turn = TurnId::new();
+    let compaction = CompactedHistory {
+        summary: "s".into(),
+        replacement_history: vec![item(100)],
+        trigger: CompactionTrigger::Auto,
+        tokens_before: 10,
+        tokens_after: 1,
+    };
+    let writes = vec![
+        PendingWrite::BeginTurn {
+            thread_id: thread,
+            turn_id: turn,
+            trigger: TurnTrigger::Goal,
+            at_ms: 1_000,
+        },
+        PendingWrite::Append {
+            thread_id: thread,
+            turn_id: Some(turn),
+            items: vec![item(0), item(1)],
+        },
+        PendingWrite::Compaction {
+            thread_id: thread,
+            turn_id: Some(turn),
+            record: Box::new(compaction),
+        },
+        PendingWrite::Append {
+            thread_id: thread,
+            turn_id: Some(turn),
+            items: vec![item(2)],
+        },
+        PendingWrite::FinishTurn {
+            turn_id: turn,
+            status: TurnStatus::Completed,
+            usage: Some(TokenUsage::default()),
+            error: None,
+            at_ms: 2_000,
+        },
+    ];
+    // A refused goal change (this thread has no goal) rolls the whole batch back.
+    let goalless = new_thread(&store);
+    let refused = store.commit_batch(
+        &writes,
+        Some(GoalWrite {
+            thread_id: &goalless,
+            trigger: &set_status(GoalStatus::Paused),
+            actor: Actor::User,
+            ctx: &GoalContext::default(),
+        }),
+    );
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(store.rollout_len(&thread).unwrap(), 0);
+    assert!(store.list_turns(&thread).unwrap().is_empty());
+    // The same batch with an accepted change lands whole, in order.
+    let outcome = store
+        .commit_batch(
+            &writes,
+            Some(GoalWrite {
+                thread_id: &thread,
+                trigger: &account(7),
+                actor: Actor::System,
+                ctx: &GoalContext {
+                    expected_goal_id: Some(goal_id.clone()),
+                    ..GoalContext::default()
+                },
+            }),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.goal.unwrap().tokens_used, 7);
+    let reopened = Store::open(store.path()).unwrap();
+    let loaded = reopened.load_history(&thread).unwrap();
+    assert_eq!(loaded.compactions, 1);
+    // The compaction replaced what was queued before it; what came after follows it.
+    assert_eq!(loaded.items, vec![item(100), item(2)]);
+    let turns = reopened.list_turns(&thread).unwrap();
+    assert_eq!(turns.len(), 1);
+    assert_eq!(
+        (turns[0].id, turns[0].status, turns[0].ended_at_ms),
+        (turn, TurnStatus::Completed, Some(2_000))
+    );
+    // A batch naming a thread that does not exist fails whole and leaves the store as it was.
+    let missing = ThreadId::new();
+    let err = store
+        .commit_batch(
+            &[
+                PendingWrite::Append {
+                    thread_id: thread,
+                    turn_id: None,
+                    items: vec![item(3)],
+                },
+                PendingWrite::Append {
+                    thread_id: missing,
+                    turn_id: None,
+                    items: vec![item(4)],
+                },
+            ],
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains(&missing.to_string()), "{err}");
+    assert_eq!(
+        store.load_history(&thread).unwrap().items,
+        vec![item(100), item(2)]
+    );
+}
+
+#[test]
 fn compaction_record_replaces_earlier_history_on_load() {
     use quest_protocol::{CompactedHistory, CompactionTrigger};
     let (_dir, store) = temp_store();
