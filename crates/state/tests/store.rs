@@ -251,7 +251,7 @@ fn batch_commits_turn_rows_items_compaction_and_goal_change_all_or_nothing() {
                 trigger: &account(7),
                 actor: Actor::System,
                 ctx: &GoalContext {
-                    expected_goal_id: Some(goal_id.clone()),
+                    expected_goal_id: Some(goal_id),
                     ..GoalContext::default()
                 },
             }),
