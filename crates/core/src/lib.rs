@@ -9,6 +9,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod approval;
+pub mod blocking;
 pub mod compact;
 pub mod config;
 pub mod goal;

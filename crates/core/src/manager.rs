@@ -201,6 +201,18 @@ impl ThreadManager {
         Self::new(config, ManagerOptions::default())
     }
 
+    /// Runs `f` with this manager on the runtime's blocking pool and waits for it without
+    /// holding an async worker. Most manager calls read or write the state database (and a
+    /// commit waits for the disk); front-ends running in async code make them through this.
+    pub async fn blocking<T, F>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(&ThreadManager) -> T + Send + 'static,
+    {
+        let manager = self.clone();
+        crate::blocking::run(move || f(&manager)).await
+    }
+
     /// The configuration threads start with.
     pub fn config(&self) -> &Arc<Config> {
         &self.inner.config

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::blocking;
 use crate::protocol::{EventMsg, Op, TurnError, TurnTrigger};
 use crate::session::{EventSink, EventStream, History, Session};
 use crate::turn::{TurnKind, TurnObserver, TurnOutcome, TurnReport, run_compact_turn, run_turn};
@@ -135,20 +136,20 @@ impl Actor {
                         continuation = None;
                         self.queue.push_back(Pending::UserInput(text));
                         if self.running.is_none() {
-                            self.start_next_user_turn();
+                            self.start_next_user_turn().await;
                         }
                     }
                     Some(Op::Compact) => {
                         continuation = None;
                         self.queue.push_back(Pending::Compact);
                         if self.running.is_none() {
-                            self.start_next_user_turn();
+                            self.start_next_user_turn().await;
                         }
                     }
                     Some(Op::Interrupt { pause_goal }) => {
                         continuation = None;
-                        if pause_goal && let Some(policy) = self.policy.as_mut() {
-                            policy.on_interrupt();
+                        if pause_goal {
+                            self.with_policy(|policy| policy.on_interrupt()).await;
                         }
                         if let Some(running) = &self.running {
                             running.cancel.cancel();
@@ -158,7 +159,7 @@ impl Actor {
                     }
                     Some(Op::WakeIdle) => {
                         if self.running.is_none() && continuation.is_none() {
-                            continuation = self.schedule_continuation();
+                            continuation = self.schedule_continuation().await;
                             if continuation.is_none() {
                                 self.session.emit(None, EventMsg::Idle);
                             }
@@ -183,14 +184,13 @@ impl Actor {
                     match joined {
                         Ok((history, report)) => {
                             self.history = Some(history);
-                            self.finish_turn(report);
+                            self.finish_turn(report).await;
                         }
                         Err(err) => {
                             // A panic (or an abort) inside the turn task still ends the turn
                             // through the normal path: recorded, accounted, reported.
                             // What the turn recorded before it died is history.
-                            let _ = self.session.commit();
-                            self.reload_history();
+                            self.reload_history().await;
                             self.finish_turn(TurnReport {
                                 turn_id: running.turn_id,
                                 trigger: running.trigger,
@@ -202,16 +202,17 @@ impl Actor {
                                 model_requests: 0,
                                 kind: running.kind,
                                 compactions: 0,
-                            });
+                            })
+                            .await;
                         }
                     }
                     if shutting_down {
                         break;
                     }
                     if !self.queue.is_empty() {
-                        self.start_next_user_turn();
+                        self.start_next_user_turn().await;
                     } else {
-                        continuation = self.schedule_continuation();
+                        continuation = self.schedule_continuation().await;
                         if continuation.is_none() {
                             self.session.emit(None, EventMsg::Idle);
                         }
@@ -225,29 +226,48 @@ impl Actor {
                 } => {
                     continuation = None;
                     // Re-read right before starting: another process may have paused the goal.
-                    let input = self.policy.as_mut().and_then(|p| p.confirm_continuation());
+                    let input = self
+                        .with_policy(|policy| policy.confirm_continuation())
+                        .await
+                        .flatten();
                     match input {
-                        Some(input) => self.start_turn(TurnTrigger::Goal, input),
+                        Some(input) => self.start_turn(TurnTrigger::Goal, input).await,
                         None => self.session.emit(None, EventMsg::Idle),
                     }
                 },
             }
         }
-        if let Some(policy) = self.policy.as_mut() {
-            policy.on_shutdown();
-        }
+        self.with_policy(|policy| policy.on_shutdown()).await;
         if let Some(mcp) = &self.session.mcp {
             mcp.shutdown().await;
         }
         self.session.emit(None, EventMsg::ShutdownComplete);
     }
 
-    fn schedule_continuation(&mut self) -> Option<std::pin::Pin<Box<tokio::time::Sleep>>> {
-        let delay = self.policy.as_mut()?.next_continuation()?;
+    /// Runs `f` on the policy off the async workers (the goal runtime reads and writes the
+    /// store); `None` without a policy.
+    async fn with_policy<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut dyn IdlePolicy) -> T + Send + 'static,
+    ) -> Option<T> {
+        let mut policy = self.policy.take()?;
+        let (policy, value) = blocking::run(move || {
+            let value = f(policy.as_mut());
+            (policy, value)
+        })
+        .await;
+        self.policy = Some(policy);
+        Some(value)
+    }
+
+    async fn schedule_continuation(&mut self) -> Option<std::pin::Pin<Box<tokio::time::Sleep>>> {
+        let delay = self
+            .with_policy(|policy| policy.next_continuation())
+            .await??;
         Some(Box::pin(tokio::time::sleep(delay)))
     }
 
-    fn start_next_user_turn(&mut self) {
+    async fn start_next_user_turn(&mut self) {
         match self.queue.pop_front() {
             Some(Pending::UserInput(text)) => {
                 if let Some(telemetry) = &self.session.telemetry {
@@ -256,20 +276,27 @@ impl Actor {
                 self.start_turn(
                     TurnTrigger::User,
                     vec![ResponseItem::text_message("user", text)],
-                );
+                )
+                .await;
             }
             Some(Pending::Compact) => {
                 self.start_turn_of(TurnKind::Compact, TurnTrigger::User, Vec::new())
+                    .await
             }
             None => {}
         }
     }
 
-    fn start_turn(&mut self, trigger: TurnTrigger, input: Vec<ResponseItem>) {
-        self.start_turn_of(TurnKind::Regular, trigger, input);
+    async fn start_turn(&mut self, trigger: TurnTrigger, input: Vec<ResponseItem>) {
+        self.start_turn_of(TurnKind::Regular, trigger, input).await;
     }
 
-    fn start_turn_of(&mut self, kind: TurnKind, trigger: TurnTrigger, input: Vec<ResponseItem>) {
+    async fn start_turn_of(
+        &mut self,
+        kind: TurnKind,
+        trigger: TurnTrigger,
+        input: Vec<ResponseItem>,
+    ) {
         let turn_id = TurnId::new();
         // The turn row reaches the disk with the turn's first commit (its first response, or
         // at once for a user turn, whose prompt must not be lost).
@@ -303,8 +330,11 @@ impl Actor {
         if let Some(parent) = quest_otel::traceparent_context_from_env() {
             quest_otel::set_parent_from_context(&span, parent);
         }
-        if let Some(policy) = self.policy.as_mut()
-            && let Some(status) = policy.on_turn_start(turn_id, kind, trigger, &span)
+        let policy_span = span.clone();
+        if let Some(status) = self
+            .with_policy(move |policy| policy.on_turn_start(turn_id, kind, trigger, &policy_span))
+            .await
+            .flatten()
         {
             span.record("quest.goal.status", status);
         }
@@ -357,7 +387,7 @@ impl Actor {
         });
     }
 
-    fn finish_turn(&mut self, report: TurnReport) {
+    async fn finish_turn(&mut self, report: TurnReport) {
         use quest_state::TurnStatus;
         let (status, error) = match &report.outcome {
             TurnOutcome::Completed { .. } => (TurnStatus::Completed, None),
@@ -372,10 +402,19 @@ impl Actor {
             error,
             at_ms: quest_state::now_ms(),
         });
-        if let Some(policy) = self.policy.as_mut() {
-            policy.on_turn_end(&report);
-        }
-        if let Err(err) = self.session.commit() {
+        // The goal's end-of-turn change commits the queue with it; what is left commits alone.
+        let session = self.session.clone();
+        let mut policy = self.policy.take();
+        let (policy, report, committed) = blocking::run(move || {
+            if let Some(policy) = policy.as_mut() {
+                policy.on_turn_end(&report);
+            }
+            let committed = session.commit();
+            (policy, report, committed)
+        })
+        .await;
+        self.policy = policy;
+        if let Err(err) = committed {
             self.session.emit(
                 Some(report.turn_id),
                 EventMsg::Warning(format!("failed to record the turn end: {err}")),
@@ -395,10 +434,16 @@ impl Actor {
         self.session.emit(Some(report.turn_id), msg);
     }
 
-    fn reload_history(&mut self) {
-        if let Some(store) = &self.session.store
-            && let Ok(loaded) = store.load_history(&self.session.thread_id)
-        {
+    /// After a crashed turn task: what the turn recorded before it died is history.
+    async fn reload_history(&mut self) {
+        let session = self.session.clone();
+        let loaded = blocking::run(move || {
+            let _ = session.commit();
+            let store = session.store.as_ref()?;
+            store.load_history(&session.thread_id).ok()
+        })
+        .await;
+        if let Some(loaded) = loaded {
             self.history = Some(History::new(loaded.items, loaded.compactions));
         }
     }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::blocking;
 use crate::compact;
 use crate::protocol::{EventMsg, TurnError, TurnTrigger, turn_error_from_model};
 use crate::session::{History, Session};
@@ -152,7 +153,7 @@ async fn run_turn_inner(
     // sees it; a bare continuation prompt, restated every goal turn, waits for the first
     // response's commit.
     let carries_user_text = trigger == TurnTrigger::User || input_len > 1;
-    if carries_user_text && let Err(message) = session.commit() {
+    if carries_user_text && let Err(message) = commit(&session).await {
         report.outcome = TurnOutcome::Failed(TurnError::internal(message));
         return report;
     }
@@ -325,9 +326,9 @@ async fn run_turn_inner(
         // One commit per response: the queued turn row, input, tool outputs and these items,
         // together with the goal's charge for the response when there is one.
         if let Some(observer) = &observer {
-            observer.on_usage(turn_id, &outcome.usage);
+            on_usage(observer, turn_id, outcome.usage).await;
         }
-        if let Err(message) = session.commit() {
+        if let Err(message) = commit(&session).await {
             report.outcome = TurnOutcome::Failed(TurnError::internal(message));
             return report;
         }
@@ -365,15 +366,19 @@ async fn run_turn_inner(
             }
             results = run_calls(&session, turn_id, &response_id, calls, &cancel, observer.as_ref(), mcp.as_ref()) => results,
         };
-        let (results, images): (Vec<ToolResult>, Vec<_>) = results.into_iter().unzip();
+        let (mut results, images): (Vec<ToolResult>, Vec<_>) = results.into_iter().unzip();
         let mut outputs: Vec<ResponseItem> = results.iter().map(ToolResult::output_item).collect();
         if let Some(message) = crate::mcp::images_message(&images) {
             outputs.push(message);
         }
-        if let Some(observer) = &observer
-            && let Some(steer) = observer.after_tools(turn_id, &results)
-        {
-            outputs.push(ResponseItem::text_message("user", steer));
+        if let Some(observer) = &observer {
+            let observer = observer.clone();
+            let (steer, returned) =
+                blocking::run(move || (observer.after_tools(turn_id, &results), results)).await;
+            results = returned;
+            if let Some(steer) = steer {
+                outputs.push(ResponseItem::text_message("user", steer));
+            }
         }
         report.tool_results.extend(results);
         history.tracker.on_items_added(&outputs);
@@ -468,7 +473,7 @@ impl CompactionCtx<'_> {
         // What is being summarized is on disk first, so a process that dies while it waits for
         // the summary leaves exactly that history (compactions are rare; the extra commit is
         // not paid by ordinary requests).
-        if let Err(message) = session.commit() {
+        if let Err(message) = commit(session).await {
             return Err(CompactionFailure::Failed(TurnError::internal(message)));
         }
         let result = self.summarize(history, report).await;
@@ -488,7 +493,13 @@ impl CompactionCtx<'_> {
                 return Err(failure);
             }
         };
-        let goal = self.observer.and_then(|o| o.goal_objective());
+        let goal = match self.observer {
+            Some(observer) => {
+                let observer = observer.clone();
+                blocking::run(move || observer.goal_objective()).await
+            }
+            None => None,
+        };
         let items = compact::rebuild_history(
             &history.items,
             &summary,
@@ -508,9 +519,9 @@ impl CompactionCtx<'_> {
         // the goal's charge for the response.
         session.queue_compaction(Some(self.turn_id), &record);
         if let Some(observer) = self.observer {
-            observer.on_usage(self.turn_id, &usage);
+            on_usage(observer, self.turn_id, usage).await;
         }
-        if let Err(message) = session.commit() {
+        if let Err(message) = commit(session).await {
             session.unqueue_compaction();
             return Err(CompactionFailure::Failed(TurnError::internal(message)));
         }
@@ -570,7 +581,7 @@ impl CompactionCtx<'_> {
                     report.usage.add(&outcome.usage);
                     let Some(summary) = compact::summary_text(&outcome.items) else {
                         if let Some(observer) = self.observer {
-                            observer.on_usage(self.turn_id, &outcome.usage);
+                            on_usage(observer, self.turn_id, outcome.usage).await;
                         }
                         return Err(CompactionFailure::Failed(TurnError::internal(
                             "the model answered the compaction request without a summary",
@@ -676,6 +687,19 @@ fn stream_event_handler(
     }
 }
 
+/// Commits the session's queued writes off the async workers.
+async fn commit(session: &Arc<Session>) -> Result<(), String> {
+    let session = session.clone();
+    blocking::run(move || session.commit()).await
+}
+
+/// Reports a response's usage to the observer (a goal charge is a store write) off the async
+/// workers.
+async fn on_usage(observer: &Arc<dyn TurnObserver>, turn_id: TurnId, usage: TokenUsage) {
+    let observer = observer.clone();
+    blocking::run(move || observer.on_usage(turn_id, &usage)).await;
+}
+
 fn record(
     session: &Session,
     history: &mut Vec<ResponseItem>,
@@ -756,9 +780,14 @@ async fn run_calls(
                 );
             }
             let started = std::time::Instant::now();
-            let goal_result = {
-                let _entered = span.enter();
-                observer.and_then(|o| o.goal_tool(turn_id, &call))
+            let goal_result = match observer {
+                Some(observer) => {
+                    let (observer, span, tool_call) =
+                        (observer.clone(), span.clone(), call.clone());
+                    blocking::run(move || span.in_scope(|| observer.goal_tool(turn_id, &tool_call)))
+                        .await
+                }
+                None => None,
             };
             if let Some(result) = goal_result {
                 running.push((index, span, started, Err(result)));

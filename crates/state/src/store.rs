@@ -110,6 +110,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
+        check_call("read");
         let conn = self.inner.conn.lock().map_err(|_| StateError::Poisoned)?;
         f(&conn)
     }
@@ -119,11 +120,28 @@ impl Store {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
+        check_call("write");
         let mut conn = self.inner.conn.lock().map_err(|_| StateError::Poisoned)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
+    }
+}
+
+static CALL_CHECK: std::sync::OnceLock<fn(&'static str)> = std::sync::OnceLock::new();
+
+/// Installs a function that runs on the calling thread before every database call of this
+/// process, with `"read"` or `"write"`. Tests use it to prove that store calls never run on an
+/// async runtime's worker threads; it may panic to fail the call's caller. The first installed
+/// function stays; later calls return false.
+pub fn set_call_check(check: fn(&'static str)) -> bool {
+    CALL_CHECK.set(check).is_ok()
+}
+
+fn check_call(what: &'static str) {
+    if let Some(check) = CALL_CHECK.get() {
+        check(what);
     }
 }
 

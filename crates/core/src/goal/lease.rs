@@ -42,7 +42,8 @@ impl GoalRuntime {
                     tokio::time::sleep(period).await;
                     let Some(shared) = weak.upgrade() else { break };
                     let runtime = GoalRuntime { shared };
-                    if !runtime.heartbeat() {
+                    // A heartbeat is a commit: off the async workers.
+                    if !crate::blocking::run(move || runtime.heartbeat()).await {
                         break;
                     }
                 }
