@@ -8,6 +8,7 @@
 //! text for a terminal; on stdio, stdout carries protocol messages only.
 #![warn(missing_docs, unreachable_pub)]
 
+mod history;
 mod server;
 mod startup;
 mod thread_api;

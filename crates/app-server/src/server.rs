@@ -314,6 +314,7 @@ impl ClientSession {
                 "nextCursor": null,
             }))),
             "thread/turns/list" => thread_api::thread_turns_list(self, parse_params(params)?),
+            "thread/items/list" => thread_api::thread_items_list(self, parse_params(params)?),
             "thread/readState/update" => thread_api::read_state_update(self, parse_params(params)?),
             "thread/unsubscribe" => thread_api::thread_unsubscribe(self, parse_params(params)?),
             "turn/start" => thread_api::turn_start(self, id, parse_params(params)?).await,

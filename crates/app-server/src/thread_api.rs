@@ -1,7 +1,9 @@
 //! Thread, turn and goal methods.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::history;
 use quest_core::goal::GoalBudgets;
 use quest_core::{
     Config, ConfigOverrides, CoreError, GoalError, GoalUpdate, ManagerOptions, NewGoal, Op,
@@ -11,9 +13,10 @@ use quest_protocol::ThreadId;
 use quest_protocol::app_server::jsonrpc::{ErrorObject, RequestId};
 use quest_protocol::app_server::v2::{
     GoalMutationOrigin, Thread, ThreadCompactStartParams, ThreadGoalClearParams,
-    ThreadGoalLogParams, ThreadGoalSetParams, ThreadIdParams, ThreadListParams, ThreadResumeParams,
-    ThreadStartParams, ThreadStartResponse, ThreadStatus, ThreadTurnsListParams, Turn, TurnError,
-    TurnInterruptParams, TurnStartParams, TurnStatus, UserInput,
+    ThreadGoalLogParams, ThreadGoalSetParams, ThreadIdParams, ThreadItem, ThreadItemsListParams,
+    ThreadListParams, ThreadResumeParams, ThreadStartParams, ThreadStartResponse, ThreadStatus,
+    ThreadTurnsListParams, Turn, TurnError, TurnInterruptParams, TurnStartParams, TurnStatus,
+    UserInput,
 };
 use quest_protocol::goal::transition::BudgetChange;
 use quest_protocol::goal::{GoalOrigin, GoalStatus};
@@ -328,9 +331,28 @@ fn turn_from_record(record: &TurnRecord) -> Turn {
     }
 }
 
+/// Stored turns with the items rebuilt from the rollout.
 fn stored_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, ErrorObject> {
     let records = server.store.list_turns(thread_id).map_err(internal)?;
-    Ok(records.iter().map(turn_from_record).collect())
+    let mut turns: Vec<Turn> = records.iter().map(turn_from_record).collect();
+    let cwd = server
+        .store
+        .get_thread(thread_id)
+        .map_err(internal)?
+        .map(|record| record.cwd)
+        .unwrap_or_default();
+    let transcript = server.store.load_transcript(thread_id).map_err(internal)?;
+    let mut by_turn: HashMap<String, Vec<ThreadItem>> = HashMap::new();
+    for entry in history::items_from_transcript(&transcript, &cwd) {
+        if let Some(turn) = entry.turn_id {
+            by_turn.entry(turn).or_default().push(entry.item);
+        }
+    }
+    for turn in &mut turns {
+        turn.items = by_turn.remove(&turn.id).unwrap_or_default();
+        turn.items_view = "full".to_string();
+    }
+    Ok(turns)
 }
 
 /// All turns of a thread, oldest first: stored ones, with the items of those run while loaded.
@@ -391,6 +413,14 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ErrorObject> {
 }
 
 /// `thread/list`: recorded threads, most recently updated first, in pages.
+/// Whether a `sourceKinds` entry names threads Quest has. Every Quest thread can be continued from
+/// any front-end (`quest exec`, the app-server, a TUI), so all first-party kinds match — Codex's
+/// TUI asks for `cli`/`vscode` in its resume picker and `exec`/`appServer` elsewhere. Quest has no
+/// sub-agents, so the `subAgent*` kinds match nothing.
+fn first_party_source(kind: &str) -> bool {
+    matches!(kind, "cli" | "vscode" | "exec" | "appServer" | "unknown")
+}
+
 pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams) -> HandlerResult {
     let server = &session.server;
     let limit = params.limit.unwrap_or(25).clamp(1, 100) as usize;
@@ -416,8 +446,11 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
     let records = server.store.list_threads(usize::MAX).map_err(internal)?;
     let matching = records.into_iter().filter(|r| {
         let id = r.id.to_string();
-        (providers.is_empty() || providers.contains(&r.model_provider))
-            && (sources.is_empty() || sources.iter().any(|s| s == "appServer" || s == "exec"))
+        // As Codex, a thread is listed once it has content (a user message or a goal): the
+        // empty thread every front-end opens at start-up would otherwise pile up in pickers.
+        r.preview.is_some()
+            && (providers.is_empty() || providers.contains(&r.model_provider))
+            && (sources.is_empty() || sources.iter().any(|s| first_party_source(s)))
             && !excluded.contains(&id)
             && (cwd_filter.is_empty() || cwd_filter.contains(&r.cwd))
             && search.as_ref().is_none_or(|term| {
@@ -494,7 +527,96 @@ pub(crate) fn thread_turns_list(
         .get(start..end)
         .map(<[Turn]>::to_vec)
         .unwrap_or_default();
+    let mut page = page;
+    if params.items_view.as_deref() == Some("notLoaded") {
+        for turn in &mut page {
+            turn.items.clear();
+            turn.items_view = "notLoaded".to_string();
+        }
+    }
     let next = (end < turns.len()).then(|| end.to_string());
+    Ok(Reply::Now(
+        json!({"data": page, "nextCursor": next, "backwardsCursor": null}),
+    ))
+}
+
+/// `thread/items/list`: the thread's items across turns (or one turn's), oldest first unless
+/// `sortDirection` is `desc`, paged by an opaque cursor or after an item anchor.
+pub(crate) fn thread_items_list(
+    session: &mut ClientSession,
+    params: ThreadItemsListParams,
+) -> HandlerResult {
+    let server = &session.server;
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    ensure_thread(server, &thread_id)?;
+    let turns = all_turns(server, &thread_id)?;
+    if let Some(turn) = &params.turn_id
+        && !turns.iter().any(|t| &t.id == turn)
+    {
+        return Err(ErrorObject::invalid_params(format!(
+            "Invalid params: turnId: no turn {turn} in thread {thread_id}"
+        )));
+    }
+    let mut entries: Vec<Value> = turns
+        .iter()
+        .filter(|turn| params.turn_id.as_ref().is_none_or(|id| &turn.id == id))
+        .flat_map(|turn| {
+            turn.items
+                .iter()
+                .map(move |item| json!({"item": item, "turnId": turn.id}))
+        })
+        .collect();
+    let descending = match params.sort_direction.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ErrorObject::invalid_params(format!(
+                "Invalid params: sortDirection: `{other}` is neither `asc` nor `desc`"
+            )));
+        }
+    };
+    if descending {
+        entries.reverse();
+    }
+    let start = match &params.cursor {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(cursor)) => cursor.parse::<usize>().map_err(|_| {
+            ErrorObject::invalid_params(format!(
+                "Invalid params: cursor: `{cursor}` is not a cursor from thread/items/list"
+            ))
+        })?,
+        Some(anchor) => {
+            let item_id = match (anchor["type"].as_str(), anchor["itemId"].as_str()) {
+                (Some("item"), Some(id)) => id,
+                _ => {
+                    return Err(ErrorObject::invalid_params(
+                        "Invalid params: cursor: expected a string cursor or {\"type\": \"item\", \"itemId\": …}",
+                    ));
+                }
+            };
+            if params.turn_id.is_none() {
+                return Err(ErrorObject::invalid_params(
+                    "Invalid params: turnId: an item anchor needs the turn it is in",
+                ));
+            }
+            let at = entries
+                .iter()
+                .position(|e| e["item"]["id"] == item_id)
+                .ok_or_else(|| {
+                    ErrorObject::invalid_params(format!(
+                        "Invalid params: cursor: no item {item_id} in that turn"
+                    ))
+                })?;
+            at + 1
+        }
+    };
+    let limit = params.limit.unwrap_or(100).clamp(1, 500) as usize;
+    let end = (start + limit).min(entries.len());
+    let page: Vec<Value> = entries
+        .get(start..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    let next = (end < entries.len()).then(|| end.to_string());
     Ok(Reply::Now(
         json!({"data": page, "nextCursor": next, "backwardsCursor": null}),
     ))

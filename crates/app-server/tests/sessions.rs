@@ -444,9 +444,18 @@ async fn thread_list_pages_with_a_cursor() {
     let fixture = Fixture::start(Script::default()).await;
     let mut client = fixture.client().await;
     let mut started = Vec::new();
-    for _ in 0..5 {
-        started.push(client.start_thread().await);
+    for n in 0..5 {
+        let thread = client.start_thread().await;
+        client
+            .call(
+                "thread/goal/set",
+                json!({"threadId": thread, "objective": format!("goal {n}"), "status": "paused"}),
+            )
+            .await;
+        started.push(thread);
     }
+    // A thread without content yet is not listed (it would clutter every picker).
+    let empty = client.start_thread().await;
     let mut seen = Vec::new();
     let mut cursor = Value::Null;
     loop {
@@ -466,12 +475,33 @@ async fn thread_list_pages_with_a_cursor() {
     let mut got = seen.clone();
     got.sort();
     assert_eq!(got, expected, "every thread exactly once");
+    assert!(!seen.contains(&empty));
     let error = client
         .request("thread/list", json!({"cursor": "garbage"}))
         .await
         .unwrap_err();
     assert_eq!(error["code"], -32602);
     assert!(error["message"].as_str().unwrap().contains("cursor"));
+
+    // Codex's resume picker asks for interactive sources; every Quest thread is resumable there.
+    // Quest has no sub-agents.
+    for (kinds, expected) in [
+        (json!(["cli", "vscode"]), 5),
+        (json!(["exec", "appServer"]), 5),
+        (json!(["subAgent", "subAgentReview"]), 0),
+    ] {
+        let page = client
+            .call(
+                "thread/list",
+                json!({"limit": 25, "sourceKinds": kinds, "modelProviders": [], "archived": false}),
+            )
+            .await;
+        assert_eq!(
+            page["data"].as_array().unwrap().len(),
+            expected,
+            "sourceKinds {kinds}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -668,5 +698,141 @@ async fn compact_start_names_an_unknown_thread() {
     assert!(
         err["message"].as_str().unwrap().contains("threadId"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_thread_lists_the_items_its_turns_showed() {
+    let script = Script::new([
+        Step::calls([
+            quest_mock_model::Output::function_call(
+                "exec_command",
+                json!({"cmd": "echo from-shell"}),
+            ),
+            quest_mock_model::Output::apply_patch(
+                "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch\n",
+            ),
+        ]),
+        Step::message("done"),
+        Step::message("second answer"),
+    ]);
+    let mut fixture = Fixture::start(script).await;
+    let mut client = fixture.client().await;
+    let thread = client.start_thread().await;
+    let first = client.start_turn(&thread, "make hello.txt").await;
+    client.turn_completed(&thread).await;
+    let second = client.start_turn(&thread, "thanks").await;
+    client.turn_completed(&thread).await;
+    client.close().await;
+
+    // A new server process knows the thread only from the store.
+    fixture.restart().await;
+    let mut client = fixture.client().await;
+    // What Codex's TUI asks when it resumes a thread from its picker.
+    let resumed = client
+        .call(
+            "thread/resume",
+            json!({"threadId": thread, "excludeTurns": true}),
+        )
+        .await;
+    assert_eq!(resumed["thread"]["id"], thread.as_str());
+    let turns = client
+        .call(
+            "thread/turns/list",
+            json!({"threadId": thread, "limit": 5, "sortDirection": "desc", "itemsView": "notLoaded"}),
+        )
+        .await;
+    assert_eq!(turns["data"][0]["id"], second.as_str());
+    assert_eq!(turns["data"][0]["itemsView"], "notLoaded");
+    assert_eq!(turns["data"][0]["items"], json!([]));
+    let items = client
+        .call(
+            "thread/items/list",
+            json!({"threadId": thread, "limit": 100, "sortDirection": "desc"}),
+        )
+        .await;
+    let seen: Vec<(String, String)> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["turnId"].as_str().unwrap().to_string(),
+                e["item"]["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        (&second, "agentMessage"),
+        (&second, "userMessage"),
+        (&first, "agentMessage"),
+        (&first, "fileChange"),
+        (&first, "commandExecution"),
+        (&first, "userMessage"),
+    ]
+    .iter()
+    .map(|(t, k)| (t.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+    let data = items["data"].as_array().unwrap();
+    assert_eq!(data[1]["item"]["content"][0]["text"], "thanks");
+    assert_eq!(data[2]["item"]["text"], "done");
+    assert_eq!(data[3]["item"]["changes"][0]["path"], "hello.txt");
+    assert_eq!(data[3]["item"]["status"], "completed");
+    assert_eq!(data[4]["item"]["command"], "echo from-shell");
+    assert_eq!(data[4]["item"]["exitCode"], 0);
+    // The command's output only (a login profile may print before it), without the header
+    // lines the model was sent.
+    let output = data[4]["item"]["aggregatedOutput"].as_str().unwrap();
+    assert!(output.ends_with("from-shell\n"), "{output}");
+    assert!(!output.contains("Exit code"), "{output}");
+
+    // One turn's items, oldest first, paged and after an item anchor.
+    let page = client
+        .call(
+            "thread/items/list",
+            json!({"threadId": thread, "turnId": first, "limit": 2}),
+        )
+        .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    assert_eq!(page["data"][0]["item"]["type"], "userMessage");
+    let rest = client
+        .call(
+            "thread/items/list",
+            json!({"threadId": thread, "turnId": first, "cursor": page["nextCursor"]}),
+        )
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["nextCursor"], Value::Null);
+    let command_id = data[4]["item"]["id"].clone();
+    let after = client
+        .call(
+            "thread/items/list",
+            json!({"threadId": thread, "turnId": first, "cursor": {"type": "item", "itemId": command_id}}),
+        )
+        .await;
+    assert_eq!(after["data"][0]["item"]["type"], "fileChange");
+    let err = client
+        .request(
+            "thread/items/list",
+            json!({"threadId": thread, "cursor": {"type": "item", "itemId": command_id}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err["message"].as_str().unwrap().contains("turnId"), "{err}");
+
+    // thread/read with turns carries the same items.
+    let read = client
+        .call(
+            "thread/read",
+            json!({"threadId": thread, "includeTurns": true}),
+        )
+        .await;
+    assert_eq!(
+        read["thread"]["turns"][0]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
     );
 }

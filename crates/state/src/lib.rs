@@ -29,4 +29,6 @@ pub use lease::{LEASE_HEARTBEAT_INTERVAL_MS, LEASE_STALE_AFTER_MS, Lease, LeaseA
 pub use store::{
     SCHEMA_VERSION, STATE_DB_FILE_NAME, Store, create_private_dir, now_ms, set_call_check,
 };
-pub use threads::{NewThread, ThreadRecord, TurnRecord, TurnStatus, TurnTrigger};
+pub use threads::{
+    NewThread, ThreadRecord, TranscriptEntry, TranscriptItem, TurnRecord, TurnStatus, TurnTrigger,
+};

@@ -23,6 +23,24 @@ pub struct NewThread {
     pub model_provider: String,
 }
 
+/// One row of a thread's full transcript ([`Store::load_transcript`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TranscriptEntry {
+    /// The turn that appended it (`None` for items written outside a turn).
+    pub turn_id: Option<String>,
+    /// The item, or the compaction that happened at this point.
+    pub item: TranscriptItem,
+}
+
+/// What a transcript row holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TranscriptItem {
+    /// An item as it was exchanged.
+    Item(ResponseItem),
+    /// A compaction: the model's history was replaced here (the earlier rows stay for readers).
+    Compaction(CompactedHistory),
+}
+
 /// A stored thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadRecord {
@@ -417,6 +435,37 @@ impl Store {
             Ok(LoadedHistory {
                 items,
                 compactions: u64::try_from(compactions).unwrap_or(0),
+            })
+        })
+    }
+
+    /// Everything the thread's rollout holds, in order and with the turn of each row: the
+    /// transcript a front-end shows, unlike [`Store::load_history`] which is what the model is
+    /// sent (compactions do not hide earlier rows here).
+    pub fn load_transcript(
+        &self,
+        thread_id: &ThreadId,
+    ) -> Result<Vec<TranscriptEntry>, StateError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT turn_id, item_json FROM rollout_items WHERE thread_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query(params![thread_id.to_string()])?;
+            collect(rows, |row| {
+                let turn_id: Option<String> = row.get(0)?;
+                let json: String = row.get(1)?;
+                let item = if json.starts_with(COMPACTED_PREFIX) {
+                    TranscriptItem::Compaction(
+                        serde_json::from_str(&json)
+                            .map_err(|e| corrupt("rollout_items", "item_json", &json, e))?,
+                    )
+                } else {
+                    TranscriptItem::Item(
+                        serde_json::from_str(&json)
+                            .map_err(|e| corrupt("rollout_items", "item_json", &json, e))?,
+                    )
+                };
+                Ok(TranscriptEntry { turn_id, item })
             })
         })
     }

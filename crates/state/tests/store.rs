@@ -348,6 +348,27 @@ fn compaction_record_replaces_earlier_history_on_load() {
     );
     // The raw rollout keeps every row: nothing before a compaction is deleted.
     assert_eq!(reopened.rollout_len(&thread).unwrap(), 10 + 1 + 2 + 1 + 1);
+    // The transcript shows every row in order, with its turn and the compactions in place.
+    let transcript = reopened.load_transcript(&thread).unwrap();
+    assert_eq!(transcript.len(), 15);
+    assert_eq!(
+        transcript[3].item,
+        quest_state::TranscriptItem::Item(item(3))
+    );
+    assert_eq!(transcript[3].turn_id, None);
+    match &transcript[10].item {
+        quest_state::TranscriptItem::Compaction(c) => assert_eq!(c.summary, "first"),
+        other => panic!("expected the first compaction, got {other:?}"),
+    }
+    assert_eq!(transcript[11].turn_id, Some(turn.to_string()));
+    assert_eq!(
+        transcript[12].item,
+        quest_state::TranscriptItem::Item(item(12))
+    );
+    assert!(matches!(
+        transcript[13].item,
+        quest_state::TranscriptItem::Compaction(_)
+    ));
     // Another thread is unaffected.
     let other = new_thread(&store);
     store.append_rollout(&other, None, &[item(1)]).unwrap();

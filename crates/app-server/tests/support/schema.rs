@@ -28,6 +28,7 @@ pub fn response_schema(method: &str) -> Option<&'static str> {
         "thread/list" => "ThreadListResponse",
         "thread/loaded/list" => "ThreadLoadedListResponse",
         "thread/turns/list" => "ThreadTurnsListResponse",
+        "thread/items/list" => "ThreadItemsListResponse",
         "thread/readState/update" => "ThreadReadStateUpdateResponse",
         "thread/unsubscribe" => "ThreadUnsubscribeResponse",
         "turn/start" => "TurnStartResponse",

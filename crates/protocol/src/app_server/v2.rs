@@ -602,6 +602,29 @@ pub struct ThreadTurnsListParams {
     /// `asc` / `desc` (default `desc`, newest first).
     #[serde(default)]
     pub sort_direction: Option<String>,
+    /// `notLoaded`, `summary` (default) or `full`.
+    #[serde(default)]
+    pub items_view: Option<String>,
+}
+
+/// `thread/items/list` params.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadItemsListParams {
+    /// The thread.
+    pub thread_id: String,
+    /// A cursor from an earlier page, or `{"type": "item", "itemId": …}` (needs `turnId`).
+    #[serde(default)]
+    pub cursor: Option<Value>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// `asc` (default, oldest first) / `desc`.
+    #[serde(default)]
+    pub sort_direction: Option<String>,
+    /// Only the items of this turn.
+    #[serde(default)]
+    pub turn_id: Option<String>,
 }
 
 /// `thread/turns/list` result.
