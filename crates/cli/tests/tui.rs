@@ -1,0 +1,316 @@
+//! Quest's own terminal UI, driven in a tmux pane (a real pseudo-terminal) against
+//! `quest-mock-model`: `/goal` starts continuation turns, Esc pauses the goal before interrupting
+//! the running turn and no further request reaches the model, and `/goal resume` into a usage
+//! limit shows the usage-limited footer. Once with the server in-process (`quest`), once attached
+//! to a separately started `quest app-server` (`quest --remote ws://…`).
+//!
+//! Needs tmux (installed by `.ci/run`); when it is missing the test fails and says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, provider_args};
+use quest_mock_model::{Condition, MockModel, Rule, Script, Step};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+const GOAL_TURN: &str = "codex_internal_context source=\\\"goal\\\"";
+
+/// A tmux session that is killed when dropped.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(name: &str, cwd: &Path, script: &Path) -> Tmux {
+        let status = std::process::Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "100",
+                "-y",
+                "30",
+                "-c",
+            ])
+            .arg(cwd)
+            .arg(format!("bash {}", script.display()))
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run tmux ({e}); install it (as .ci/run does)"));
+        assert!(status.success(), "tmux new-session failed");
+        Tmux {
+            name: name.to_string(),
+        }
+    }
+
+    fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `check` holds for the screen (polling the pane, the terminal's only output).
+    fn wait_until(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the TUI never showed {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for(&self, text: &str) -> String {
+        self.wait_until(&format!("{text:?}"), |s| s.contains(text))
+    }
+
+    fn keys(&self, args: &[&str]) {
+        let status = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the program in the pane has exited (the session closes with it).
+    fn wait_exit(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let alive = std::process::Command::new("tmux")
+                .args(["has-session", "-t", &self.name])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            if !alive {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "quest did not exit after /quit; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_line(&self, text: &str) {
+        self.keys(&["-l", text]);
+        // Enter only once the composer shows the whole line.
+        self.wait_for(text);
+        self.keys(&["Enter"]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// A script that runs `quest` with the test environment (tmux starts commands through a shell).
+fn launcher(env: &TestEnv, args: &[String]) -> std::path::PathBuf {
+    let path = env.home().join("launch-tui.sh");
+    let mut line = format!(
+        "export QUEST_HOME={} HOME={} TEST_API_KEY=sk-test NO_COLOR=1\nunset QUEST_API_KEY CODEX_API_KEY OPENAI_API_KEY\nexec {}",
+        shell_quote(&env.home().display().to_string()),
+        shell_quote(&env.user_home.path().display().to_string()),
+        shell_quote(env!("CARGO_BIN_EXE_quest")),
+    );
+    for arg in args {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    line.push_str(&format!(
+        " 2>{}\n",
+        shell_quote(&env.home().join("tui-stderr.log").display().to_string())
+    ));
+    std::fs::write(&path, line).unwrap();
+    path
+}
+
+fn goal_config() -> Vec<String> {
+    [
+        "goals.max_no_progress_turns=50",
+        "goals.max_repeated_blocker_turns=50",
+        "goals.no_progress_backoff=[\"1s\"]",
+    ]
+    .iter()
+    .flat_map(|c| ["-c".to_string(), c.to_string()])
+    .collect()
+}
+
+/// Goal turns answer at once twice, then hang (so Esc always meets a running turn); the chat
+/// "ping" gets "pong"; every request after that (the resumed goal) hits a usage limit.
+fn script(resets_at: i64) -> Script {
+    Script::default()
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("ping"),
+            Step::message("pong from mock"),
+        ))
+        .with_rule(Rule::new(
+            Condition::input_contains("pong from mock"),
+            Step::usage_limit(Some("plus"), Some(resets_at)),
+        ))
+        .with_rule(
+            Rule::new(
+                Condition::input_contains(GOAL_TURN),
+                Step::message("Still working on it."),
+            )
+            .at_most(2),
+        )
+        .with_rule(Rule::new(
+            Condition::input_contains(GOAL_TURN),
+            Step::message("never shown").delay(Duration::from_secs(120)),
+        ))
+        .with_default(Step::message("Hello from mock"))
+}
+
+fn wait_requests(mock: &MockModel, at_least: usize, screen: impl Fn() -> String) {
+    let deadline = Instant::now() + TIMEOUT;
+    while mock.request_count() < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "only {} model requests; screen:\n{}",
+            mock.request_count(),
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn goal_flow(tui: &Tmux, mock: &MockModel) {
+    tui.wait_for("gpt-test");
+    tui.type_line("say hi");
+    tui.wait_for("Hello from mock");
+
+    tui.type_line("/goal write hello.txt");
+    tui.wait_for("Pursuing goal");
+    // Two continuation turns answer; the third hangs in flight.
+    tui.wait_until("two continuation turns", |s| {
+        s.matches("Still working on it.").count() >= 2
+    });
+    wait_requests(mock, 4, || tui.screen());
+    tui.wait_for("Working on the goal");
+
+    tui.keys(&["Escape"]);
+    let screen = tui.wait_for("Goal paused (/goal resume)");
+    tui.wait_for("Interrupted");
+    let paused_at = mock.request_count();
+    assert_eq!(paused_at, 4, "chat + three goal turns; screen:\n{screen}");
+
+    // Paused means no more continuations: the next request is the chat turn.
+    tui.type_line("ping");
+    tui.wait_for("pong from mock");
+    assert_eq!(
+        mock.request_count(),
+        paused_at + 1,
+        "screen:\n{}",
+        tui.screen()
+    );
+    assert!(tui.screen().contains("Goal paused (/goal resume)"));
+
+    // Resuming runs one continuation, which hits the usage limit: one request, then the footer.
+    tui.type_line("/goal resume");
+    let screen = tui.wait_for("Goal hit usage limits (resets ");
+    assert!(screen.contains("/goal resume)"), "{screen}");
+    assert_eq!(mock.request_count(), paused_at + 2, "screen:\n{screen}");
+
+    tui.type_line("/quit");
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn tui_goal_pause_on_esc_and_usage_limit_in_process() {
+    let env = TestEnv::new();
+    let mock = MockModel::start_blocking(script(now_s() + 3600));
+    let mut args = provider_args(&mock.uri());
+    args.extend(goal_config());
+    args.push("-C".into());
+    args.push(env.work().display().to_string());
+    let launch = launcher(&env, &args);
+    let tui = Tmux::start(
+        &format!("quest-tui-local-{}", std::process::id()),
+        env.work(),
+        &launch,
+    );
+    goal_flow(&tui, &mock);
+    tui.wait_exit();
+}
+
+struct AppServer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for AppServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tui_goal_pause_on_esc_and_usage_limit_over_remote() {
+    let env = TestEnv::new();
+    let mock = MockModel::start_blocking(script(now_s() + 3600));
+    let mut child = env
+        .quest_bare()
+        .arg("app-server")
+        .args(["--listen", "ws://127.0.0.1:0"])
+        .args(provider_args(&mock.uri()))
+        .args(goal_config())
+        .arg("-C")
+        .arg(env.work())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("quest app-server exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("quest app-server listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let server = AppServer { child, url };
+    let launch = launcher(&env, &["--remote".to_string(), server.url.clone()]);
+    let tui = Tmux::start(
+        &format!("quest-tui-remote-{}", std::process::id()),
+        env.work(),
+        &launch,
+    );
+    goal_flow(&tui, &mock);
+    tui.wait_exit();
+    drop(server);
+}
