@@ -74,6 +74,15 @@ impl ClientHandle {
         });
     }
 
+    /// Sends a server→client request.
+    pub(crate) fn request(&self, id: RequestId, method: &str, params: Value) {
+        let _ = self.outbound.send(OutgoingMessage::Request {
+            id,
+            method: method.to_string(),
+            params,
+        });
+    }
+
     pub(crate) fn respond(&self, id: RequestId, result: Value) {
         let _ = self.outbound.send(OutgoingMessage::Response { id, result });
     }
@@ -154,6 +163,17 @@ impl Server {
 
     pub(crate) fn register(&self, hub: Arc<ThreadHub>) {
         self.threads().insert(hub.thread_id, hub);
+    }
+
+    /// Routes a client's answer to the thread whose server request it answers.
+    fn answer_request(&self, id: &RequestId, answer: Result<Value, ErrorObject>) {
+        let hubs: Vec<Arc<ThreadHub>> = self.threads().values().cloned().collect();
+        if !hubs
+            .iter()
+            .any(|hub| hub.answer_request(id, answer.clone()))
+        {
+            tracing::debug!("answer to unknown or resolved server request {id}");
+        }
     }
 
     /// Ids of the threads running in this process.
@@ -264,9 +284,8 @@ impl ClientSession {
                 // `initialized` and other client notifications need no answer.
                 tracing::debug!("client notification {method}");
             }
-            IncomingMessage::Response { id, .. } | IncomingMessage::Error { id, .. } => {
-                tracing::debug!("client answered server request {id}");
-            }
+            IncomingMessage::Response { id, result } => self.server.answer_request(&id, Ok(result)),
+            IncomingMessage::Error { id, error } => self.server.answer_request(&id, Err(error)),
         }
     }
 

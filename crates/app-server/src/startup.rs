@@ -79,7 +79,7 @@ pub(crate) fn config_read(config: &Config) -> Value {
             "model_reasoning_effort": config.reasoning_effort,
             "model_reasoning_summary": config.reasoning_summary,
             "sandbox_mode": sandbox_mode(config.sandbox_mode.as_str()),
-            "approval_policy": "never",
+            "approval_policy": config.approval_policy.app_server_name(),
             "notify": config.notify,
         },
         "origins": {},

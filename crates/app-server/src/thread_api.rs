@@ -51,6 +51,15 @@ fn thread_config(
     if let Some(sandbox) = &params.sandbox {
         overrides.sandbox_mode = Some(sandbox.clone());
     }
+    match &params.approval_policy {
+        None | Some(Value::Null) => {}
+        Some(Value::String(policy)) => overrides.approval_policy = Some(policy.clone()),
+        Some(other) => {
+            return Err(ErrorObject::invalid_params(format!(
+                "Invalid params: approvalPolicy: {other} is not supported; use untrusted, on-failure, on-request or never"
+            )));
+        }
+    }
     if let Some(provider) = &params.model_provider {
         overrides.raw_overrides.push(format!(
             "model_provider={}",
@@ -68,8 +77,12 @@ fn thread_config(
         }
     }
     let key = format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        overrides.cwd, overrides.model, overrides.sandbox_mode, overrides.raw_overrides
+        "{:?}|{:?}|{:?}|{:?}|{:?}",
+        overrides.cwd,
+        overrides.model,
+        overrides.sandbox_mode,
+        overrides.approval_policy,
+        overrides.raw_overrides
     );
     let loaded = load_config(overrides)
         .map_err(|e| ErrorObject::invalid_params(format!("Invalid params: config: {e}")))?;
@@ -202,7 +215,7 @@ fn start_response(thread: Thread, config: &Config) -> Value {
         runtime_workspace_roots: vec![cwd.clone()],
         cwd,
         instruction_sources: Vec::new(),
-        approval_policy: config.approval_policy.as_str().to_string(),
+        approval_policy: config.approval_policy.app_server_name().to_string(),
         approvals_reviewer: "user".to_string(),
         sandbox,
         active_permission_profile: None,
@@ -223,7 +236,10 @@ pub(crate) async fn thread_start(
     let ephemeral = params.ephemeral.unwrap_or(false);
     let manager = manager_for(&server, config.clone(), key, ephemeral)?;
     let started = manager
-        .start_thread(ThreadOptions { goal_loop: true })
+        .start_thread(ThreadOptions {
+            goal_loop: true,
+            headless: false,
+        })
         .map_err(core_error)?;
     let thread_id = started.thread_id;
     let thread = thread_object(
@@ -271,7 +287,13 @@ pub(crate) async fn thread_resume(
             let (config, key) = thread_config(&server, &start)?;
             let manager = manager_for(&server, config.clone(), key, false)?;
             let started = manager
-                .resume_thread(thread_id, ThreadOptions { goal_loop: true })
+                .resume_thread(
+                    thread_id,
+                    ThreadOptions {
+                        goal_loop: true,
+                        headless: false,
+                    },
+                )
                 .map_err(core_error)?;
             let mut thread = thread_object(&thread_id, &config, false, None, Some(&record));
             thread.turns = stored_turns(&server, &thread_id)?;
@@ -300,6 +322,8 @@ pub(crate) async fn thread_resume(
             json!({"threadId": thread_id.to_string()}),
         ),
     }
+    // A turn waiting for a person asks the joining client too.
+    hub.replay_requests(&session.client);
     if goal.is_some_and(|g| g.status == GoalStatus::Active) && hub.is_idle() {
         hub.handle.submit(Op::WakeIdle);
     }

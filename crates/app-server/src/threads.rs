@@ -15,7 +15,14 @@ use quest_core::{
     Config, Event, EventMsg, EventStream, Op, ThreadHandle, ThreadManager,
     TurnError as CoreTurnError,
 };
-use quest_protocol::app_server::jsonrpc::RequestId;
+use quest_protocol::app_server::approvals::{
+    COMMAND_APPROVAL_METHOD, CommandExecutionApprovalDecision,
+    CommandExecutionRequestApprovalParams, CommandExecutionRequestApprovalResponse,
+    FILE_CHANGE_APPROVAL_METHOD, FileChangeRequestApprovalParams,
+    FileChangeRequestApprovalResponse, SERVER_REQUEST_RESOLVED_METHOD,
+    ServerRequestResolvedNotification,
+};
+use quest_protocol::app_server::jsonrpc::{ErrorObject, RequestId};
 use quest_protocol::app_server::v2::{
     ErrorNotification, ExecutionStatus, FileUpdateChange, ItemCompletedNotification,
     ItemDeltaNotification, ItemStartedNotification, PatchChangeKind, Thread, ThreadItem,
@@ -25,6 +32,7 @@ use quest_protocol::app_server::v2::{
 };
 use quest_protocol::exec_events::{PatchApplyStatus, PatchChangeKind as ExecChangeKind};
 use quest_protocol::ops::TurnErrorKind;
+use quest_protocol::sandbox::{ApprovalReason, ReviewDecision};
 use quest_protocol::{ThreadId, TokenUsage};
 use serde_json::{Value, json};
 
@@ -44,7 +52,30 @@ struct CurrentTurn {
     items: Vec<ThreadItem>,
     open_message: Option<(String, String)>,
     commands: HashMap<String, (String, i64)>,
+    /// File changes whose `item/started` went out with their approval request.
+    started_patches: HashMap<String, Vec<FileUpdateChange>>,
+    /// File changes a person declined: their item is already completed.
+    declined_patches: Vec<String>,
 }
+
+/// What a server→client approval request is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestKind {
+    Command,
+    FileChange,
+}
+
+/// A server→client request waiting for a client's answer.
+struct PendingRequest {
+    id: RequestId,
+    call_id: String,
+    kind: RequestKind,
+    method: &'static str,
+    params: Value,
+}
+
+/// Server→client request ids, unique in the process.
+static NEXT_REQUEST_ID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
 
 struct HubState {
     subscribers: HashMap<u64, ClientHandle>,
@@ -56,6 +87,8 @@ struct HubState {
     thread: Thread,
     next_item: u64,
     last_error: Option<TurnError>,
+    /// Approval requests sent to the clients and not yet resolved.
+    requests: Vec<PendingRequest>,
 }
 
 /// A loaded thread.
@@ -75,6 +108,8 @@ struct Outgoing {
     /// A `turn/start` answer to send first, to one client.
     response: Option<(ClientHandle, RequestId, Value)>,
     notifications: Vec<(&'static str, Value)>,
+    /// Server→client requests, sent to every subscriber after the notifications.
+    requests: Vec<(RequestId, &'static str, Value)>,
 }
 
 impl ThreadHub {
@@ -106,6 +141,7 @@ impl ThreadHub {
                 thread,
                 next_item: 0,
                 last_error: None,
+                requests: Vec::new(),
             }),
         });
         tokio::spawn(hub.clone().pump(events));
@@ -136,6 +172,11 @@ impl ThreadHub {
                     client.notify(method, params.clone());
                 }
             }
+            for (id, method, params) in out.requests {
+                for client in &subscribers {
+                    client.request(id.clone(), method, params.clone());
+                }
+            }
             if stop {
                 break;
             }
@@ -145,6 +186,54 @@ impl ThreadHub {
     /// Adds a client; it receives every later notification of this thread.
     pub(crate) fn subscribe(&self, client: &ClientHandle) {
         self.state().subscribers.insert(client.id, client.clone());
+    }
+
+    /// Sends the approval requests still waiting to `client` (a client that joined a thread
+    /// while its turn waits for a person).
+    pub(crate) fn replay_requests(&self, client: &ClientHandle) {
+        let state = self.state();
+        for request in &state.requests {
+            client.request(request.id.clone(), request.method, request.params.clone());
+        }
+    }
+
+    /// A client answered server request `id`: hands the decision to the thread. Returns false
+    /// when the request is not this thread's. A malformed or error answer declines: nothing
+    /// runs without a clear yes.
+    pub(crate) fn answer_request(
+        &self,
+        id: &RequestId,
+        answer: Result<Value, ErrorObject>,
+    ) -> bool {
+        let (call_id, kind) = {
+            let state = self.state();
+            match state.requests.iter().find(|r| &r.id == id) {
+                Some(request) => (request.call_id.clone(), request.kind),
+                None => return false,
+            }
+        };
+        let decision = match answer {
+            Ok(result) => match parse_decision(kind, result) {
+                Ok(decision) => decision,
+                Err(err) => {
+                    tracing::warn!("malformed answer to approval request {id}: {err}; declined");
+                    ReviewDecision::Denied
+                }
+            },
+            Err(error) => {
+                tracing::warn!(
+                    "approval request {id} answered with error {}: declined",
+                    error.message
+                );
+                ReviewDecision::Denied
+            }
+        };
+        let op = match kind {
+            RequestKind::Command => Op::ExecApproval { call_id, decision },
+            RequestKind::FileChange => Op::PatchApproval { call_id, decision },
+        };
+        self.handle.submit(op);
+        true
     }
 
     /// Removes a client; returns whether it was subscribed.
@@ -194,6 +283,42 @@ impl ThreadHub {
         if state.thread.preview.is_empty() {
             state.thread.preview = preview.chars().take(200).collect();
         }
+    }
+}
+
+fn parse_decision(kind: RequestKind, result: Value) -> Result<ReviewDecision, serde_json::Error> {
+    Ok(match kind {
+        RequestKind::Command => {
+            serde_json::from_value::<CommandExecutionRequestApprovalResponse>(result)?
+                .decision
+                .review_decision()
+        }
+        RequestKind::FileChange => {
+            serde_json::from_value::<FileChangeRequestApprovalResponse>(result)?
+                .decision
+                .review_decision()
+        }
+    })
+}
+
+/// The text a client shows for why approval is needed.
+fn reason_text(reason: ApprovalReason, justification: Option<String>) -> String {
+    let why = match reason {
+        ApprovalReason::EscalationRequested => {
+            "The model asks to run this command outside the sandbox"
+        }
+        ApprovalReason::SandboxDenied => {
+            "The command failed in the sandbox; run it again without the sandbox?"
+        }
+        ApprovalReason::Untrusted => {
+            "The approval policy asks before commands that are not known to be read-only"
+        }
+        ApprovalReason::OutsideWritableRoots => "The change writes outside the writable roots",
+        ApprovalReason::McpToolCall => "The MCP tool may have side effects",
+    };
+    match justification {
+        Some(text) if !text.trim().is_empty() => format!("{why}: {text}"),
+        _ => why.to_string(),
     }
 }
 
@@ -263,6 +388,7 @@ impl HubState {
         let mut out = Outgoing {
             response: None,
             notifications: Vec::new(),
+            requests: Vec::new(),
         };
         let now = now_ms();
         match event.msg {
@@ -306,6 +432,8 @@ impl HubState {
                     items: Vec::new(),
                     open_message: None,
                     commands: HashMap::new(),
+                    started_patches: HashMap::new(),
+                    declined_patches: Vec::new(),
                 };
                 if let Some(pending) = pending {
                     let item = ThreadItem::UserMessage {
@@ -431,6 +559,14 @@ impl HubState {
                     return out;
                 };
                 let cwd = self.thread.cwd.clone();
+                // A command that waited for approval already has its item.
+                let started_by_request = self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.commands.contains_key(&call_id));
+                if started_by_request {
+                    return out;
+                }
                 if let Some(current) = self.current.as_mut() {
                     current
                         .commands
@@ -517,32 +653,40 @@ impl HubState {
                 let Some(turn) = turn_id else {
                     return out;
                 };
-                let changes: Vec<FileUpdateChange> = changes
-                    .into_iter()
-                    .map(|c| FileUpdateChange {
-                        path: c.path,
-                        kind: match c.kind {
-                            ExecChangeKind::Add => PatchChangeKind::Add,
-                            ExecChangeKind::Delete => PatchChangeKind::Delete,
-                            ExecChangeKind::Update => PatchChangeKind::Update { move_path: None },
-                        },
-                        diff: String::new(),
-                    })
-                    .collect();
-                let started = ThreadItem::FileChange {
-                    id: call_id.clone(),
-                    changes: changes.clone(),
-                    status: ExecutionStatus::InProgress,
+                let changes = wire_changes(changes);
+                let (declined, started_by_request) = match self.current.as_mut() {
+                    Some(current) => {
+                        let declined = current.declined_patches.iter().position(|c| c == &call_id);
+                        if let Some(index) = declined {
+                            current.declined_patches.remove(index);
+                        }
+                        (
+                            declined.is_some(),
+                            current.started_patches.remove(&call_id).is_some(),
+                        )
+                    }
+                    None => (false, false),
                 };
-                out.notifications.push((
-                    "item/started",
-                    value(&ItemStartedNotification {
-                        item: started,
-                        thread_id: thread.clone(),
-                        turn_id: turn.clone(),
-                        started_at_ms: now,
-                    }),
-                ));
+                if declined {
+                    // Its item was completed as `declined` when the person said no.
+                    return out;
+                }
+                if !started_by_request {
+                    let started = ThreadItem::FileChange {
+                        id: call_id.clone(),
+                        changes: changes.clone(),
+                        status: ExecutionStatus::InProgress,
+                    };
+                    out.notifications.push((
+                        "item/started",
+                        value(&ItemStartedNotification {
+                            item: started,
+                            thread_id: thread.clone(),
+                            turn_id: turn.clone(),
+                            started_at_ms: now,
+                        }),
+                    ));
+                }
                 let item = ThreadItem::FileChange {
                     id: call_id,
                     changes,
@@ -561,6 +705,128 @@ impl HubState {
                         completed_at_ms: now,
                     }),
                 ));
+            }
+            EventMsg::ExecApprovalRequest(request) => {
+                let Some(turn) = turn_id else {
+                    return out;
+                };
+                let cwd = request.cwd.display().to_string();
+                let already = self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.commands.contains_key(&request.call_id));
+                if !already {
+                    if let Some(current) = self.current.as_mut() {
+                        current
+                            .commands
+                            .insert(request.call_id.clone(), (request.command.clone(), now));
+                    }
+                    out.notifications.push((
+                        "item/started",
+                        value(&ItemStartedNotification {
+                            item: command_item(
+                                &request.call_id,
+                                &request.command,
+                                &cwd,
+                                None,
+                                None,
+                                None,
+                            ),
+                            thread_id: thread.clone(),
+                            turn_id: turn.clone(),
+                            started_at_ms: now,
+                        }),
+                    ));
+                }
+                let params = value(&CommandExecutionRequestApprovalParams {
+                    thread_id: thread.clone(),
+                    turn_id: turn,
+                    item_id: request.call_id.clone(),
+                    started_at_ms: now,
+                    reason: Some(reason_text(request.reason, request.justification)),
+                    command: Some(request.command.clone()),
+                    cwd: Some(cwd),
+                    command_actions: Some(vec![
+                        json!({"type": "unknown", "command": request.command}),
+                    ]),
+                    available_decisions: Some(CommandExecutionApprovalDecision::offered()),
+                });
+                self.open_request(
+                    &mut out,
+                    &thread,
+                    request.call_id,
+                    RequestKind::Command,
+                    params,
+                );
+            }
+            EventMsg::PatchApprovalRequest(request) => {
+                let Some(turn) = turn_id else {
+                    return out;
+                };
+                let changes = wire_changes(request.changes);
+                if let Some(current) = self.current.as_mut() {
+                    current
+                        .started_patches
+                        .insert(request.call_id.clone(), changes.clone());
+                }
+                out.notifications.push((
+                    "item/started",
+                    value(&ItemStartedNotification {
+                        item: ThreadItem::FileChange {
+                            id: request.call_id.clone(),
+                            changes,
+                            status: ExecutionStatus::InProgress,
+                        },
+                        thread_id: thread.clone(),
+                        turn_id: turn.clone(),
+                        started_at_ms: now,
+                    }),
+                ));
+                let params = value(&FileChangeRequestApprovalParams {
+                    thread_id: thread.clone(),
+                    turn_id: turn,
+                    item_id: request.call_id.clone(),
+                    started_at_ms: now,
+                    reason: Some(reason_text(request.reason, request.justification)),
+                    grant_root: None,
+                });
+                self.open_request(
+                    &mut out,
+                    &thread,
+                    request.call_id,
+                    RequestKind::FileChange,
+                    params,
+                );
+            }
+            EventMsg::ApprovalResolved(resolved) => {
+                let Some(index) = self
+                    .requests
+                    .iter()
+                    .position(|r| r.call_id == resolved.call_id)
+                else {
+                    return out;
+                };
+                let request = self.requests.remove(index);
+                out.notifications.push((
+                    SERVER_REQUEST_RESOLVED_METHOD,
+                    value(&ServerRequestResolvedNotification {
+                        thread_id: thread.clone(),
+                        request_id: request.id,
+                    }),
+                ));
+                if !resolved.decision.is_approved()
+                    && let Some(turn) = turn_id
+                {
+                    self.decline_item(
+                        &mut out,
+                        &thread,
+                        &turn,
+                        request.kind,
+                        &resolved.call_id,
+                        now,
+                    );
+                }
+                self.set_waiting(&mut out, &thread);
             }
             EventMsg::Retrying {
                 attempt,
@@ -627,6 +893,112 @@ impl HubState {
             EventMsg::Idle | EventMsg::ShutdownComplete => {}
         }
         out
+    }
+
+    /// Records and queues an approval request, and marks the thread as waiting on approval.
+    fn open_request(
+        &mut self,
+        out: &mut Outgoing,
+        thread: &str,
+        call_id: String,
+        kind: RequestKind,
+        params: Value,
+    ) {
+        let id =
+            RequestId::Integer(NEXT_REQUEST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let method = match kind {
+            RequestKind::Command => COMMAND_APPROVAL_METHOD,
+            RequestKind::FileChange => FILE_CHANGE_APPROVAL_METHOD,
+        };
+        self.requests.push(PendingRequest {
+            id: id.clone(),
+            call_id,
+            kind,
+            method,
+            params: params.clone(),
+        });
+        self.set_waiting(out, thread);
+        out.requests.push((id, method, params));
+    }
+
+    /// Sets `activeFlags` to say whether a request waits, announcing a change.
+    fn set_waiting(&mut self, out: &mut Outgoing, thread: &str) {
+        if self.current.is_none() {
+            return;
+        }
+        let flags = if self.requests.is_empty() {
+            Vec::new()
+        } else {
+            vec!["waitingOnApproval".to_string()]
+        };
+        let status = ThreadStatus::Active {
+            active_flags: flags,
+        };
+        if status == self.status {
+            return;
+        }
+        self.status = status;
+        out.notifications.push((
+            "thread/status/changed",
+            value(&ThreadStatusChangedNotification {
+                thread_id: thread.to_string(),
+                status: self.status.clone(),
+            }),
+        ));
+    }
+
+    /// Completes the item of a declined request with status `declined`.
+    fn decline_item(
+        &mut self,
+        out: &mut Outgoing,
+        thread: &str,
+        turn: &str,
+        kind: RequestKind,
+        call_id: &str,
+        now: i64,
+    ) {
+        let cwd = self.thread.cwd.clone();
+        let item = match kind {
+            RequestKind::Command => {
+                let Some((command, started)) = self
+                    .current
+                    .as_mut()
+                    .and_then(|c| c.commands.remove(call_id))
+                else {
+                    return;
+                };
+                let mut item =
+                    command_item(call_id, &command, &cwd, None, None, Some(now - started));
+                if let ThreadItem::CommandExecution { status, .. } = &mut item {
+                    *status = ExecutionStatus::Declined;
+                }
+                item
+            }
+            RequestKind::FileChange => {
+                let Some(current) = self.current.as_mut() else {
+                    return;
+                };
+                let Some(changes) = current.started_patches.remove(call_id) else {
+                    return;
+                };
+                current.declined_patches.push(call_id.to_string());
+                ThreadItem::FileChange {
+                    id: call_id.to_string(),
+                    changes,
+                    status: ExecutionStatus::Declined,
+                }
+            }
+        };
+        self.push_item(&item);
+        out.notifications.push((
+            "item/completed",
+            value(&ItemCompletedNotification {
+                item,
+                thread_id: thread.to_string(),
+                turn_id: turn.to_string(),
+                completed_at_ms: now,
+            }),
+        ));
     }
 
     fn push_item(&mut self, item: &ThreadItem) {
@@ -754,6 +1126,23 @@ impl HubState {
         self.thread.updated_at = now / 1000;
         self.thread.recency_at = Some(now / 1000);
     }
+}
+
+fn wire_changes(
+    changes: Vec<quest_protocol::exec_events::FileUpdateChange>,
+) -> Vec<FileUpdateChange> {
+    changes
+        .into_iter()
+        .map(|c| FileUpdateChange {
+            path: c.path,
+            kind: match c.kind {
+                ExecChangeKind::Add => PatchChangeKind::Add,
+                ExecChangeKind::Delete => PatchChangeKind::Delete,
+                ExecChangeKind::Update => PatchChangeKind::Update { move_path: None },
+            },
+            diff: String::new(),
+        })
+        .collect()
 }
 
 fn command_item(

@@ -153,17 +153,35 @@ pub fn is_known_safe_command(line: &str) -> bool {
 #[derive(Clone, Default)]
 pub struct Approvals {
     inner: Arc<Mutex<ApprovalsInner>>,
+    headless: bool,
 }
 
 #[derive(Default)]
 struct ApprovalsInner {
     pending: HashMap<String, oneshot::Sender<ReviewDecision>>,
     approved_commands: BTreeSet<String>,
+    approved_tools: BTreeSet<String>,
+    /// A person answered a request since the current turn began.
+    answered_this_turn: bool,
 }
 
 impl Approvals {
+    /// Approvals of a thread; `headless` when nobody can answer (every request is declined at
+    /// once).
+    pub fn new(headless: bool) -> Self {
+        Approvals {
+            inner: Arc::default(),
+            headless,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ApprovalsInner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether nobody can answer requests.
+    pub fn is_headless(&self) -> bool {
+        self.headless
     }
 
     /// Registers a request for `call_id`; the receiver gets the answer.
@@ -176,10 +194,13 @@ impl Approvals {
     /// Answers the request for `call_id`; false when nothing waits for it (unknown id, already
     /// answered, or its turn ended).
     pub fn answer(&self, call_id: &str, decision: ReviewDecision) -> bool {
-        match self.lock().pending.remove(call_id) {
+        let mut inner = self.lock();
+        let answered = match inner.pending.remove(call_id) {
             Some(tx) => tx.send(decision).is_ok(),
             None => false,
-        }
+        };
+        inner.answered_this_turn |= answered;
+        answered
     }
 
     /// Forgets a request that will not be answered (its turn was interrupted).
@@ -192,6 +213,17 @@ impl Approvals {
         !self.lock().pending.is_empty()
     }
 
+    /// A turn begins: forget whether the previous one waited for a person.
+    pub fn begin_turn(&self) {
+        self.lock().answered_this_turn = false;
+    }
+
+    /// Whether a person answered a request during the current turn: the turn waited on a
+    /// person, so a goal does not count it as a turn without progress.
+    pub fn answered_this_turn(&self) -> bool {
+        self.lock().answered_this_turn
+    }
+
     /// Remembers `command` as approved for the rest of the thread's life in this process.
     pub fn approve_for_session(&self, command: &str) {
         self.lock().approved_commands.insert(command.to_string());
@@ -200,6 +232,16 @@ impl Approvals {
     /// Whether `command` was approved for the session.
     pub fn approved_for_session(&self, command: &str) -> bool {
         self.lock().approved_commands.contains(command)
+    }
+
+    /// Remembers an MCP tool (`server/tool`) as approved for the session.
+    pub fn approve_tool_for_session(&self, tool: &str) {
+        self.lock().approved_tools.insert(tool.to_string());
+    }
+
+    /// Whether an MCP tool was approved for the session.
+    pub fn tool_approved_for_session(&self, tool: &str) -> bool {
+        self.lock().approved_tools.contains(tool)
     }
 }
 
@@ -310,6 +352,9 @@ mod tests {
         assert!(!approvals.answer("call-1", ReviewDecision::Approved));
         assert_eq!(rx.await.unwrap(), ReviewDecision::Denied);
         assert!(!approvals.any_pending());
+        assert!(approvals.answered_this_turn());
+        approvals.begin_turn();
+        assert!(!approvals.answered_this_turn());
         approvals.approve_for_session("cargo test");
         assert!(approvals.approved_for_session("cargo test"));
         assert!(!approvals.approved_for_session("cargo build"));

@@ -58,6 +58,9 @@ pub struct ThreadOptions {
     /// Start hidden continuation turns while the thread's goal is `active`. Off for a plain
     /// `quest exec`, which runs the turns it is given and nothing else.
     pub goal_loop: bool,
+    /// Nobody can answer approval requests (a headless `quest exec`): each request is
+    /// announced, declined at once, and the model is told why.
+    pub headless: bool,
 }
 
 /// A thread just started or resumed: its handle and a first event subscription that sees every
@@ -355,6 +358,7 @@ impl ThreadManager {
             propagate_trace: self.inner.options.propagate_trace,
             server,
             pending: Default::default(),
+            approvals: crate::approval::Approvals::new(options.headless),
         });
         let goal = store.map(|store| {
             GoalRuntime::new(

@@ -78,6 +78,9 @@ pub struct Session {
     pub server: (Option<String>, Option<u16>),
     /// Turn rows and rollout items waiting for the next commit (see [`Session::commit`]).
     pub pending: Mutex<Vec<quest_state::PendingWrite>>,
+    /// Approval requests waiting for a front-end's answer, and commands approved for the
+    /// session.
+    pub approvals: crate::approval::Approvals,
 }
 
 impl Session {

@@ -157,6 +157,13 @@ impl Actor {
                             self.session.emit(None, EventMsg::Idle);
                         }
                     }
+                    Some(Op::ExecApproval { call_id, decision } | Op::PatchApproval { call_id, decision }) => {
+                        if !self.session.approvals.answer(&call_id, decision) {
+                            self.session.emit(None, EventMsg::Warning(format!(
+                                "no approval request is waiting for call {call_id}"
+                            )));
+                        }
+                    }
                     Some(Op::WakeIdle) => {
                         if self.running.is_none() && continuation.is_none() {
                             continuation = self.schedule_continuation().await;
@@ -562,6 +569,7 @@ mod tests {
             log_user_prompt: false,
             server: (None, None),
             pending: Default::default(),
+            approvals: Default::default(),
         });
         let runtime = GoalRuntime::new(session.clone(), store.clone(), config.goals.clone(), true);
         runtime

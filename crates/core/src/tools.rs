@@ -8,10 +8,18 @@ use std::time::Duration;
 
 use quest_protocol::ResponseItem;
 use quest_protocol::exec_events::{FileUpdateChange, PatchApplyStatus};
+use quest_protocol::sandbox::{
+    ApprovalReason, ApprovalResolved, AskForApproval, ExecApprovalRequest, PatchApprovalRequest,
+    ReviewDecision, SandboxMode, SandboxPolicy,
+};
 use quest_tools::apply_patch::{
     apply_patch, declared_changes, format_for_model as format_patch_for_model, parse_patch,
 };
 use quest_tools::sandbox::Sandbox;
+
+use crate::approval::{
+    Approvals, CommandPlan, is_known_safe_command, plan_command, retry_unsandboxed,
+};
 use quest_tools::shell::{
     CommandLine, ExecRequest, display_command, format_for_model, run_command,
 };
@@ -139,6 +147,10 @@ pub struct ToolContext {
     pub env: Vec<(String, String)>,
     /// The sandbox commands and patches obey.
     pub sandbox: Sandbox,
+    /// When a person is asked.
+    pub approval_policy: AskForApproval,
+    /// Where requests wait for their answer.
+    pub approvals: Approvals,
     /// Cancelled when the turn is interrupted.
     pub cancel: CancellationToken,
 }
@@ -157,7 +169,8 @@ pub fn builtin_tool_specs() -> Vec<serde_json::Value> {
                     "cmd": {"type": "string", "description": "The shell command to execute."},
                     "workdir": {"type": "string", "description": "Working directory; defaults to the workspace root."},
                     "timeout_ms": {"type": "number", "description": "Kill the command after this many milliseconds."},
-                    "justification": {"type": "string", "description": "Why the command is needed."}
+                    "sandbox_permissions": {"type": "string", "enum": ["use_default", "require_escalated"], "description": "`require_escalated` asks the user to run this command outside the sandbox (approval policy on-request); give a justification."},
+                    "justification": {"type": "string", "description": "Why the command is needed; shown to the user when asking for approval."}
                 },
                 "required": ["cmd"],
                 "additionalProperties": false
@@ -183,19 +196,37 @@ pub fn builtin_tool_specs() -> Vec<serde_json::Value> {
 #[derive(Deserialize)]
 struct ExecCommandArgs {
     cmd: String,
-    #[serde(default)]
-    workdir: Option<String>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
+    #[serde(flatten)]
+    common: CommandArgs,
 }
 
 #[derive(Deserialize)]
 struct ShellArgs {
     command: Vec<String>,
+    #[serde(flatten)]
+    common: CommandArgs,
+}
+
+/// Arguments every command tool takes.
+#[derive(Deserialize)]
+struct CommandArgs {
     #[serde(default)]
     workdir: Option<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    sandbox_permissions: SandboxPermissions,
+    #[serde(default)]
+    justification: Option<String>,
+}
+
+/// `sandbox_permissions` of a command tool call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SandboxPermissions {
+    #[default]
+    UseDefault,
+    RequireEscalated,
 }
 
 #[derive(Deserialize)]
@@ -213,7 +244,7 @@ pub async fn run_builtin_tool(
         "exec_command" => match parse_args::<ExecCommandArgs>(call) {
             Ok(args) => {
                 let line = CommandLine::Shell(args.cmd);
-                run_shell(call, ctx, emit, line, args.workdir, args.timeout_ms).await
+                run_shell(call, ctx, emit, line, args.common).await
             }
             Err(result) => result,
         },
@@ -223,7 +254,7 @@ pub async fn run_builtin_tool(
             }
             Ok(args) => {
                 let line = CommandLine::Argv(args.command);
-                run_shell(call, ctx, emit, line, args.workdir, args.timeout_ms).await
+                run_shell(call, ctx, emit, line, args.common).await
             }
             Err(result) => result,
         },
@@ -236,7 +267,7 @@ pub async fn run_builtin_tool(
                     Err(result) => return result,
                 }
             };
-            run_patch(call, ctx, emit, &input)
+            run_patch(call, ctx, emit, &input).await
         }
         other => ToolResult::refused(call, format!("unsupported call: {other}")),
     }
@@ -254,37 +285,201 @@ fn parse_args<T: serde::de::DeserializeOwned>(call: &ToolCall) -> Result<T, Tool
     })
 }
 
+/// Sends an approval request (`event`, for tool call `call_id`) to the front-ends and waits for
+/// the answer; an interrupted turn withdraws the request and counts as `abort`. Without anyone
+/// to ask (headless), the request is announced and declined at once.
+async fn ask(
+    ctx: &ToolContext,
+    emit: &(dyn Fn(EventMsg) + Send + Sync),
+    call_id: &str,
+    event: EventMsg,
+) -> ReviewDecision {
+    let resolved = |decision, automatic| {
+        EventMsg::ApprovalResolved(ApprovalResolved {
+            call_id: call_id.to_string(),
+            decision,
+            automatic,
+        })
+    };
+    if ctx.approvals.is_headless() {
+        emit(event);
+        emit(resolved(ReviewDecision::Denied, true));
+        return ReviewDecision::Denied;
+    }
+    let answer = ctx.approvals.register(call_id);
+    emit(event);
+    let decision = tokio::select! {
+        decision = answer => decision.unwrap_or(ReviewDecision::Denied),
+        () = ctx.cancel.cancelled() => {
+            ctx.approvals.withdraw(call_id);
+            ReviewDecision::Abort
+        }
+    };
+    emit(resolved(decision, false));
+    if decision == ReviewDecision::Abort {
+        // `cancel`: the person stops the whole turn, not only this call.
+        ctx.cancel.cancel();
+    }
+    decision
+}
+
+/// Asks about a command.
+async fn ask_exec(
+    ctx: &ToolContext,
+    emit: &(dyn Fn(EventMsg) + Send + Sync),
+    request: ExecApprovalRequest,
+) -> ReviewDecision {
+    let call_id = request.call_id.clone();
+    ask(ctx, emit, &call_id, EventMsg::ExecApprovalRequest(request)).await
+}
+
+/// What the model is told when `what` was not approved.
+pub(crate) fn not_approved(ctx: &ToolContext, what: &str) -> String {
+    if ctx.approvals.is_headless() {
+        format!(
+            "{what} needs a person's approval, and nobody can approve it in this non-interactive run; \
+             it was not run. Do not retry it as is: find a way that works inside the sandbox, or \
+             report what is needed"
+        )
+    } else {
+        format!("the user did not approve {what}; it was not run. Do not retry it as is")
+    }
+}
+
 async fn run_shell(
     call: &ToolCall,
     ctx: &ToolContext,
     emit: &(dyn Fn(EventMsg) + Send + Sync),
     line: CommandLine,
-    workdir: Option<String>,
-    timeout_ms: Option<u64>,
+    args: CommandArgs,
 ) -> ToolResult {
-    let cwd = match workdir {
+    let cwd = match args.workdir {
         Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
         Some(dir) => ctx.cwd.join(dir),
         None => ctx.cwd.clone(),
     };
     let command = display_command(&line);
+    let mode = ctx.sandbox.mode();
+    let known_safe = match &line {
+        CommandLine::Shell(text) => is_known_safe_command(text),
+        CommandLine::Argv(argv) => is_known_safe_command(&argv.join(" ")),
+    };
+    let escalate = args.sandbox_permissions == SandboxPermissions::RequireEscalated;
+    let plan = plan_command(
+        ctx.approval_policy,
+        mode,
+        escalate,
+        known_safe,
+        ctx.approvals.approved_for_session(&command),
+    );
+    let request = |reason, unsandboxed, justification| ExecApprovalRequest {
+        call_id: call.call_id.clone(),
+        command: command.clone(),
+        cwd: cwd.clone(),
+        reason,
+        justification,
+        unsandboxed,
+    };
+    let sandboxed = match plan {
+        CommandPlan::Run { sandboxed } => sandboxed,
+        CommandPlan::Reject(message) => return ToolResult::refused(call, message),
+        CommandPlan::Ask {
+            reason,
+            unsandboxed,
+        } => {
+            let decision = ask_exec(
+                ctx,
+                emit,
+                request(reason, unsandboxed, args.justification.clone()),
+            )
+            .await;
+            match decision {
+                ReviewDecision::Approved => {}
+                ReviewDecision::ApprovedForSession => ctx.approvals.approve_for_session(&command),
+                ReviewDecision::Denied | ReviewDecision::Abort => {
+                    let what = format!("running `{command}`");
+                    return ToolResult::refused(call, not_approved(ctx, &what));
+                }
+            }
+            !unsandboxed && mode != SandboxMode::DangerFullAccess
+        }
+    };
+    let timeout = args
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.max(1)).min(ctx.max_shell_timeout))
+        .unwrap_or(ctx.shell_timeout);
+    let result = execute(call, ctx, emit, &line, &cwd, timeout, sandboxed).await;
+    if sandboxed && !result.success && retry_unsandboxed(ctx.approval_policy, mode, &result.output)
+    {
+        let tail: String = result
+            .output
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let decision = ask_exec(
+            ctx,
+            emit,
+            request(ApprovalReason::SandboxDenied, true, Some(tail)),
+        )
+        .await;
+        return match decision {
+            ReviewDecision::Approved | ReviewDecision::ApprovedForSession => {
+                if decision == ReviewDecision::ApprovedForSession {
+                    ctx.approvals.approve_for_session(&command);
+                }
+                execute(call, ctx, emit, &line, &cwd, timeout, false).await
+            }
+            ReviewDecision::Denied | ReviewDecision::Abort => {
+                let what = format!("running `{command}` again without the sandbox");
+                ToolResult {
+                    output: format!(
+                        "{}\nThe command failed in the sandbox; {}.",
+                        result.output,
+                        not_approved(ctx, &what)
+                    ),
+                    ..result
+                }
+            }
+        };
+    }
+    result
+}
+
+/// Runs a command (in the sandbox or not) and reports it to the front-ends.
+async fn execute(
+    call: &ToolCall,
+    ctx: &ToolContext,
+    emit: &(dyn Fn(EventMsg) + Send + Sync),
+    line: &CommandLine,
+    cwd: &Path,
+    timeout: Duration,
+    sandboxed: bool,
+) -> ToolResult {
+    let command = display_command(line);
     emit(EventMsg::ExecCommandBegin {
         call_id: call.call_id.clone(),
         command: command.clone(),
     });
     let mut env = ctx.base_env.clone();
     env.extend(ctx.env.iter().cloned());
+    let sandbox = if sandboxed {
+        ctx.sandbox.clone()
+    } else {
+        Sandbox::new(SandboxPolicy::DangerFullAccess, &ctx.cwd, Vec::new())
+    };
     let request = ExecRequest {
-        command: line,
-        cwd,
-        timeout: timeout_ms
-            .map(|ms| Duration::from_millis(ms.max(1)).min(ctx.max_shell_timeout))
-            .unwrap_or(ctx.shell_timeout),
+        command: line.clone(),
+        cwd: cwd.to_path_buf(),
+        timeout,
         env,
         max_output_bytes: ctx.max_output_bytes,
         stdin: Default::default(),
         clear_env: true,
-        sandbox: Some(ctx.sandbox.clone()),
+        sandbox: Some(sandbox),
     };
     match run_command(request, ctx.cancel.clone()).await {
         Ok(output) => {
@@ -326,7 +521,7 @@ async fn run_shell(
     }
 }
 
-fn run_patch(
+async fn run_patch(
     call: &ToolCall,
     ctx: &ToolContext,
     emit: &(dyn Fn(EventMsg) + Send + Sync),
@@ -343,22 +538,47 @@ fn run_patch(
     .iter()
     .map(FileUpdateChange::from)
     .collect();
-    // The patch obeys the same writable roots as commands.
-    if let Ok(patch) = &patch
-        && let Some(objection) = patch
+    // The patch obeys the same writable roots as commands; outside them a person may allow it
+    // (unless the policy is `never`).
+    let objection = patch.as_ref().ok().and_then(|patch| {
+        patch
             .changes()
             .iter()
             .flat_map(|c| std::iter::once(&c.path).chain(c.move_path.as_ref()))
             .find_map(|path| ctx.sandbox.check_write(&cwd.join(path)).err())
-    {
-        let message = format!("apply_patch refused: {objection}");
-        emit(EventMsg::PatchApplied {
-            call_id: call.call_id.clone(),
-            changes: attempted,
-            status: PatchApplyStatus::Failed,
-            message: message.clone(),
-        });
-        return ToolResult::refused(call, message);
+    });
+    if let Some(objection) = objection {
+        let refusal = if ctx.approval_policy == AskForApproval::Never {
+            Some(format!("apply_patch refused: {objection}"))
+        } else {
+            let decision = ask(
+                ctx,
+                emit,
+                &call.call_id,
+                EventMsg::PatchApprovalRequest(PatchApprovalRequest {
+                    call_id: call.call_id.clone(),
+                    changes: attempted.clone(),
+                    reason: ApprovalReason::OutsideWritableRoots,
+                    justification: Some(objection.to_string()),
+                }),
+            )
+            .await;
+            (!decision.is_approved()).then(|| {
+                format!(
+                    "apply_patch refused: {objection}; {}",
+                    not_approved(ctx, "this change")
+                )
+            })
+        };
+        if let Some(message) = refusal {
+            emit(EventMsg::PatchApplied {
+                call_id: call.call_id.clone(),
+                changes: attempted,
+                status: PatchApplyStatus::Failed,
+                message: message.clone(),
+            });
+            return ToolResult::refused(call, message);
+        }
     }
     let result = patch.and_then(|patch| apply_patch(cwd, &patch));
     // The model sees the patch as a command result, as with Codex.

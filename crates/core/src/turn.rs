@@ -143,6 +143,7 @@ async fn run_turn_inner(
         kind: TurnKind::Regular,
         compactions: 0,
     };
+    session.approvals.begin_turn();
     history.tracker.on_items_added(&input);
     let input_len = input.len();
     if let Err(message) = record(&session, &mut history.items, turn_id, input) {
@@ -740,6 +741,8 @@ async fn run_calls(
         base_env: session.command_env(),
         env: Vec::new(),
         sandbox: session.sandbox(),
+        approval_policy: session.config.approval_policy,
+        approvals: session.approvals.clone(),
         cancel: cancel.clone(),
     };
     let mcp_calls: Vec<Option<crate::mcp::McpCall>> = calls

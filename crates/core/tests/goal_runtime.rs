@@ -202,7 +202,10 @@ async fn accounting_never_charges_a_goal_that_replaced_the_turns_goal() {
     .await;
     let mut t = h
         .manager
-        .start_thread(ThreadOptions { goal_loop: false })
+        .start_thread(ThreadOptions {
+            goal_loop: false,
+            headless: false,
+        })
         .unwrap();
     let new_goal = |objective: &str| NewGoal {
         objective: objective.to_string(),
@@ -283,7 +286,10 @@ async fn heartbeat_budget_stop_runs_notify() {
     // A loaded, idle thread whose goal has a 1 s time budget: only the heartbeat can stop it.
     let mut t = h
         .manager
-        .start_thread(ThreadOptions { goal_loop: false })
+        .start_thread(ThreadOptions {
+            goal_loop: false,
+            headless: false,
+        })
         .unwrap();
     h.manager
         .create_goal(

@@ -239,6 +239,8 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     .map_err(|e| failure(e.to_string()))?;
     let options = ThreadOptions {
         goal_loop: goal_request.is_some(),
+        // Nobody is there to answer an approval request: each is declined at once.
+        headless: true,
     };
     let started = match &resume {
         Some(resume) => {

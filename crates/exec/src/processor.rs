@@ -10,6 +10,7 @@ use quest_protocol::exec_events::{
     CommandExecutionStatus, ExecError, ExecUsage, McpToolCallItemError, McpToolCallStatus,
     ThreadEvent, ThreadItem, ThreadItemDetails,
 };
+use quest_protocol::sandbox::ApprovalReason;
 
 /// `turn.failed` message of an interrupted turn.
 pub(crate) const TURN_INTERRUPTED: &str = "turn interrupted";
@@ -348,6 +349,24 @@ impl EventProcessor {
                     Style::Dim,
                 ),
             },
+            // `quest exec` has nobody to ask: core declines each request at once, and the
+            // request itself is what the user should see.
+            EventMsg::ApprovalResolved(_) => {}
+            EventMsg::ExecApprovalRequest(request) => self.warning(&format!(
+                "approval needed to run `{}` ({}); nobody can approve it in exec, so it was declined",
+                request.command,
+                approval_reason(request.reason)
+            )),
+            EventMsg::PatchApprovalRequest(request) => self.warning(&format!(
+                "approval needed to change {} ({}); nobody can approve it in exec, so it was declined",
+                request
+                    .changes
+                    .iter()
+                    .map(|c| c.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                approval_reason(request.reason)
+            )),
             EventMsg::GoalUpdated(goal) => match self.mode {
                 OutputMode::Json => {
                     if self.show_goal_events {
@@ -431,6 +450,16 @@ impl EventProcessor {
         } else {
             writeln!(err, "{text}")
         };
+    }
+}
+
+fn approval_reason(reason: ApprovalReason) -> &'static str {
+    match reason {
+        ApprovalReason::EscalationRequested => "the model asked to run it outside the sandbox",
+        ApprovalReason::SandboxDenied => "it failed in the sandbox",
+        ApprovalReason::Untrusted => "the approval policy is untrusted",
+        ApprovalReason::OutsideWritableRoots => "it writes outside the writable roots",
+        ApprovalReason::McpToolCall => "the MCP tool may have side effects",
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec_events::{FileUpdateChange, McpToolCallItemResult, PatchApplyStatus};
 use crate::goal::ThreadGoal;
+use crate::sandbox::{ApprovalResolved, ExecApprovalRequest, PatchApprovalRequest, ReviewDecision};
 use crate::{ThreadId, TokenUsage, TurnId};
 
 /// Why a turn runs.
@@ -42,6 +43,20 @@ pub enum Op {
     Interrupt {
         /// Pause an active goal (reason `interrupt`) before interrupting.
         pause_goal: bool,
+    },
+    /// Answers an [`EventMsg::ExecApprovalRequest`] with the same `call_id`.
+    ExecApproval {
+        /// The tool call that asked.
+        call_id: String,
+        /// The person's decision.
+        decision: ReviewDecision,
+    },
+    /// Answers an [`EventMsg::PatchApprovalRequest`] with the same `call_id`.
+    PatchApproval {
+        /// The tool call that asked.
+        call_id: String,
+        /// The person's decision.
+        decision: ReviewDecision,
     },
     /// Re-evaluate the idle policy now (e.g. a goal was just created or resumed).
     WakeIdle,
@@ -138,6 +153,13 @@ pub enum EventMsg {
         /// How long the call took.
         duration_ms: u64,
     },
+    /// A command waits for a person's decision; the turn is paused until an
+    /// [`Op::ExecApproval`] answers it or the turn is interrupted.
+    ExecApprovalRequest(ExecApprovalRequest),
+    /// A file change waits for a person's decision, answered by [`Op::PatchApproval`].
+    PatchApprovalRequest(PatchApprovalRequest),
+    /// An approval request was answered (or withdrawn because its turn was interrupted).
+    ApprovalResolved(ApprovalResolved),
     /// A model request is being retried.
     Retrying {
         /// 1-based attempt about to start.

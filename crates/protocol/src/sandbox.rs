@@ -124,6 +124,18 @@ impl AskForApproval {
     }
 }
 
+impl AskForApproval {
+    /// The name on the app-server v2 wire. Codex 0.169's schema no longer has `on-failure`;
+    /// its closest value is `on-request` (commands run in the sandbox and a person may be asked
+    /// to let one run outside it).
+    pub fn app_server_name(self) -> &'static str {
+        match self {
+            AskForApproval::OnFailure => "on-request",
+            other => other.as_str(),
+        }
+    }
+}
+
 impl std::fmt::Display for AskForApproval {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -168,6 +180,8 @@ pub enum ApprovalReason {
     Untrusted,
     /// A file change writes outside the writable roots.
     OutsideWritableRoots,
+    /// A call to an MCP server's tool that may have side effects.
+    McpToolCall,
 }
 
 /// A command waiting for a person's decision. The turn that asked waits until an
@@ -199,6 +213,17 @@ pub struct PatchApprovalRequest {
     pub reason: ApprovalReason,
     /// What the sandbox objected to.
     pub justification: Option<String>,
+}
+
+/// How an approval request ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalResolved {
+    /// The tool call that asked.
+    pub call_id: String,
+    /// The decision (`abort` when the turn was interrupted while the request waited).
+    pub decision: ReviewDecision,
+    /// Nobody could be asked (a headless `quest exec`): the request was declined at once.
+    pub automatic: bool,
 }
 
 #[cfg(test)]

@@ -297,6 +297,32 @@ impl Client {
         }
     }
 
+    /// Waits for a server→client request `method`; returns `(id, params)`.
+    pub async fn server_request(&mut self, method: &str) -> (Value, Value) {
+        let message = self
+            .wait_for(method, |m| {
+                m.get("method").and_then(Value::as_str) == Some(method) && m.get("id").is_some()
+            })
+            .await;
+        (message["id"].clone(), message["params"].clone())
+    }
+
+    /// Answers a server→client request; the result is checked against Codex's response schema
+    /// for `method` first, so tests only send what a Codex client could.
+    pub async fn answer(&mut self, method: &str, id: &Value, result: Value) {
+        let schema = match method {
+            "item/commandExecution/requestApproval" => "CommandExecutionRequestApprovalResponse",
+            "item/fileChange/requestApproval" => "FileChangeRequestApprovalResponse",
+            "mcpServer/elicitation/request" => "McpServerElicitationRequestResponse",
+            other => panic!("no response schema for {other}"),
+        };
+        if let Err(err) = self.schemas.check(schema, &result) {
+            panic!("the test's answer does not match the Codex schema: {err}");
+        }
+        let message = json!({"id": id, "result": result});
+        self.send_text(&message.to_string()).await;
+    }
+
     /// Waits for a notification `method` whose params satisfy `pred`.
     pub async fn notification(&mut self, method: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let message = self

@@ -93,6 +93,14 @@ impl Schemas {
         let mut standalone = HashMap::new();
         standalone.insert("InitializeResponse", load("InitializeResponse.json"));
         standalone.insert("JSONRPCError", load("JSONRPCError.json"));
+        for name in [
+            "ServerRequest",
+            "CommandExecutionRequestApprovalResponse",
+            "FileChangeRequestApprovalResponse",
+            "McpServerElicitationRequestResponse",
+        ] {
+            standalone.insert(name, load(&format!("{name}.json")));
+        }
         Schemas {
             definitions,
             notification_params,
@@ -158,7 +166,8 @@ impl Schemas {
         }
         if let Some(method) = object.get("method").and_then(Value::as_str) {
             if object.contains_key("id") {
-                return Err(format!("unexpected server request {method}"));
+                // A server→client request: the whole message against Codex's `ServerRequest`.
+                return self.check("ServerRequest", message);
             }
             let params_schema = self
                 .notification_params

@@ -98,6 +98,9 @@ impl GoalRuntime {
         });
         if progress {
             GoalTurnOutcome::Progress
+        } else if self.shared.session.approvals.answered_this_turn() {
+            // The turn waited for a person's decision: that is not the model spinning.
+            GoalTurnOutcome::Waiting
         } else {
             GoalTurnOutcome::NoProgress {
                 blocker: last_message.map(str::to_string),

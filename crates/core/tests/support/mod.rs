@@ -63,7 +63,10 @@ impl Harness {
     pub fn start_goal(&self, objective: &str, budgets: GoalBudgets) -> StartedThread {
         let started = self
             .manager
-            .start_thread(ThreadOptions { goal_loop: true })
+            .start_thread(ThreadOptions {
+                goal_loop: true,
+                headless: false,
+            })
             .unwrap();
         self.manager
             .create_goal(

@@ -2,5 +2,6 @@
 //! in [`jsonrpc`], the messages Quest implements in [`v2`]. Types only; the server lives in the
 //! `quest-app-server` crate.
 
+pub mod approvals;
 pub mod jsonrpc;
 pub mod v2;
