@@ -19,8 +19,8 @@ use quest_protocol::app_server::approvals::{
     COMMAND_APPROVAL_METHOD, CommandExecutionApprovalDecision,
     CommandExecutionRequestApprovalParams, CommandExecutionRequestApprovalResponse,
     FILE_CHANGE_APPROVAL_METHOD, FileChangeRequestApprovalParams,
-    FileChangeRequestApprovalResponse, SERVER_REQUEST_RESOLVED_METHOD,
-    ServerRequestResolvedNotification,
+    FileChangeRequestApprovalResponse, MCP_ELICITATION_METHOD, McpElicitationResponse,
+    McpToolApprovalParams, SERVER_REQUEST_RESOLVED_METHOD, ServerRequestResolvedNotification,
 };
 use quest_protocol::app_server::jsonrpc::{ErrorObject, RequestId};
 use quest_protocol::app_server::v2::{
@@ -31,6 +31,7 @@ use quest_protocol::app_server::v2::{
     TurnStatus, UserInput,
 };
 use quest_protocol::exec_events::{PatchApplyStatus, PatchChangeKind as ExecChangeKind};
+use quest_protocol::mcp::McpToolCallThreadItem;
 use quest_protocol::ops::TurnErrorKind;
 use quest_protocol::sandbox::{ApprovalReason, ReviewDecision};
 use quest_protocol::{ThreadId, TokenUsage};
@@ -56,6 +57,8 @@ struct CurrentTurn {
     started_patches: HashMap<String, Vec<FileUpdateChange>>,
     /// File changes a person declined: their item is already completed.
     declined_patches: Vec<String>,
+    /// MCP tool calls in flight.
+    mcp_calls: HashMap<String, McpToolCallThreadItem>,
 }
 
 /// What a server→client approval request is about.
@@ -63,6 +66,7 @@ struct CurrentTurn {
 enum RequestKind {
     Command,
     FileChange,
+    McpToolCall,
 }
 
 /// A server→client request waiting for a client's answer.
@@ -231,6 +235,7 @@ impl ThreadHub {
         let op = match kind {
             RequestKind::Command => Op::ExecApproval { call_id, decision },
             RequestKind::FileChange => Op::PatchApproval { call_id, decision },
+            RequestKind::McpToolCall => Op::McpApproval { call_id, decision },
         };
         self.handle.submit(op);
         true
@@ -297,6 +302,9 @@ fn parse_decision(kind: RequestKind, result: Value) -> Result<ReviewDecision, se
             serde_json::from_value::<FileChangeRequestApprovalResponse>(result)?
                 .decision
                 .review_decision()
+        }
+        RequestKind::McpToolCall => {
+            serde_json::from_value::<McpElicitationResponse>(result)?.review_decision()
         }
     })
 }
@@ -434,6 +442,7 @@ impl HubState {
                     commands: HashMap::new(),
                     started_patches: HashMap::new(),
                     declined_patches: Vec::new(),
+                    mcp_calls: HashMap::new(),
                 };
                 if let Some(pending) = pending {
                     let item = ThreadItem::UserMessage {
@@ -855,8 +864,83 @@ impl HubState {
                 out.notifications
                     .push(("warning", json!({"message": message, "threadId": thread})));
             }
-            // Not yet sent as `mcpToolCall` items (`quest_protocol::mcp` has the item's shape).
-            EventMsg::McpToolCallBegin { .. } | EventMsg::McpToolCallEnd { .. } => {}
+            EventMsg::McpToolCallBegin {
+                call_id,
+                server,
+                tool,
+                arguments,
+            } => {
+                let Some(turn) = turn_id else {
+                    return out;
+                };
+                let item = McpToolCallThreadItem::started(call_id.clone(), server, tool, arguments);
+                if let Some(current) = self.current.as_mut() {
+                    current.mcp_calls.insert(call_id, item.clone());
+                }
+                out.notifications.push((
+                    "item/started",
+                    value(&ItemStartedNotification {
+                        item: item.into(),
+                        thread_id: thread.clone(),
+                        turn_id: turn,
+                        started_at_ms: now,
+                    }),
+                ));
+            }
+            EventMsg::McpToolCallEnd {
+                call_id,
+                server,
+                tool,
+                arguments,
+                result,
+                is_error,
+                error,
+                duration_ms,
+            } => {
+                let Some(turn) = turn_id else {
+                    return out;
+                };
+                let started = self
+                    .current
+                    .as_mut()
+                    .and_then(|c| c.mcp_calls.remove(&call_id))
+                    .unwrap_or_else(|| {
+                        McpToolCallThreadItem::started(call_id, server, tool, arguments)
+                    });
+                let item: ThreadItem = started
+                    .finished(result.as_ref(), is_error, error.as_deref(), duration_ms)
+                    .into();
+                self.push_item(&item);
+                out.notifications.push((
+                    "item/completed",
+                    value(&ItemCompletedNotification {
+                        item,
+                        thread_id: thread.clone(),
+                        turn_id: turn,
+                        completed_at_ms: now,
+                    }),
+                ));
+            }
+            EventMsg::McpApprovalRequest(request) => {
+                let Some(turn) = turn_id else {
+                    return out;
+                };
+                let params = value(&McpToolApprovalParams::new(
+                    thread.clone(),
+                    Some(turn),
+                    &request.server,
+                    &request.tool,
+                    &request.arguments,
+                    request.description.as_deref(),
+                ));
+                self.open_request(
+                    &mut out,
+                    &thread,
+                    request.call_id,
+                    RequestKind::McpToolCall,
+                    params,
+                );
+            }
             EventMsg::GoalUpdated(goal) => {
                 out.notifications.push((
                     "thread/goal/updated",
@@ -909,6 +993,7 @@ impl HubState {
         let method = match kind {
             RequestKind::Command => COMMAND_APPROVAL_METHOD,
             RequestKind::FileChange => FILE_CHANGE_APPROVAL_METHOD,
+            RequestKind::McpToolCall => MCP_ELICITATION_METHOD,
         };
         self.requests.push(PendingRequest {
             id: id.clone(),
@@ -959,6 +1044,8 @@ impl HubState {
     ) {
         let cwd = self.thread.cwd.clone();
         let item = match kind {
+            // Core reports a declined MCP call as a failed call with its reason.
+            RequestKind::McpToolCall => return,
             RequestKind::Command => {
                 let Some((command, started)) = self
                     .current

@@ -235,10 +235,10 @@ async fn on_failure_offers_an_unsandboxed_rerun() {
     let rerun = client
         .log
         .iter()
-        .filter(|m| {
+        .rev()
+        .find(|m| {
             method(m) == "item/completed" && m["params"]["item"]["type"] == "commandExecution"
         })
-        .last()
         .unwrap()["params"]["item"]
         .clone();
     assert_eq!(rerun["status"], "completed", "{rerun}");
@@ -430,4 +430,121 @@ async fn accept_for_session_is_not_asked_again() {
         .count();
     assert_eq!(asked, 1, "{}", client.transcript());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "line\nline\n");
+}
+
+/// `-c mcp_servers.everything={...}`: the reference MCP server (pinned in `tests/mcp`, installed
+/// by `.ci/run`) over stdio.
+fn everything_server() -> String {
+    let js = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        js.is_file(),
+        "{} is missing: run `npm ci --prefix tests/mcp` (as .ci/run does)",
+        js.display()
+    );
+    format!(
+        "mcp_servers.everything={{command=\"node\", args=[{:?}, \"stdio\"], startup_timeout_sec=60}}",
+        js.display().to_string()
+    )
+}
+
+fn mcp_call(name: &str, call_id: &str, arguments: Value) -> quest_mock_model::Output {
+    let mut output = quest_mock_model::Output::function_call(name, arguments);
+    if let quest_mock_model::Output::FunctionCall(spec) = &mut output {
+        spec.call_id = Some(call_id.to_string());
+    }
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_with_side_effects_are_asked_and_appear_as_mcp_tool_call_items() {
+    const ELICITATION: &str = "mcpServer/elicitation/request";
+    let toggle = "mcp__everything__toggle-simulated-logging";
+    let script = Script::new([
+        Step::calls([mcp_call(toggle, "c-accepted", json!({}))]),
+        Step::calls([mcp_call(toggle, "c-declined", json!({}))]),
+        // `echo` is marked read-only by its server: it runs without asking.
+        Step::calls([mcp_call(
+            "mcp__everything__echo",
+            "c-echo",
+            json!({"message": "no question asked"}),
+        )]),
+        Step::message("done"),
+    ]);
+    let fixture = Fixture::start_with(script, vec![everything_server()]).await;
+    let mut client = fixture.client().await;
+    let thread = start_thread(&mut client, "on-request").await;
+    client.start_turn(&thread, "toggle logging").await;
+
+    let (id, params) = client.server_request(ELICITATION).await;
+    assert_eq!(params["serverName"], "everything");
+    assert_eq!(params["threadId"], thread.as_str());
+    assert_eq!(params["mode"], "form");
+    assert_eq!(params["_meta"]["codex_approval_kind"], "mcp_tool_call");
+    assert!(
+        params["message"]
+            .as_str()
+            .unwrap()
+            .contains("toggle-simulated-logging"),
+        "{params}"
+    );
+    // Nothing was called yet.
+    assert!(
+        !client
+            .log
+            .iter()
+            .any(|m| m["params"]["item"]["type"] == "mcpToolCall")
+    );
+    client
+        .answer(ELICITATION, &id, json!({"action": "accept", "content": {}}))
+        .await;
+    client
+        .notification("serverRequest/resolved", |p| p["requestId"] == id)
+        .await;
+
+    let (second, _) = client.server_request(ELICITATION).await;
+    client
+        .answer(ELICITATION, &second, json!({"action": "decline"}))
+        .await;
+    let turn = client.turn_completed(&thread).await;
+    assert_eq!(turn["status"], "completed", "{}", client.transcript());
+
+    let items: Vec<Value> = client
+        .log
+        .iter()
+        .filter(|m| method(m) == "item/completed" && m["params"]["item"]["type"] == "mcpToolCall")
+        .map(|m| m["params"]["item"].clone())
+        .collect();
+    assert_eq!(items.len(), 3, "{}", client.transcript());
+    assert_eq!(items[0]["id"], "c-accepted");
+    assert_eq!(items[0]["status"], "completed", "{}", items[0]);
+    assert_eq!(items[0]["server"], "everything");
+    assert_eq!(items[0]["tool"], "toggle-simulated-logging");
+    assert_eq!(items[1]["id"], "c-declined");
+    assert_eq!(items[1]["status"], "failed");
+    assert!(
+        items[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not approve"),
+        "{}",
+        items[1]
+    );
+    assert_eq!(items[2]["id"], "c-echo");
+    assert_eq!(items[2]["status"], "completed");
+    assert_eq!(
+        client
+            .log
+            .iter()
+            .filter(|m| method(m) == ELICITATION)
+            .count(),
+        2,
+        "the read-only tool was asked about"
+    );
+    let accepted = tool_output(&fixture, 1);
+    assert!(accepted.contains("simulated"), "{accepted}");
+    let declined = tool_output(&fixture, 2);
+    assert!(declined.contains("did not approve"), "{declined}");
+    let echoed = tool_output(&fixture, 3);
+    assert!(echoed.contains("Echo: no question asked"), "{echoed}");
 }

@@ -68,6 +68,17 @@ pub fn plan_command(
     }
 }
 
+/// Whether a call of an MCP tool waits for a person first: never under `never`; otherwise
+/// unless the server marks the tool read-only (`readOnlyHint`) or a person approved the tool
+/// for the session. MCP tools run outside the sandbox, so `on-failure` asks like `on-request`.
+pub fn mcp_call_needs_approval(
+    policy: AskForApproval,
+    read_only: bool,
+    approved_for_session: bool,
+) -> bool {
+    policy != AskForApproval::Never && !read_only && !approved_for_session
+}
+
 /// Whether a command that failed in the sandbox is offered to a person to run again without it
 /// (`on-failure` only, and only when the failure looks like the sandbox's doing).
 pub fn retry_unsandboxed(policy: AskForApproval, mode: SandboxMode, output: &str) -> bool {
@@ -303,6 +314,16 @@ mod tests {
             plan_command(Never, WorkspaceWrite, true, true, false),
             CommandPlan::Reject(_)
         ));
+    }
+
+    #[test]
+    fn mcp_calls_ask_unless_never_read_only_or_approved() {
+        assert!(!mcp_call_needs_approval(Never, false, false));
+        for policy in [OnRequest, OnFailure, Untrusted] {
+            assert!(mcp_call_needs_approval(policy, false, false), "{policy}");
+            assert!(!mcp_call_needs_approval(policy, true, false), "{policy}");
+            assert!(!mcp_call_needs_approval(policy, false, true), "{policy}");
+        }
     }
 
     #[test]

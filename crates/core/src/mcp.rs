@@ -16,9 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use quest_protocol::sandbox::{McpApprovalRequest, ReviewDecision};
+
+use crate::approval::mcp_call_needs_approval;
 use crate::config::Config;
 use crate::protocol::EventMsg;
-use crate::tools::{ToolCall, ToolContext, ToolResult};
+use crate::tools::{ToolCall, ToolContext, ToolResult, ask, not_approved};
 
 /// `list_mcp_resources`.
 pub const LIST_RESOURCES: &str = "list_mcp_resources";
@@ -225,6 +228,53 @@ pub async fn run_tool(
             return (refused(call, message), info);
         }
     };
+    let key = format!("{}/{}", tool.server, tool.name);
+    if mcp_call_needs_approval(
+        ctx.approval_policy,
+        tool.read_only,
+        ctx.approvals.tool_approved_for_session(&key),
+    ) {
+        let request = McpApprovalRequest {
+            call_id: call.call_id.clone(),
+            server: tool.server.clone(),
+            tool: tool.name.clone(),
+            arguments: arguments.clone(),
+            description: (!tool.description.is_empty()).then(|| tool.description.clone()),
+        };
+        let decision = ask(
+            ctx,
+            emit,
+            &call.call_id,
+            EventMsg::McpApprovalRequest(request),
+        )
+        .await;
+        match decision {
+            ReviewDecision::Approved => {}
+            ReviewDecision::ApprovedForSession => ctx.approvals.approve_tool_for_session(&key),
+            ReviewDecision::Denied | ReviewDecision::Abort => {
+                let what = format!("calling `{}` of MCP server `{}`", tool.name, tool.server);
+                let message = not_approved(ctx, &what);
+                // Front-ends show the call that did not happen, with why.
+                emit(EventMsg::McpToolCallBegin {
+                    call_id: call.call_id.clone(),
+                    server: tool.server.clone(),
+                    tool: tool.name.clone(),
+                    arguments: arguments.clone(),
+                });
+                emit(EventMsg::McpToolCallEnd {
+                    call_id: call.call_id.clone(),
+                    server: tool.server.clone(),
+                    tool: tool.name.clone(),
+                    arguments,
+                    result: None,
+                    is_error: false,
+                    error: Some(message.clone()),
+                    duration_ms: 0,
+                });
+                return (refused(call, message), info);
+            }
+        }
+    }
     emit(EventMsg::McpToolCallBegin {
         call_id: call.call_id.clone(),
         server: tool.server.clone(),

@@ -157,7 +157,11 @@ impl Actor {
                             self.session.emit(None, EventMsg::Idle);
                         }
                     }
-                    Some(Op::ExecApproval { call_id, decision } | Op::PatchApproval { call_id, decision }) => {
+                    Some(
+                        Op::ExecApproval { call_id, decision }
+                        | Op::PatchApproval { call_id, decision }
+                        | Op::McpApproval { call_id, decision },
+                    ) => {
                         if !self.session.approvals.answer(&call_id, decision) {
                             self.session.emit(None, EventMsg::Warning(format!(
                                 "no approval request is waiting for call {call_id}"

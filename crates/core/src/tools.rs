@@ -288,7 +288,7 @@ fn parse_args<T: serde::de::DeserializeOwned>(call: &ToolCall) -> Result<T, Tool
 /// Sends an approval request (`event`, for tool call `call_id`) to the front-ends and waits for
 /// the answer; an interrupted turn withdraws the request and counts as `abort`. Without anyone
 /// to ask (headless), the request is announced and declined at once.
-async fn ask(
+pub(crate) async fn ask(
     ctx: &ToolContext,
     emit: &(dyn Fn(EventMsg) + Send + Sync),
     call_id: &str,

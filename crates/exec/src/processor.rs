@@ -357,6 +357,12 @@ impl EventProcessor {
                 request.command,
                 approval_reason(request.reason)
             )),
+            EventMsg::McpApprovalRequest(request) => self.warning(&format!(
+                "approval needed to call `{}` of MCP server `{}` ({}); nobody can approve it in exec, so it was declined",
+                request.tool,
+                request.server,
+                approval_reason(ApprovalReason::McpToolCall)
+            )),
             EventMsg::PatchApprovalRequest(request) => self.warning(&format!(
                 "approval needed to change {} ({}); nobody can approve it in exec, so it was declined",
                 request

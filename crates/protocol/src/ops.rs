@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec_events::{FileUpdateChange, McpToolCallItemResult, PatchApplyStatus};
 use crate::goal::ThreadGoal;
-use crate::sandbox::{ApprovalResolved, ExecApprovalRequest, PatchApprovalRequest, ReviewDecision};
+use crate::sandbox::{
+    ApprovalResolved, ExecApprovalRequest, McpApprovalRequest, PatchApprovalRequest, ReviewDecision,
+};
 use crate::{ThreadId, TokenUsage, TurnId};
 
 /// Why a turn runs.
@@ -53,6 +55,13 @@ pub enum Op {
     },
     /// Answers an [`EventMsg::PatchApprovalRequest`] with the same `call_id`.
     PatchApproval {
+        /// The tool call that asked.
+        call_id: String,
+        /// The person's decision.
+        decision: ReviewDecision,
+    },
+    /// Answers an [`EventMsg::McpApprovalRequest`] with the same `call_id`.
+    McpApproval {
         /// The tool call that asked.
         call_id: String,
         /// The person's decision.
@@ -158,6 +167,8 @@ pub enum EventMsg {
     ExecApprovalRequest(ExecApprovalRequest),
     /// A file change waits for a person's decision, answered by [`Op::PatchApproval`].
     PatchApprovalRequest(PatchApprovalRequest),
+    /// A call of an MCP tool waits for a person's decision, answered by [`Op::McpApproval`].
+    McpApprovalRequest(McpApprovalRequest),
     /// An approval request was answered (or withdrawn because its turn was interrupted).
     ApprovalResolved(ApprovalResolved),
     /// A model request is being retried.

@@ -215,6 +215,22 @@ pub struct PatchApprovalRequest {
     pub justification: Option<String>,
 }
 
+/// A call of an MCP server's tool waiting for a person's decision, answered by an
+/// `McpApproval` op.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct McpApprovalRequest {
+    /// The tool call; the answer names it.
+    pub call_id: String,
+    /// The MCP server.
+    pub server: String,
+    /// The tool's name on the server.
+    pub tool: String,
+    /// The arguments the model passes.
+    pub arguments: serde_json::Value,
+    /// The tool's description, for the person.
+    pub description: Option<String>,
+}
+
 /// How an approval request ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalResolved {

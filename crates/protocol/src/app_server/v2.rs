@@ -336,6 +336,41 @@ pub enum ThreadItem {
         /// Item id.
         id: String,
     },
+    /// A call of a tool on an MCP server (see [`crate::mcp::McpToolCallThreadItem`]).
+    #[serde(rename_all = "camelCase")]
+    McpToolCall {
+        /// Item id (the tool call id).
+        id: String,
+        /// Server name.
+        server: String,
+        /// The tool's name on the server.
+        tool: String,
+        /// Lifecycle status.
+        status: crate::mcp::McpToolCallThreadItemStatus,
+        /// Arguments as sent.
+        arguments: Value,
+        /// What the server returned, when it did.
+        result: Option<crate::mcp::McpToolCallThreadItemResult>,
+        /// Why the call got no result.
+        error: Option<crate::mcp::McpToolCallThreadItemError>,
+        /// How long the call took, once finished.
+        duration_ms: Option<i64>,
+    },
+}
+
+impl From<crate::mcp::McpToolCallThreadItem> for ThreadItem {
+    fn from(item: crate::mcp::McpToolCallThreadItem) -> Self {
+        ThreadItem::McpToolCall {
+            id: item.id,
+            server: item.server,
+            tool: item.tool,
+            status: item.status,
+            arguments: item.arguments,
+            result: item.result,
+            error: item.error,
+            duration_ms: item.duration_ms,
+        }
+    }
 }
 
 impl ThreadItem {
@@ -347,6 +382,7 @@ impl ThreadItem {
             | ThreadItem::Reasoning { id, .. }
             | ThreadItem::CommandExecution { id, .. }
             | ThreadItem::FileChange { id, .. }
+            | ThreadItem::McpToolCall { id, .. }
             | ThreadItem::ContextCompaction { id } => id,
         }
     }
