@@ -457,6 +457,7 @@ mod tests {
                         ThreadItem::CommandExecution { .. } => "command",
                         ThreadItem::FileChange { .. } => "patch",
                         ThreadItem::ContextCompaction { .. } => "compaction",
+                        ThreadItem::McpToolCall { .. } => "mcp",
                     },
                 )
             })

@@ -65,7 +65,12 @@ async fn a_goal_session_makes_no_store_call_on_an_async_worker() {
     .await;
     let mut started = h
         .manager
-        .blocking(|m| m.start_thread(ThreadOptions { goal_loop: true }))
+        .blocking(|m| {
+            m.start_thread(ThreadOptions {
+                goal_loop: true,
+                headless: false,
+            })
+        })
         .await
         .unwrap();
     let thread_id = started.thread_id;
