@@ -601,6 +601,11 @@ impl HubState {
                 let Some(turn) = turn_id else {
                     return out;
                 };
+                // A command that ends after its turn did (killed by an interrupt) was already
+                // completed with the turn; a client must not see items after `turn/completed`.
+                if self.current.as_ref().is_none_or(|c| c.id != turn) {
+                    return out;
+                }
                 let cwd = self.thread.cwd.clone();
                 let started = self
                     .current
@@ -1176,6 +1181,30 @@ impl HubState {
                 }),
             ));
         }
+        // Commands still running when the turn ends (an interrupt) end with it, before
+        // `turn/completed`.
+        let mut unfinished: Vec<(String, (String, i64))> = current.commands.drain().collect();
+        unfinished.sort_by_key(|(_, (_, started))| *started);
+        for (call_id, (command, started)) in unfinished {
+            let item = command_item(
+                &call_id,
+                &command,
+                &self.thread.cwd,
+                Some((String::new(), ExecutionStatus::Failed)),
+                None,
+                Some(now - started),
+            );
+            current.items.push(item.clone());
+            out.notifications.push((
+                "item/completed",
+                value(&ItemCompletedNotification {
+                    item,
+                    thread_id: thread.to_string(),
+                    turn_id: current.id.clone(),
+                    completed_at_ms: now,
+                }),
+            ));
+        }
         self.status = if status == TurnStatus::Failed {
             ThreadStatus::SystemError
         } else {
@@ -1255,5 +1284,82 @@ fn command_item(
         process_id: None,
         source: "agent".to_string(),
         status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quest_protocol::TurnId;
+
+    fn state() -> HubState {
+        let thread: Thread = serde_json::from_value(json!({
+            "id": "t", "environments": [], "sessionId": "t", "preview": "", "ephemeral": false,
+            "historyMode": "full", "modelProvider": "test", "createdAt": 0, "updatedAt": 0,
+            "status": {"type": "idle"}, "cwd": "/w", "cliVersion": "0", "source": "appServer",
+            "turns": []
+        }))
+        .unwrap();
+        HubState {
+            subscribers: HashMap::new(),
+            status: ThreadStatus::Idle,
+            current: None,
+            turns: Vec::new(),
+            usage_total: TokenUsage::default(),
+            pending_starts: VecDeque::new(),
+            thread,
+            next_item: 0,
+            last_error: None,
+        }
+    }
+
+    fn methods(out: &Outgoing) -> Vec<&'static str> {
+        out.notifications.iter().map(|(m, _)| *m).collect()
+    }
+
+    #[test]
+    fn an_interrupted_command_completes_before_its_turn_and_never_after() {
+        let thread = ThreadId::new();
+        let turn = TurnId::new();
+        let event = |msg| Event {
+            thread_id: thread,
+            turn_id: Some(turn),
+            msg,
+        };
+        let mut hub = state();
+        hub.apply(
+            &thread,
+            event(EventMsg::TurnStarted {
+                trigger: quest_core::TurnTrigger::Goal,
+            }),
+        );
+        hub.apply(
+            &thread,
+            event(EventMsg::ExecCommandBegin {
+                call_id: "c1".into(),
+                command: "sleep 30".into(),
+            }),
+        );
+        let aborted = hub.apply(&thread, event(EventMsg::TurnAborted));
+        assert_eq!(
+            methods(&aborted),
+            ["item/completed", "thread/status/changed", "turn/completed"]
+        );
+        let item = &aborted.notifications[0].1["item"];
+        assert_eq!(item["id"], "c1");
+        assert_eq!(item["status"], "failed");
+        // The command's own end, arriving late, adds nothing.
+        let late = hub.apply(
+            &thread,
+            event(EventMsg::ExecCommandEnd {
+                call_id: "c1".into(),
+                command: "sleep 30".into(),
+                output: String::new(),
+                exit_code: None,
+                success: false,
+            }),
+        );
+        assert!(late.notifications.is_empty(), "{:?}", methods(&late));
+        assert_eq!(hub.turns[0].items.len(), 1);
     }
 }

@@ -59,6 +59,15 @@ impl Tmux {
         }
     }
 
+    /// The screen and everything scrolled off it.
+    fn history(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-S", "-", "-t", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.name])
@@ -83,6 +92,46 @@ impl Tmux {
         }
     }
 
+    /// Waits until the screen satisfies `ready` (described by `what`).
+    fn wait_until(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the TUI never showed {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `text` appears at least `times` times on the screen and in its scrollback.
+    fn wait_for_count(&self, text: &str, times: usize) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let history = self.history();
+            if history.matches(text).count() >= times {
+                return history;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the TUI never showed {text:?} {times} times; screen and scrollback:\n{history}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn press(&self, key: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, key])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     fn type_line(&self, text: &str) {
         let send = |args: &[&str]| {
             let status = Command::new("tmux")
@@ -93,8 +142,10 @@ impl Tmux {
             assert!(status.success());
         };
         send(&["-l", text]);
-        // The composer settles pasted text before Enter submits it.
         self.wait_for(text);
+        // Keys that arrive together read as a paste, and an Enter that follows a paste too closely
+        // becomes a newline in it; a typist's pause makes it a submit.
+        std::thread::sleep(Duration::from_millis(400));
         send(&["Enter"]);
     }
 }
@@ -210,6 +261,144 @@ fn codex_tui_chats_and_pursues_a_goal_against_quest() {
         stalled_at + 1,
         "screen:\n{}",
         tui.screen()
+    );
+    drop(server);
+}
+
+/// Not a request for Codex's title generation (which quotes the user's first message).
+fn not_title() -> Condition {
+    Condition::input_contains("Generate a concise, single-line task title").negate()
+}
+
+#[test]
+fn codex_tui_interrupts_pauses_clears_hits_usage_limits_compacts_and_resumes() {
+    let codex = codex_bin();
+    let env = TestEnv::new();
+    // Goal turns: the last user message is the runtime's continuation message.
+    let goal_turn = Condition::last_user_text_contains("codex_internal_context source=\"goal\"");
+    let script = Script::default()
+        .with_rule(Rule::new(
+            Condition::request_kind("compaction"),
+            Step::message("SUMMARY: a slow command was interrupted; goals came and went."),
+        ))
+        .with_rule(Rule::new(
+            Condition::input_contains("LIMITME").and(not_title()),
+            Step::usage_limit(Some("plus"), Some(4_102_444_800)),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("ping").and(not_title()),
+            Step::message("pong from mock"),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("run slow")
+                .and(Condition::last_item_type("message"))
+                .and(not_title()),
+            Step::calls([quest_mock_model::Output::function_call(
+                "exec_command",
+                serde_json::json!({"cmd": "sleep 30"}),
+            )]),
+        ))
+        .with_rule(Rule::new(
+            goal_turn.and(Condition::last_item_type("message")),
+            Step::calls([quest_mock_model::Output::function_call(
+                "exec_command",
+                serde_json::json!({"cmd": "echo goal-step; sleep 30"}),
+            )]),
+        ))
+        .with_default(Step::message("Hello from mock"));
+    let mock = MockModel::start_blocking(script);
+    let server = start_server(&env, &mock);
+    let codex_home = tempfile::tempdir().unwrap();
+    let session = format!("quest-tui-flows-{}", std::process::id());
+    let command = format!(
+        "env CODEX_HOME={} node {} --remote {}",
+        codex_home.path().display(),
+        codex.display(),
+        server.url
+    );
+    let tui = Tmux::start(&session, env.work(), &command);
+    tui.wait_for("gpt-test");
+
+    // Esc interrupts a running command.
+    tui.type_line("please run slow");
+    tui.wait_for("Running sleep 30");
+    tui.press("Escape");
+    tui.wait_for("Conversation interrupted");
+
+    // Esc during a goal turn pauses the goal before interrupting; a paused goal asks the model
+    // nothing more.
+    tui.type_line("/goal write the report");
+    tui.wait_for("Pursuing goal");
+    tui.wait_for("Running echo goal-step");
+    tui.press("Escape");
+    tui.wait_for("Goal paused (/goal resume)");
+    let paused_at = work_requests(&mock);
+    tui.type_line("ping");
+    tui.wait_for("pong from mock");
+    assert_eq!(
+        work_requests(&mock),
+        paused_at + 1,
+        "screen:\n{}",
+        tui.screen()
+    );
+
+    // Resumed, it continues; cleared, the footer drops it and nothing continues after Esc.
+    tui.type_line("/goal resume");
+    tui.wait_for("Pursuing goal");
+    tui.wait_for_count("Running echo goal-step", 1);
+    tui.type_line("/goal clear");
+    tui.wait_until("the goal footer gone", |screen| {
+        screen.contains("Goal cleared")
+            && !screen.contains("Pursuing goal")
+            && !screen.contains("Goal paused (/goal resume)")
+    });
+    tui.press("Escape");
+    tui.wait_for_count("Conversation interrupted", 3);
+    let settled = work_requests(&mock);
+    tui.type_line("ping");
+    tui.wait_for_count("pong from mock", 2);
+    assert_eq!(
+        work_requests(&mock),
+        settled + 1,
+        "screen:\n{}",
+        tui.screen()
+    );
+
+    // A goal that hits the usage limit says so in the footer, after one request.
+    tui.type_line("/goal LIMITME finish the report");
+    tui.wait_for("Goal hit usage limits");
+    assert_eq!(
+        work_requests(&mock),
+        settled + 2,
+        "screen:\n{}",
+        tui.screen()
+    );
+
+    // /compact runs thread/compact/start.
+    tui.type_line("/compact");
+    tui.wait_for("Context compacted");
+    assert!(
+        mock.requests().iter().any(|r| r
+            .header("x-codex-turn-metadata")
+            .is_some_and(|m| m.contains("\"request_kind\":\"compaction\""))),
+        "no compaction request"
+    );
+
+    // A new thread, then /resume picks the earlier one and shows its history.
+    tui.type_line("/new");
+    tui.wait_until("a fresh thread", |screen| {
+        !screen.contains("please run slow")
+    });
+    tui.type_line("/resume");
+    tui.wait_for("Resume a previous session");
+    tui.wait_for("please run slow");
+    tui.press("Enter");
+    let reopened = tui.wait_until("the earlier thread's history", |screen| {
+        screen.contains("please run slow") && screen.contains("pong from mock")
+    });
+    assert!(
+        !reopened.contains("Resume a previous session"),
+        "screen:\n{reopened}"
     );
     drop(server);
 }
