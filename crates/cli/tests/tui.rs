@@ -4,7 +4,11 @@
 //! limit shows the usage-limited footer. Once with the server in-process (`quest`), once attached
 //! to a separately started `quest app-server` (`quest --remote ws://…`).
 //!
-//! Needs tmux (installed by `.ci/run`); when it is missing the test fails and says so.
+//! The same UI also drives Codex's own app-server (`codex app-server --listen ws://…`, 0.169.0,
+//! pinned in `tests/codex-tui`): chat, `/goal`, and Esc pausing the goal.
+//!
+//! Needs tmux and `npm ci --prefix tests/codex-tui` (both done by `.ci/run`); when either is
+//! missing the test fails and says so.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod common;
@@ -161,11 +165,11 @@ fn goal_config() -> Vec<String> {
 }
 
 /// Goal turns answer at once twice, then hang (so Esc always meets a running turn); the chat
-/// "ping" gets "pong"; every request after that (the resumed goal) hits a usage limit.
+/// "ping 7431" gets "pong"; every request after that (the resumed goal) hits a usage limit.
 fn script(resets_at: i64) -> Script {
     Script::default()
         .with_rule(Rule::new(
-            Condition::last_user_text_contains("ping"),
+            Condition::last_user_text_contains("ping 7431"),
             Step::message("pong from mock"),
         ))
         .with_rule(Rule::new(
@@ -220,7 +224,7 @@ fn goal_flow(tui: &Tmux, mock: &MockModel) {
     assert_eq!(paused_at, 4, "chat + three goal turns; screen:\n{screen}");
 
     // Paused means no more continuations: the next request is the chat turn.
-    tui.type_line("ping");
+    tui.type_line("ping 7431");
     tui.wait_for("pong from mock");
     assert_eq!(
         mock.request_count(),
@@ -262,6 +266,32 @@ fn tui_goal_pause_on_esc_and_usage_limit_in_process() {
     );
     goal_flow(&tui, &mock);
     tui.wait_exit();
+    drop(tui);
+
+    // `quest resume --last` reopens the thread with its history and asks before resuming the
+    // usage-limited goal; leaving it costs no request.
+    let requests = mock.request_count();
+    let mut args = vec!["resume".to_string(), "--last".to_string()];
+    args.extend(provider_args(&mock.uri()));
+    args.extend(goal_config());
+    let launch = launcher(&env, &args);
+    let tui = Tmux::start(
+        &format!("quest-tui-resume-{}", std::process::id()),
+        env.work(),
+        &launch,
+    );
+    let screen = tui.wait_for("Resume usage limited goal?");
+    assert!(screen.contains("Goal: write hello.txt"), "{screen}");
+    assert!(
+        screen.contains("pong from mock"),
+        "history is shown: {screen}"
+    );
+    tui.keys(&["2"]);
+    tui.wait_for("Goal left usage limited");
+    assert!(tui.screen().contains("Goal hit usage limits (resets "));
+    tui.type_line("/quit");
+    tui.wait_exit();
+    assert_eq!(mock.request_count(), requests);
 }
 
 struct AppServer {
@@ -311,6 +341,118 @@ fn tui_goal_pause_on_esc_and_usage_limit_over_remote() {
         &launch,
     );
     goal_flow(&tui, &mock);
+    tui.wait_exit();
+    drop(server);
+}
+
+fn codex_bin() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/codex-tui");
+    let bin = dir.join("node_modules/@openai/codex/bin/codex.js");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `npm ci --prefix {}` (as .ci/run does)",
+        bin.display(),
+        dir.display()
+    );
+    bin
+}
+
+/// Requests for the thread's own turns (Codex also asks the model for thread titles).
+fn work_requests(mock: &MockModel) -> usize {
+    mock.requests()
+        .iter()
+        .filter(|r| {
+            !r.input().iter().any(|item| {
+                item.to_string()
+                    .contains("Generate a concise, single-line task title")
+            })
+        })
+        .count()
+}
+
+#[test]
+fn tui_chats_and_pauses_a_goal_on_a_codex_app_server() {
+    let codex = codex_bin();
+    let env = TestEnv::new();
+    let script = Script::default()
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("ping 7431"),
+            Step::message("pong from mock"),
+        ))
+        .with_rule(Rule::new(
+            Condition::input_contains("write hello.txt"),
+            Step::message("Still working on it.").delay(Duration::from_millis(500)),
+        ))
+        .with_default(Step::message("Hello from mock"));
+    let mock = MockModel::start_blocking(script);
+    let codex_home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        codex_home.path().join("config.toml"),
+        format!(
+            "model = \"gpt-test\"\nmodel_provider = \"mock\"\n\
+             [model_providers.mock]\nname = \"mock\"\nbase_url = \"{}\"\n\
+             wire_api = \"responses\"\nenv_key = \"TEST_API_KEY\"\n\
+             [features]\ngoals = true\n",
+            mock.uri()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("node")
+        .arg(&codex)
+        .args(["app-server", "--listen", "ws://127.0.0.1:0"])
+        .env("CODEX_HOME", codex_home.path())
+        .env("HOME", env.user_home.path())
+        .env("TEST_API_KEY", "sk-test")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("CODEX_API_KEY")
+        .current_dir(env.work())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node ({e})"));
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("codex app-server exited before listening")
+            .unwrap();
+        if let Some(url) = line.trim().strip_prefix("listening on: ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let server = AppServer { child, url };
+    let launch = launcher(&env, &["--remote".to_string(), server.url.clone()]);
+    let tui = Tmux::start(
+        &format!("quest-tui-codex-{}", std::process::id()),
+        env.work(),
+        &launch,
+    );
+    tui.wait_for("gpt-test");
+    tui.type_line("say hi");
+    tui.wait_for("Hello from mock");
+
+    tui.type_line("/goal write hello.txt");
+    tui.wait_for("Pursuing goal");
+    tui.wait_until("a continuation turn", |s| {
+        s.matches("Still working on it.").count() >= 2
+    });
+    tui.keys(&["Escape"]);
+    tui.wait_for("Goal paused (/goal resume)");
+    // A turn that was already under way when Esc arrived may still finish; none starts after.
+    tui.wait_until("the turn to end", |s| !s.contains("Working on the goal"));
+    let paused_at = work_requests(&mock);
+    tui.type_line("ping 7431");
+    tui.wait_for("pong from mock");
+    assert_eq!(
+        work_requests(&mock),
+        paused_at + 1,
+        "screen:\n{}",
+        tui.screen()
+    );
+    tui.type_line("/quit");
     tui.wait_exit();
     drop(server);
 }

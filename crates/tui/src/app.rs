@@ -692,6 +692,9 @@ impl App {
             "turn/completed" => {
                 let turn = params.get("turn").cloned().unwrap_or(Value::Null);
                 self.turn = None;
+                if self.hint.as_deref() == Some("Interrupting…") {
+                    self.hint = None;
+                }
                 for cell in &mut self.cells {
                     if let Cell::Assistant { streaming, .. } = cell {
                         *streaming = false;

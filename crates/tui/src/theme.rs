@@ -63,7 +63,36 @@ impl Theme {
 
     /// `NO_COLOR` (any non-empty value) turns colours off.
     pub fn from_env() -> Theme {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Theme::new(!no_color)
+        Theme::new(colors_wanted(std::env::var_os("NO_COLOR").as_deref()))
+    }
+}
+
+/// Whether colours are used, given the value of `NO_COLOR` (set and non-empty = no colours).
+pub fn colors_wanted(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_turns_colours_off_but_keeps_modifiers() {
+        assert!(colors_wanted(None));
+        assert!(colors_wanted(Some(std::ffi::OsStr::new(""))));
+        assert!(!colors_wanted(Some(std::ffi::OsStr::new("1"))));
+        let plain = Theme::new(false);
+        for style in [
+            plain.ok,
+            plain.err,
+            plain.warn,
+            plain.accent,
+            plain.code,
+            plain.user,
+        ] {
+            assert_eq!(style.fg, None);
+        }
+        assert!(plain.accent.add_modifier.contains(Modifier::BOLD));
+        assert_eq!(Theme::new(true).err.fg, Some(Color::Red));
     }
 }

@@ -305,3 +305,46 @@ fn slash_popup() {
     key(&mut app, KeyCode::Down);
     assert_snapshot!(screen(&app, 80, 14).backend());
 }
+
+#[test]
+fn resizing_redraws_from_scratch_and_no_color_has_no_colours() {
+    use quest_tui::render::Renderer;
+    use quest_tui::theme::Theme;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::style::Color;
+
+    let mut app = started();
+    set_goal(
+        &mut app,
+        goal("usageLimited", json!({"usageLimitResetsAt": 1_795_784_700})),
+    );
+    chat(&mut app);
+    item(
+        &mut app,
+        "completed",
+        "t1",
+        json!({"type": "agentMessage", "id": "m1",
+        "text": "An answer long enough to wrap differently at every width the terminal takes."}),
+    );
+    let draw = |renderer: &mut Renderer, w: u16, h: u16, color: bool| {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal
+            .draw(|f| renderer.draw(f, &app, &Theme::new(color)))
+            .unwrap();
+        terminal.backend().buffer().clone()
+    };
+    // One renderer across sizes, as in a resized terminal: each size looks as if drawn fresh.
+    let mut renderer = Renderer::default();
+    let wide = draw(&mut renderer, 80, 24, false);
+    let narrow = draw(&mut renderer, 40, 24, false);
+    let again = draw(&mut renderer, 80, 24, false);
+    assert_eq!(wide, again);
+    assert_eq!(narrow, draw(&mut Renderer::default(), 40, 24, false));
+    assert!(wide.content.iter().all(|c| c.fg == Color::Reset));
+    let colored = draw(&mut renderer, 80, 24, true);
+    assert!(
+        colored.content.iter().any(|c| c.fg == Color::Red),
+        "the usage-limited footer is red"
+    );
+}
