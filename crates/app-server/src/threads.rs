@@ -1310,6 +1310,7 @@ mod tests {
             thread,
             next_item: 0,
             last_error: None,
+            requests: Vec::new(),
         }
     }
 
