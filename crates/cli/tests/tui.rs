@@ -456,3 +456,49 @@ fn tui_chats_and_pauses_a_goal_on_a_codex_app_server() {
     tui.wait_exit();
     drop(server);
 }
+
+#[test]
+fn tui_asks_before_running_a_command_and_obeys_the_answer() {
+    let env = TestEnv::new();
+    let script = Script::new([
+        Step::function_call(
+            "exec_command",
+            serde_json::json!({"cmd": "touch approved.txt"}),
+        ),
+        Step::function_call(
+            "exec_command",
+            serde_json::json!({"cmd": "touch declined.txt"}),
+        ),
+        Step::message("All done."),
+    ]);
+    let mock = MockModel::start_blocking(script);
+    let mut args = provider_args(&mock.uri());
+    args.extend([
+        "-c".to_string(),
+        "approval_policy=\"untrusted\"".to_string(),
+    ]);
+    args.push("-C".into());
+    args.push(env.work().display().to_string());
+    let launch = launcher(&env, &args);
+    let tui = Tmux::start(
+        &format!("quest-tui-approve-{}", std::process::id()),
+        env.work(),
+        &launch,
+    );
+    tui.wait_for("gpt-test");
+    tui.type_line("create the files");
+    let screen = tui.wait_for("Run this command?");
+    assert!(screen.contains("touch approved.txt"), "{screen}");
+    tui.keys(&["y"]);
+    tui.wait_for("Approved `");
+    let screen = tui.wait_for("Run this command?");
+    assert!(screen.contains("touch declined.txt"), "{screen}");
+    tui.keys(&["n"]);
+    tui.wait_for("All done.");
+    assert!(env.work().join("approved.txt").exists());
+    assert!(!env.work().join("declined.txt").exists());
+    let screen = tui.screen();
+    assert!(screen.contains("Declined `"), "{screen}");
+    tui.type_line("/quit");
+    tui.wait_exit();
+}

@@ -197,6 +197,8 @@ pub struct Approval {
     pub reason: Option<String>,
     /// Files of the patch (from its `item/started`), for patches.
     pub files: Vec<PatchFile>,
+    /// For an MCP tool call (`mcpServer/elicitation/request`): the server's name.
+    pub mcp_server: Option<String>,
 }
 
 /// A dialog that takes the keyboard until answered.
@@ -241,6 +243,12 @@ impl Modal {
         match self {
             Modal::ReplaceGoal { .. } => vec!["Replace current goal", "Cancel"],
             Modal::ResumeGoal { .. } => vec!["Resume goal", "Leave paused"],
+            Modal::Approval { approval, .. } if approval.mcp_server.is_some() => vec![
+                "Yes, allow it (y)",
+                "Yes, and allow this tool for the session (a)",
+                "No, continue without it (n)",
+                "No, and stop the turn (esc)",
+            ],
             Modal::Approval { approval, .. } if approval.patch => vec![
                 "Yes, apply the changes (y)",
                 "Yes, and don't ask again for these files this session (a)",
@@ -591,6 +599,20 @@ impl App {
                 cwd: str_of(&params, "cwd").map(str::to_string),
                 reason: str_of(&params, "reason").map(str::to_string),
                 files: Vec::new(),
+                mcp_server: None,
+            },
+            "mcpServer/elicitation/request" => Approval {
+                request_id: id,
+                patch: false,
+                command: None,
+                cwd: None,
+                reason: str_of(&params, "message").map(str::to_string),
+                files: Vec::new(),
+                mcp_server: Some(
+                    str_of(&params, "serverName")
+                        .unwrap_or("MCP server")
+                        .to_string(),
+                ),
             },
             "item/fileChange/requestApproval" => {
                 let item = str_of(&params, "itemId").unwrap_or_default();
@@ -612,6 +634,7 @@ impl App {
                     cwd: None,
                     reason: str_of(&params, "reason").map(str::to_string),
                     files,
+                    mcp_server: None,
                 }
             }
             other => {
@@ -639,11 +662,25 @@ impl App {
             2 => "decline",
             _ => "cancel",
         };
+        let result = match &approval.mcp_server {
+            // MCP tool calls are answered as elicitations; "for the session" rides in `_meta`.
+            Some(_) => match decision {
+                "accept" => json!({"action": "accept", "content": null}),
+                "acceptForSession" => {
+                    json!({"action": "accept", "content": null, "_meta": {"persist": "session"}})
+                }
+                "decline" => json!({"action": "decline", "content": null}),
+                _ => json!({"action": "cancel", "content": null}),
+            },
+            None => json!({"decision": decision}),
+        };
         self.outgoing.push(json!({
             "id": approval.request_id,
-            "result": {"decision": decision},
+            "result": result,
         }));
-        let what = if approval.patch {
+        let what = if let Some(server) = &approval.mcp_server {
+            format!("the {server} tool call")
+        } else if approval.patch {
             "the changes".to_string()
         } else {
             approval
@@ -822,6 +859,24 @@ impl App {
                         title: message,
                         lines,
                     });
+                }
+            }
+            "serverRequest/resolved" => {
+                // Another client (or the server) settled it: stop asking here.
+                let Some(id) = params.get("requestId") else {
+                    return;
+                };
+                self.queued_approvals.retain(|a| &a.request_id != id);
+                if matches!(&self.modal, Some(Modal::Approval { approval, .. }) if &approval.request_id == id)
+                {
+                    self.modal = None;
+                    if !self.queued_approvals.is_empty() {
+                        let next = self.queued_approvals.remove(0);
+                        self.modal = Some(Modal::Approval {
+                            approval: next,
+                            selected: 0,
+                        });
+                    }
                 }
             }
             "warning" | "configWarning" => {

@@ -676,7 +676,9 @@ fn modal_lines(app: &App, modal: &Modal, theme: &Theme, width: usize) -> Bottom 
             cursor = Some(((col + 2) as u16, (top + row - first) as u16));
         }
         Modal::Approval { approval, selected } => {
-            if approval.patch {
+            if let Some(server) = &approval.mcp_server {
+                lines.push(title(&format!("Allow this {server} tool call?")));
+            } else if approval.patch {
                 lines.push(title("Apply these changes?"));
                 for file in &approval.files {
                     lines.extend(wrap_spans(

@@ -278,6 +278,28 @@ fn approval_requests_are_answered_with_the_chosen_decision() {
         sent(&mut app),
         [json!({"id": "p-1", "result": {"decision": "cancel"}})]
     );
+    // A request settled elsewhere closes its dialog.
+    app.on_message(json!({"id": 9, "method": "item/commandExecution/requestApproval", "params": {
+        "threadId": THREAD, "turnId": "t", "itemId": "call_3", "startedAtMs": NOW_MS, "command": "make"}}));
+    assert!(app.modal.is_some());
+    notify(
+        &mut app,
+        "serverRequest/resolved",
+        json!({"threadId": THREAD, "requestId": 9}),
+    );
+    assert!(app.modal.is_none());
+    // MCP tool calls are elicitations with their own answer shape.
+    app.on_message(
+        json!({"id": 10, "method": "mcpServer/elicitation/request", "params": {
+        "threadId": THREAD, "turnId": "t", "serverName": "everything", "message": "Allow echo?"}}),
+    );
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(
+        sent(&mut app),
+        [
+            json!({"id": 10, "result": {"action": "accept", "content": null, "_meta": {"persist": "session"}}})
+        ]
+    );
     app.on_message(json!({"id": 8, "method": "item/tool/requestUserInput", "params": {}}));
     let out = sent(&mut app);
     assert_eq!(out[0]["id"], 8);
