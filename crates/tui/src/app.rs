@@ -324,6 +324,10 @@ pub const SLASH_COMMANDS: &[SlashCommand] = &[
         description: "resume a saved thread",
     },
     SlashCommand {
+        name: "compact",
+        description: "summarize the thread so far to free context",
+    },
+    SlashCommand {
         name: "status",
         description: "show the thread, model, goal and token usage",
     },
@@ -1248,7 +1252,7 @@ impl App {
             },
             Pending::Other => {
                 if let Err(e) = outcome {
-                    self.error(e);
+                    self.error(format!("The server refused: {e}"));
                 }
             }
         }
@@ -1792,6 +1796,17 @@ impl App {
                 }
             }
             "status" => self.status_command(),
+            "compact" => match self.thread_id.clone() {
+                Some(thread) => {
+                    self.request(
+                        "thread/compact/start",
+                        json!({"threadId": thread}),
+                        Pending::Other,
+                    );
+                    self.info("Compacting the thread…", Vec::new());
+                }
+                None => self.error("No thread to compact yet"),
+            },
             "model" => {
                 if args.is_empty() {
                     let model = self.model.clone().unwrap_or_else(|| "unknown".to_string());

@@ -397,6 +397,8 @@ fn slash_popup_completes_and_history_recalls() {
     app.on_paste("\r\nline two");
     assert_eq!(app.composer.text(), "hello there\nline two");
     ctrl(&mut app, 'c');
+    let out = submit(&mut app, "/compact");
+    assert_eq!(methods(&out), ["thread/compact/start"]);
     submit(&mut app, "/bogus");
     assert!(
         matches!(app.cells.last(), Some(Cell::Info { kind: InfoKind::Error, title, .. }) if title.starts_with("Unknown command /bogus"))
