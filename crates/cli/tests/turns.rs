@@ -259,3 +259,112 @@ fn model_requested_timeout_is_capped_by_the_configured_maximum() {
         "{outputs:?}"
     );
 }
+
+/// Starts `quest exec` on a model that asks for one command, which reports its process group
+/// through a fifo and then sleeps; returns once the command runs, with its process group.
+#[cfg(unix)]
+fn exec_with_running_command(env: &TestEnv, mock: &MockModel) -> (Running, i32) {
+    let fifo = env.work().join("started.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let run = Running::spawn(env.exec(mock).arg("run the long command"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(fifo));
+    });
+    let pgid: i32 = rx
+        .recv_timeout(LIMIT)
+        .expect("the command did not start")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (run, pgid)
+}
+
+#[cfg(unix)]
+fn long_command_model() -> MockModel {
+    MockModel::start_blocking(Script::new([Step::function_call(
+        "exec_command",
+        json!({"cmd": "echo $$ > started.fifo; sleep 600"}),
+    )]))
+}
+
+/// The request after resuming: 200 (the mock refuses, as the real API does, a call without an
+/// output), and the interrupted call answered with "aborted".
+#[cfg(unix)]
+fn assert_resumed_request_is_well_formed(env: &TestEnv, thread_id: &str) {
+    let resumed = MockModel::start_blocking(Script::new([Step::message("back")]));
+    let out = common::run(env.exec(&resumed).args(["resume", thread_id, "go on"]), 0);
+    assert_eq!(
+        common::completed_items(&common::jsonl(&out), "agent_message")[0]["text"],
+        "back"
+    );
+    let request = resumed.single_request();
+    assert!(request.unanswered_calls.is_empty(), "{:?}", request.body);
+    assert!(request.unpaired_outputs.is_empty(), "{:?}", request.body);
+    let calls = request.items_of_type("function_call");
+    assert_eq!(calls.len(), 1);
+    let call_id = calls[0]["call_id"].as_str().unwrap();
+    assert_eq!(
+        request.function_call_output(call_id).unwrap()["output"],
+        "aborted"
+    );
+}
+
+/// Issue 17 item 1: Ctrl-C during a command records an "aborted" output for the call, the
+/// `--json` stream completes the started item and fails the turn, and the thread can go on.
+#[cfg(unix)]
+#[test]
+fn interrupted_command_is_answered_and_the_resumed_thread_is_well_formed() {
+    let mock = long_command_model();
+    let env = TestEnv::new();
+    let (run, _pgid) = exec_with_running_command(&env, &mock);
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let (code, events, stderr) = run.finish();
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(
+        common::types(&events),
+        [
+            "thread.started",
+            "turn.started",
+            "item.started",
+            "item.completed",
+            "turn.failed"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[3]["item"]["id"], events[2]["item"]["id"]);
+    assert_eq!(events[3]["item"]["status"], "failed");
+    assert_eq!(
+        events[4],
+        json!({"type":"turn.failed","error":{"message":"turn interrupted"}})
+    );
+    assert_eq!(mock.request_count(), 1);
+    assert_resumed_request_is_well_formed(&env, &common::thread_id(&events));
+}
+
+/// Issue 17 item 1: after SIGKILL during a command, resuming answers the dangling call before
+/// the next request.
+#[cfg(unix)]
+#[test]
+fn call_left_dangling_by_sigkill_is_answered_on_resume() {
+    let mock = long_command_model();
+    let env = TestEnv::new();
+    let (mut run, pgid) = exec_with_running_command(&env, &mock);
+    run.signal(nix::sys::signal::Signal::SIGKILL);
+    // The orphaned command would outlive the test.
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    run.wait_stdout("thread.started", |line| line.contains("thread.started"));
+    let (code, events, _) = run.finish();
+    assert_eq!(code, -1);
+    assert_resumed_request_is_well_formed(&env, &common::thread_id(&events));
+}

@@ -286,7 +286,14 @@ impl ThreadManager {
                 }
                 other => CoreError::State(other),
             })?;
-        let loaded = store.load_history(&thread_id)?;
+        let mut loaded = store.load_history(&thread_id)?;
+        // A process that died while tools ran left calls without outputs; the API refuses a
+        // history like that, so answer them now, durably.
+        let repairs = crate::turn::dangling_call_outputs(&loaded.items);
+        if !repairs.is_empty() {
+            store.append_rollout(&thread_id, None, &repairs)?;
+            loaded.items.extend(repairs);
+        }
         self.launch(
             client,
             thread_id,

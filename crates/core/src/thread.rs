@@ -445,13 +445,22 @@ impl Actor {
         self.session.emit(Some(report.turn_id), msg);
     }
 
-    /// After a crashed turn task: what the turn recorded before it died is history.
+    /// After a crashed turn task: what the turn recorded before it died is history, and the
+    /// calls it left without outputs are answered before the next request.
     async fn reload_history(&mut self) {
         let session = self.session.clone();
         let loaded = blocking::run(move || {
             let _ = session.commit();
             let store = session.store.as_ref()?;
-            store.load_history(&session.thread_id).ok()
+            let mut loaded = store.load_history(&session.thread_id).ok()?;
+            let repairs = crate::turn::dangling_call_outputs(&loaded.items);
+            if !repairs.is_empty() {
+                // Queued even if this commit fails: the next one writes them, in this order.
+                let _ = session.persist(None, &repairs);
+                let _ = session.commit();
+                loaded.items.extend(repairs);
+            }
+            Some(loaded)
         })
         .await;
         if let Some(loaded) = loaded {

@@ -359,9 +359,19 @@ async fn run_turn_inner(
             report.outcome = TurnOutcome::Completed { last_message };
             return report;
         }
+        // Every call gets an output even when the turn is interrupted, or the next request
+        // (with a call the API sees unanswered) would be refused.
+        let aborted: Vec<ResponseItem> = calls
+            .iter()
+            .map(|call| call.output_item(ABORTED_OUTPUT.to_string()))
+            .collect();
         let results = tokio::select! {
             biased;
             _ = cancel.cancelled() => {
+                history.tracker.on_items_added(&aborted);
+                if let Err(message) = record(&session, &mut history.items, turn_id, aborted) {
+                    session.emit(Some(turn_id), EventMsg::Warning(message));
+                }
                 report.outcome = TurnOutcome::Aborted;
                 return report;
             }
@@ -701,6 +711,34 @@ async fn on_usage(observer: &Arc<dyn TurnObserver>, turn_id: TurnId, usage: Toke
     blocking::run(move || observer.on_usage(turn_id, &usage)).await;
 }
 
+/// Output recorded for a tool call whose turn was interrupted (or whose process died) before it
+/// finished, as Codex records it.
+pub const ABORTED_OUTPUT: &str = "aborted";
+
+/// Outputs for the tool calls in `history` that have none (left by a process that died while
+/// running them), in call order, each [`ABORTED_OUTPUT`].
+pub fn dangling_call_outputs(history: &[ResponseItem]) -> Vec<ResponseItem> {
+    let mut open: Vec<crate::tools::ToolCall> = Vec::new();
+    for item in history {
+        match item {
+            ResponseItem::FunctionCallOutput {
+                call_id: Some(id), ..
+            }
+            | ResponseItem::CustomToolCallOutput { call_id: id, .. } => {
+                open.retain(|call| call.call_id != *id);
+            }
+            _ => {
+                if let Some(call) = ToolCall::from_item(item) {
+                    open.push(call);
+                }
+            }
+        }
+    }
+    open.iter()
+        .map(|call| call.output_item(ABORTED_OUTPUT.to_string()))
+        .collect()
+}
+
 fn record(
     session: &Session,
     history: &mut Vec<ResponseItem>,
@@ -977,4 +1015,65 @@ fn redact_objective(text: &str) -> String {
         }
     }
     value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str) -> ResponseItem {
+        ResponseItem::FunctionCall {
+            id: None,
+            name: "exec_command".into(),
+            arguments: "{}".into(),
+            call_id: id.into(),
+        }
+    }
+
+    fn output(id: &str) -> ResponseItem {
+        ResponseItem::FunctionCallOutput {
+            id: None,
+            call_id: Some(id.into()),
+            name: None,
+            namespace: None,
+            output: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn dangling_calls_get_aborted_outputs_in_call_order() {
+        let patch = ResponseItem::CustomToolCall {
+            id: None,
+            call_id: "p".into(),
+            name: "apply_patch".into(),
+            input: String::new(),
+        };
+        let history = vec![
+            ResponseItem::text_message("user", "go"),
+            call("a"),
+            output("a"),
+            call("b"),
+            patch,
+            call("c"),
+            output("c"),
+        ];
+        assert_eq!(
+            dangling_call_outputs(&history),
+            vec![
+                ResponseItem::FunctionCallOutput {
+                    id: None,
+                    call_id: Some("b".into()),
+                    name: None,
+                    namespace: None,
+                    output: ABORTED_OUTPUT.into(),
+                },
+                ResponseItem::CustomToolCallOutput {
+                    id: None,
+                    call_id: "p".into(),
+                    output: ABORTED_OUTPUT.into(),
+                },
+            ]
+        );
+        assert!(dangling_call_outputs(&history[..3]).is_empty());
+    }
 }

@@ -41,6 +41,8 @@ pub struct CapturedRequest {
     pub unpaired_outputs: Vec<String>,
     /// Input tokens the simulated context counted for this request (with `Script::context`).
     pub input_tokens: Option<u64>,
+    /// Call ids of tool calls in `input` that have no later output (the real API refuses them).
+    pub unanswered_calls: Vec<String>,
 }
 
 impl CapturedRequest {
@@ -116,6 +118,26 @@ pub(crate) fn item_type_of(item: &Value) -> &str {
 
 fn is_output(item: &Value) -> bool {
     item_type_of(item).ends_with("_output")
+}
+
+/// Call ids of tool calls (`function_call`, `custom_tool_call`) in `input` without a later output
+/// carrying the same `call_id`, in call order. The Responses API answers 400 to such a request.
+pub fn unanswered_calls(body: &Value) -> Vec<String> {
+    let Some(input) = body.get("input").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut open: Vec<&str> = Vec::new();
+    for item in input {
+        let Some(call_id) = item.get("call_id").and_then(Value::as_str) else {
+            continue;
+        };
+        if is_output(item) {
+            open.retain(|id| *id != call_id);
+        } else if item_type_of(item).ends_with("_call") {
+            open.push(call_id);
+        }
+    }
+    open.into_iter().map(str::to_owned).collect()
 }
 
 /// Call ids of tool outputs in `input` without an earlier call carrying the same `call_id`.
@@ -352,6 +374,15 @@ mod tests {
             {"type": "custom_tool_call", "call_id": "b", "name": "apply_patch", "input": ""},
         ]});
         assert_eq!(unpaired_outputs(&body), vec!["b".to_owned()]);
+        // `b`'s output came before the call, so the call itself is unanswered.
+        assert_eq!(unanswered_calls(&body), vec!["b".to_owned()]);
+        let interrupted = json!({"input": [
+            {"type": "function_call", "call_id": "c1", "name": "t", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "t", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c2", "output": "ok"},
+            {"type": "message", "role": "user", "content": []},
+        ]});
+        assert_eq!(unanswered_calls(&interrupted), vec!["c1".to_owned()]);
     }
 
     #[test]

@@ -32,7 +32,7 @@
 //! `rules[0].then`, `default`).
 //!
 //! ```toml
-//! check_pairing = true                      # default: reject unpaired call outputs with a 400
+//! check_pairing = true                      # default: reject unpaired outputs and unanswered calls (400)
 //!
 //! [[steps]]                                 # one step per request, in order
 //! output = [
@@ -81,7 +81,7 @@ mod events;
 mod script;
 mod server;
 
-pub use capture::{CapturedRequest, unpaired_outputs};
+pub use capture::{CapturedRequest, unanswered_calls, unpaired_outputs};
 pub use error::{MockError, ScriptError};
 pub use events::{
     GARBAGE_FRAME, custom_tool_call_item, ev_completed, ev_created, ev_custom_tool_call, ev_error,

@@ -27,8 +27,9 @@ pub struct Script {
     /// When absent, a short assistant message `"mock-model: script exhausted"` is sent.
     pub default: Option<Step>,
     /// Reject (HTTP 400, as the real API does) a request whose `function_call_output` or
-    /// `custom_tool_call_output` names a `call_id` with no earlier call in the same input.
-    /// Outputs without a `call_id` are always accepted. On by default.
+    /// `custom_tool_call_output` names a `call_id` with no earlier call in the same input, or
+    /// whose tool call has no later output. Outputs without a `call_id` are always accepted.
+    /// On by default.
     pub check_pairing: bool,
     /// Simulate the model's context: report input tokens from the size of each request's
     /// `input` and refuse requests that do not fit the window, as a real model does.

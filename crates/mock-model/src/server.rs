@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::capture::{CapturedRequest, RequestView, unpaired_outputs};
+use crate::capture::{CapturedRequest, RequestView, unanswered_calls, unpaired_outputs};
 use crate::error::MockError;
 use crate::events::{GARBAGE_FRAME, frame_text, step_events};
 use crate::script::{ContextModel, Script, Step, Usage};
@@ -414,6 +414,8 @@ impl Inner {
             Answer::InvalidJson
         } else if self.script.check_pairing && !request.unpaired_outputs.is_empty() {
             Answer::Unpaired(request.unpaired_outputs.clone())
+        } else if self.script.check_pairing && !request.unanswered_calls.is_empty() {
+            Answer::Unanswered(request.unanswered_calls.clone())
         } else if let Some(context) = &self.script.context {
             let tokens = context.input_tokens(&request.body);
             request.input_tokens = Some(tokens);
@@ -447,7 +449,7 @@ impl Inner {
                 request.answered_by = "invalid_json".into();
                 request.status = 400;
             }
-            Answer::Unpaired(_) => {
+            Answer::Unpaired(_) | Answer::Unanswered(_) => {
                 request.answered_by = "pairing".into();
                 request.status = 400;
             }
@@ -512,6 +514,7 @@ enum Answer {
     NotFound,
     InvalidJson,
     Unpaired(Vec<String>),
+    Unanswered(Vec<String>),
     Stream(Box<Step>, usize),
 }
 
@@ -546,6 +549,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         query: parts.uri.query().map(str::to_owned),
         headers,
         unpaired_outputs: unpaired_outputs(&body),
+        unanswered_calls: unanswered_calls(&body),
         body,
         body_len: bytes.len(),
         received_at,
@@ -574,6 +578,10 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
                 "No tool call found for function call output with call_id {}.",
                 ids.join(", ")
             );
+            json_error(StatusCode::BAD_REQUEST, &message, "invalid_request_error")
+        }
+        Answer::Unanswered(ids) => {
+            let message = format!("No tool output found for function call {}.", ids.join(", "));
             json_error(StatusCode::BAD_REQUEST, &message, "invalid_request_error")
         }
         Answer::Stream(step, number) => respond(&inner, *step, number).await,
