@@ -368,3 +368,142 @@ fn call_left_dangling_by_sigkill_is_answered_on_resume() {
     assert_eq!(code, -1);
     assert_resumed_request_is_well_formed(&env, &common::thread_id(&events));
 }
+
+/// Set when this test binary is re-executed as the one-child wrapper of [`peak_rss_of`]: the
+/// JSON `[program, args...]` to run.
+const WRAP_COMMAND: &str = "QUEST_TEST_WRAP_COMMAND";
+/// Where the wrapper writes the child's stdout, and its peak RSS in bytes (`<file>.rss`).
+const WRAP_OUTPUT: &str = "QUEST_TEST_WRAP_OUTPUT";
+
+/// Runs `cmd` through a fresh copy of this test binary and returns the child's stdout and peak
+/// RSS. A child's `ru_maxrss` includes the memory of the process that spawned it (Linux keeps
+/// the high-water mark across `exec`), and this test process holds the mock's 100 MB of events,
+/// so a small wrapper does the spawning.
+#[cfg(target_os = "linux")]
+fn peak_rss_of(cmd: &std::process::Command, test_name: &str) -> (Vec<u8>, u64) {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = scratch.path().join("stdout");
+    let mut argv = vec![cmd.get_program().to_string_lossy().into_owned()];
+    argv.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let mut wrapper = std::process::Command::new(std::env::current_exe().unwrap());
+    wrapper
+        .args(["--exact", test_name, "--nocapture", "--test-threads", "1"])
+        .env(WRAP_COMMAND, serde_json::to_string(&argv).unwrap())
+        .env(WRAP_OUTPUT, &output)
+        .current_dir(cmd.get_current_dir().unwrap());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => wrapper.env(key, value),
+            None => wrapper.env_remove(key),
+        };
+    }
+    let status = wrapper.status().unwrap();
+    let rss = std::fs::read_to_string(output.with_extension("rss"));
+    assert!(status.success() && rss.is_ok(), "wrapper failed: {status}");
+    (
+        std::fs::read(&output).unwrap(),
+        rss.unwrap().trim().parse().unwrap(),
+    )
+}
+
+/// The wrapper side of [`peak_rss_of`]: when this process is one, runs the command, records
+/// what it needs and returns true.
+#[cfg(target_os = "linux")]
+fn act_as_wrapper() -> bool {
+    let Some(argv) = std::env::var_os(WRAP_COMMAND) else {
+        return false;
+    };
+    let argv: Vec<String> = serde_json::from_str(&argv.to_string_lossy()).unwrap();
+    let output = std::path::PathBuf::from(std::env::var_os(WRAP_OUTPUT).unwrap());
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_remove(WRAP_COMMAND)
+        .env_remove(WRAP_OUTPUT)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&output).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{argv:?}: {status}");
+    let usage =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    // Linux reports kilobytes.
+    let rss = u64::try_from(usage.max_rss()).unwrap() * 1024;
+    std::fs::write(output.with_extension("rss"), rss.to_string()).unwrap();
+    true
+}
+
+/// Issue 17 item 7: a 50 MB assistant message (streamed in 1000 deltas, then the whole item)
+/// is shortened to its first and last 512 KiB around a notice while it streams, so `exec` never
+/// holds it; the shortened text is what is printed, stored and sent back to the model.
+#[cfg(target_os = "linux")]
+#[test]
+fn fifty_megabyte_message_is_shortened_in_bounded_memory() {
+    const NAME: &str = "fifty_megabyte_message_is_shortened_in_bounded_memory";
+    const SIZE: usize = 50_000_000;
+    const HALF: usize = 512 * 1024;
+    if act_as_wrapper() {
+        return;
+    }
+    // The mock takes a while to encode 100 MB of events in a debug build.
+    let patient = ["-c", "model_providers.test.stream_idle_timeout_ms=120000"];
+    let small = MockModel::start_blocking(Script::new([Step::message("small")]));
+    let small_env = TestEnv::new();
+    let (_, baseline) = peak_rss_of(small_env.exec(&small).args(patient).arg("hi"), NAME);
+
+    let text: String = (0..SIZE)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).unwrap()))
+        .collect();
+    let mock = MockModel::start_blocking(Script::new([
+        Step::message(text.clone()).with_deltas(1000),
+        Step::message("short"),
+    ]));
+    let env = TestEnv::new();
+    let (stdout, peak) = peak_rss_of(env.exec(&mock).args(patient).arg("write a lot"), NAME);
+    let events: Vec<Value> = String::from_utf8(stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let messages = common::completed_items(&events, "agent_message");
+    let shown = messages[0]["text"].as_str().unwrap();
+    let notice = format!(
+        "\n\n[{} bytes omitted by Quest from the middle of this text]\n\n",
+        SIZE - 2 * HALF
+    );
+    assert_eq!(shown.len(), 2 * HALF + notice.len());
+    assert!(shown.starts_with(&text[..HALF]));
+    assert!(shown.ends_with(&text[SIZE - HALF..]));
+    assert_eq!(&shown[HALF..HALF + notice.len()], notice);
+    // Holding the message even once would take 50 MB more than a one-word answer.
+    eprintln!(
+        "peak RSS: {} KiB for the 50 MB message, {} KiB for a one-word answer",
+        peak >> 10,
+        baseline >> 10
+    );
+    assert!(
+        peak < baseline + (24 << 20),
+        "quest exec peaked at {} MiB, {} MiB for a one-word answer",
+        peak >> 20,
+        baseline >> 20
+    );
+
+    // What was stored is what goes back to the model.
+    let resumed = common::run(
+        env.exec(&mock)
+            .args(["resume", &common::thread_id(&events), "go on"]),
+        0,
+    );
+    assert_eq!(
+        common::completed_items(&common::jsonl(&resumed), "agent_message")[0]["text"],
+        "short"
+    );
+    let request = mock.request(1).unwrap();
+    assert!(request.body_len < 2 * 2 * HALF, "{}", request.body_len);
+    let sent: Vec<&str> = request
+        .items_of_type("message")
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .filter_map(|m| m["content"][0]["text"].as_str())
+        .collect();
+    assert_eq!(sent, [shown]);
+}

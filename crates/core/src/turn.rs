@@ -611,6 +611,10 @@ impl CompactionCtx<'_> {
     }
 }
 
+/// Text deltas of one model request forwarded as [`EventMsg::AgentMessageDelta`]; later ones are
+/// dropped.
+pub const MAX_STREAMED_TEXT_BYTES: usize = quest_model::sse::MAX_EVENT_STRING_BYTES;
+
 /// Forwards what one request streams: retry notices as events, request attempts and SSE events
 /// to telemetry; for a turn's sampling requests (`clock` set) also text deltas as events and
 /// first-token and first-message times to the clock.
@@ -623,12 +627,19 @@ fn stream_event_handler(
     let events_session = session.clone();
     let events_clock = clock;
     let attempt_error_type = last_error_type;
+    // Text streamed so far: past the limit of one item's text the rest is not forwarded (the
+    // completed item, shortened by the client, still arrives), so a front-end that gathers
+    // deltas holds no more than that.
+    let mut streamed = 0usize;
     move |event: ResponseEvent| match event {
         ResponseEvent::OutputTextDelta(delta) => {
             // A summary request's text is not an agent message: only sampling requests stream.
             if let Some(clock) = &events_clock {
                 clock.first_token(&events_session);
-                events_session.emit(Some(turn_id), EventMsg::AgentMessageDelta(delta));
+                streamed = streamed.saturating_add(delta.len());
+                if streamed <= MAX_STREAMED_TEXT_BYTES {
+                    events_session.emit(Some(turn_id), EventMsg::AgentMessageDelta(delta));
+                }
             }
         }
         ResponseEvent::ReasoningSummaryDelta(_) => {

@@ -12,6 +12,23 @@ use quest_protocol::exec_events::{
 };
 use quest_protocol::sandbox::ApprovalReason;
 
+/// Most of an agent message or reasoning text shown in the human progress output; a longer
+/// one shows its head and tail and how much was left out (the last message on stdout and in
+/// `--output-last-message` stays whole).
+pub(crate) const MAX_PRINTED_TEXT_BYTES: usize = 64 * 1024;
+
+/// `text` for the progress output, at most [`MAX_PRINTED_TEXT_BYTES`].
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_PRINTED_TEXT_BYTES {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(quest_core::compact::truncate_middle(
+            text,
+            MAX_PRINTED_TEXT_BYTES,
+        ))
+    }
+}
+
 /// `turn.failed` message of an interrupted turn.
 pub(crate) const TURN_INTERRUPTED: &str = "turn interrupted";
 
@@ -155,7 +172,9 @@ impl EventProcessor {
                         };
                         self.json(&ThreadEvent::ItemCompleted { item });
                     }
-                    OutputMode::Human { .. } => self.human(&format!("agent: {text}"), Style::Plain),
+                    OutputMode::Human { .. } => {
+                        self.human(&format!("agent: {}", shown(text)), Style::Plain);
+                    }
                 }
             }
             EventMsg::Reasoning(text) => match self.mode {
@@ -166,7 +185,9 @@ impl EventProcessor {
                     };
                     self.json(&ThreadEvent::ItemCompleted { item });
                 }
-                OutputMode::Human { .. } => self.human(&format!("thinking: {text}"), Style::Dim),
+                OutputMode::Human { .. } => {
+                    self.human(&format!("thinking: {}", shown(text)), Style::Dim);
+                }
             },
             EventMsg::ExecCommandBegin { call_id, command } => {
                 let id = self.item_id();
@@ -485,4 +506,21 @@ fn usage_line(usage: &TokenUsage) -> String {
         "tokens: {} in ({} cached), {} out",
         usage.input_tokens, usage.cached_input_tokens, usage.output_tokens
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_shown_shortened_around_a_notice() {
+        assert_eq!(shown("short"), "short");
+        let exact = "é".repeat(MAX_PRINTED_TEXT_BYTES / 2);
+        assert_eq!(shown(&exact), exact);
+        let long = format!("{}{}", "a".repeat(100_000), "z".repeat(100_000));
+        let printed = shown(&long);
+        assert!(printed.len() <= MAX_PRINTED_TEXT_BYTES, "{}", printed.len());
+        assert!(printed.starts_with("aaaa") && printed.ends_with("zzzz"));
+        assert!(printed.contains("bytes omitted"), "{printed}");
+    }
 }

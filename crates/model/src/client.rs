@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::error::ModelError;
 use crate::provider::ModelProviderInfo;
 use crate::retry::{backoff, clamp_delay, retry_after, try_again_in};
-use crate::sse::{SseDecoder, SseFrame, WireEvent, decode_event};
+use crate::sse::{SseDecoder, SseFrame, WireEvent, decode_frame};
 
 /// Client-wide options that do not come from the provider table.
 #[derive(Clone, Debug)]
@@ -917,7 +917,7 @@ async fn read_stream(
             }
         }
         for frame in frames.drain(..) {
-            let event = decode_event(&frame.data);
+            let event = decode_frame(&frame);
             let error = match &event {
                 WireEvent::Unparseable => Some("unparsable SSE event".to_string()),
                 WireEvent::Failed { message, .. } => Some(

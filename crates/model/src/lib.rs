@@ -12,6 +12,7 @@
 
 mod client;
 mod error;
+mod long_strings;
 mod provider;
 pub mod retry;
 pub mod sse;

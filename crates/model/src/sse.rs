@@ -9,27 +9,71 @@
 use quest_protocol::{ResponseItem, TokenUsage};
 use serde::Deserialize;
 
+/// Longest JSON string literal (in bytes of JSON text) an event keeps whole: a longer message
+/// text, tool-call argument or any other string keeps its first and last halves around a notice
+/// of how much was left out. No model writes this much in one item (1 MiB is ≈ 250k tokens,
+/// beyond every model's output limit); only a broken or hostile server does, and this keeps
+/// such a response from taking memory in proportion to its size.
+pub const MAX_EVENT_STRING_BYTES: usize = 1 << 20;
+
+/// Most `data` one frame may carry after long strings are shortened; what goes beyond is
+/// dropped and the frame is marked [`SseFrame::oversized`].
+pub const MAX_FRAME_DATA_BYTES: usize = 16 << 20;
+
+/// Longest line kept for a field other than `data` (`event`, `id`, comments); a longer one is
+/// ignored.
+const MAX_OTHER_LINE: usize = 4096;
+
 /// One dispatched SSE event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SseFrame {
     /// The `event:` field, if the frame had one (Responses dispatch ignores it).
     pub event: Option<String>,
-    /// The `data:` lines joined with `\n`.
+    /// The `data:` lines joined with `\n`, JSON string literals longer than the decoder's limit
+    /// shortened.
     pub data: String,
+    /// `data` went beyond [`MAX_FRAME_DATA_BYTES`] and holds only its start.
+    pub oversized: bool,
+}
+
+/// What the unfinished line is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum LineKind {
+    /// Its bytes are buffered until the line ends (or grows long).
+    #[default]
+    Buffered,
+    /// A long `data` line: its value streams into the frame's data as it arrives.
+    Data,
+    /// A long line of another field: dropped.
+    Skipped,
 }
 
 /// Incremental SSE decoder: feed it byte chunks split anywhere, collect complete frames.
-#[derive(Debug, Default)]
+///
+/// Memory is bounded whatever the server sends: a long `data` line streams through a
+/// string limiter (see [`MAX_EVENT_STRING_BYTES`]) instead of being buffered, and other long
+/// lines are dropped.
+#[derive(Debug)]
 pub struct SseDecoder {
-    /// Bytes of an unfinished line.
+    /// Bytes of an unfinished line (at most [`MAX_OTHER_LINE`] while [`LineKind::Buffered`]).
     partial: Vec<u8>,
+    /// What the unfinished line is.
+    kind: LineKind,
     /// The previous chunk ended in `\r`; a leading `\n` of the next one belongs to it.
     skip_lf: bool,
     /// Whether the stream start (and a possible BOM) has been handled.
     started: bool,
     event: Option<String>,
-    data: String,
+    data: crate::long_strings::StringLimiter,
     has_data: bool,
+    max_string: usize,
+    max_data: usize,
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -40,9 +84,25 @@ fn find_line_end(bytes: &[u8]) -> Option<usize> {
 }
 
 impl SseDecoder {
-    /// A decoder at the start of a stream.
+    /// A decoder at the start of a stream, with the default limits.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limits(MAX_EVENT_STRING_BYTES, MAX_FRAME_DATA_BYTES)
+    }
+
+    /// A decoder that shortens JSON strings longer than `max_string` bytes and keeps at most
+    /// `max_data` bytes of one frame's data.
+    pub fn with_limits(max_string: usize, max_data: usize) -> Self {
+        SseDecoder {
+            partial: Vec::new(),
+            kind: LineKind::Buffered,
+            skip_lf: false,
+            started: false,
+            event: None,
+            data: crate::long_strings::StringLimiter::new(max_string, max_data),
+            has_data: false,
+            max_string,
+            max_data,
+        }
     }
 
     /// Consumes `chunk` and appends every frame it completes to `out`.
@@ -60,21 +120,18 @@ impl SseDecoder {
             self.process(body, out);
             return;
         }
-        if self.partial.is_empty() {
+        if self.partial.is_empty() && self.kind == LineKind::Buffered {
             self.process(chunk, out);
             return;
         }
         // An unfinished line is pending (so no `\r` is, either): complete it from this chunk
         // without re-scanning or re-copying what is already buffered.
         match find_line_end(chunk) {
-            None => self.partial.extend_from_slice(chunk),
+            None => self.extend_line(chunk),
             Some(pos) => {
-                let mut line = std::mem::take(&mut self.partial);
-                line.extend_from_slice(&chunk[..pos]);
+                self.extend_line(&chunk[..pos]);
                 let rest = self.after_line_end(chunk, pos);
-                self.line(&line, out);
-                line.clear();
-                self.partial = line;
+                self.end_line(out);
                 self.process(rest, out);
             }
         }
@@ -100,7 +157,7 @@ impl SseDecoder {
     /// Ends the stream. Per the SSE rules an event without its terminating blank line is
     /// discarded, so this only resets the decoder.
     pub fn finish(&mut self) {
-        *self = Self::default();
+        *self = Self::with_limits(self.max_string, self.max_data);
     }
 
     /// Number of bytes held for an unfinished line.
@@ -121,43 +178,96 @@ impl SseDecoder {
             rest = self.after_line_end(rest, pos);
             self.line(line, out);
         }
-        self.partial.extend_from_slice(rest);
+        self.extend_line(rest);
+    }
+
+    /// Adds bytes to the unfinished line; once it is long, a `data` line starts streaming and
+    /// any other line is dropped.
+    fn extend_line(&mut self, bytes: &[u8]) {
+        match self.kind {
+            LineKind::Data => self.data.push(bytes),
+            LineKind::Skipped => {}
+            LineKind::Buffered => {
+                self.partial.extend_from_slice(bytes);
+                if self.partial.len() > MAX_OTHER_LINE {
+                    let line = std::mem::take(&mut self.partial);
+                    match split_field(&line) {
+                        (b"data", value) => {
+                            self.start_data();
+                            self.data.push(value);
+                            self.kind = LineKind::Data;
+                        }
+                        _ => self.kind = LineKind::Skipped,
+                    }
+                    self.partial = line;
+                    self.partial.clear();
+                }
+            }
+        }
+    }
+
+    /// The unfinished line ended.
+    fn end_line(&mut self, out: &mut Vec<SseFrame>) {
+        match std::mem::take(&mut self.kind) {
+            LineKind::Buffered => {
+                let line = std::mem::take(&mut self.partial);
+                self.line(&line, out);
+                self.partial = line;
+                self.partial.clear();
+            }
+            LineKind::Data | LineKind::Skipped => {}
+        }
+    }
+
+    fn start_data(&mut self) {
+        if self.has_data {
+            self.data.push(b"\n");
+        }
+        self.has_data = true;
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<SseFrame>) {
         if line.is_empty() {
             if self.has_data {
+                let (data, oversized) = self.data.take();
+                let data = match String::from_utf8(data) {
+                    Ok(data) => data,
+                    Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+                };
                 out.push(SseFrame {
                     event: self.event.take(),
-                    data: std::mem::take(&mut self.data),
+                    data,
+                    oversized,
                 });
             }
             self.event = None;
-            self.data.clear();
             self.has_data = false;
             return;
         }
         if line[0] == b':' {
             return;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+        match split_field(line) {
+            (b"data", value) => {
+                self.start_data();
+                self.data.push(value);
             }
-            None => (line, &b""[..]),
-        };
-        match field {
-            b"data" => {
-                if self.has_data {
-                    self.data.push('\n');
-                }
-                self.data.push_str(&String::from_utf8_lossy(value));
-                self.has_data = true;
+            (b"event", value) if value.len() <= MAX_OTHER_LINE => {
+                self.event = Some(String::from_utf8_lossy(value).into_owned());
             }
-            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {}
         }
+    }
+}
+
+/// A line's field name and value (one leading space of the value removed).
+fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b':', line) {
+        Some(colon) => {
+            let value = &line[colon + 1..];
+            (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+        }
+        None => (line, &b""[..]),
     }
 }
 
@@ -361,6 +471,30 @@ impl From<RawUsage> for TokenUsage {
             total_tokens: raw.total_tokens,
         }
     }
+}
+
+/// Decodes one frame: [`decode_event`] of its `data`, or, for an [`SseFrame::oversized`] frame,
+/// [`WireEvent::Malformed`] naming the event (as far as its start tells) and the size limit.
+pub fn decode_frame(frame: &SseFrame) -> WireEvent {
+    if !frame.oversized {
+        return decode_event(&frame.data);
+    }
+    WireEvent::Malformed {
+        event: leading_type(&frame.data).unwrap_or("event").to_string(),
+        detail: format!(
+            "the event is larger than {} MiB",
+            MAX_FRAME_DATA_BYTES >> 20
+        ),
+    }
+}
+
+/// The `type` of a JSON event whose text is cut off, when it appears near the start.
+fn leading_type(data: &str) -> Option<&str> {
+    let head = data.get(..data.len().min(4096)).unwrap_or(data);
+    let after = head.split_once("\"type\"")?.1.trim_start();
+    let value = after.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let end = value.find('"')?;
+    Some(&value[..end]).filter(|t| !t.is_empty() && t.len() <= 100)
 }
 
 /// Decodes one frame's `data` (dispatch is on the JSON `type`, never on the `event:` line).
@@ -574,11 +708,13 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             vec![
                 SseFrame {
                     event: None,
-                    data: "a\nb".into()
+                    data: "a\nb".into(),
+                    oversized: false,
                 },
                 SseFrame {
                     event: Some("x".into()),
-                    data: String::new()
+                    data: String::new(),
+                    oversized: false,
                 },
             ]
         );
@@ -593,6 +729,85 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
         decoder.finish();
         decoder.feed(b"\n", &mut out);
         assert!(out.is_empty());
+    }
+
+    fn message_done(text: &str) -> String {
+        serde_json::json!({
+            "type": "response.output_item.done",
+            "item": {"type": "message", "role": "assistant", "id": "m",
+                     "content": [{"type": "output_text", "text": text}]},
+        })
+        .to_string()
+    }
+
+    /// Issue 17 item 7: a 20 MB message streams through in bounded memory and arrives with its
+    /// first and last 512 KiB around a notice.
+    #[test]
+    fn huge_message_is_shortened_while_it_streams() {
+        let text: String = (0..20_000_000u32)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let body = format!(
+            "event: response.output_item.done\ndata: {}\n\n",
+            message_done(&text)
+        );
+        let mut decoder = SseDecoder::new();
+        let mut frames = Vec::new();
+        let mut most_buffered = 0;
+        for chunk in body.as_bytes().chunks(16 * 1024) {
+            decoder.feed(chunk, &mut frames);
+            most_buffered = most_buffered.max(decoder.buffered_len());
+        }
+        assert!(most_buffered <= MAX_OTHER_LINE, "{most_buffered}");
+        assert_eq!(frames.len(), 1);
+        assert!(!frames[0].oversized);
+        assert!(frames[0].data.len() < MAX_EVENT_STRING_BYTES + 1024);
+        let WireEvent::OutputItemDone(item) = decode_frame(&frames[0]) else {
+            panic!("not an item");
+        };
+        let shortened = item.message_text().unwrap();
+        let half = MAX_EVENT_STRING_BYTES / 2;
+        let omitted = text.len() - 2 * half;
+        let notice =
+            format!("\n\n[{omitted} bytes omitted by Quest from the middle of this text]\n\n");
+        assert_eq!(
+            shortened,
+            format!("{}{notice}{}", &text[..half], &text[text.len() - half..])
+        );
+    }
+
+    #[test]
+    fn long_lines_of_other_fields_are_dropped_and_an_oversized_event_is_named() {
+        let mut decoder = SseDecoder::with_limits(64, 1000);
+        let mut frames = Vec::new();
+        let long_event = format!("event: {}\n", "e".repeat(10_000));
+        decoder.feed(long_event.as_bytes(), &mut frames);
+        decoder.feed(
+            format!(": {}\n", "c".repeat(10_000)).as_bytes(),
+            &mut frames,
+        );
+        let numbers = (0..2000)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let big = format!(
+            r#"{{"type":"response.completed","response":{{"id":"r","output":[{numbers}]}}}}"#
+        );
+        for chunk in format!("data: {big}\n\n").as_bytes().chunks(100) {
+            decoder.feed(chunk, &mut frames);
+            assert!(decoder.buffered_len() <= MAX_OTHER_LINE);
+        }
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].event, None);
+        assert!(frames[0].oversized);
+        assert_eq!(frames[0].data.len(), 1000);
+        assert_eq!(
+            decode_frame(&frames[0]),
+            WireEvent::Malformed {
+                event: "response.completed".into(),
+                detail: "the event is larger than 16 MiB".into(),
+            }
+        );
     }
 
     #[test]
