@@ -264,6 +264,16 @@ fn model_requested_timeout_is_capped_by_the_configured_maximum() {
 /// through a fifo and then sleeps; returns once the command runs, with its process group.
 #[cfg(unix)]
 fn exec_with_running_command(env: &TestEnv, mock: &MockModel) -> (Running, i32) {
+    exec_with_running_command_args(env, mock, &["run the long command"])
+}
+
+/// [`exec_with_running_command`] with these arguments after the provider flags.
+#[cfg(unix)]
+fn exec_with_running_command_args(
+    env: &TestEnv,
+    mock: &MockModel,
+    args: &[&str],
+) -> (Running, i32) {
     let fifo = env.work().join("started.fifo");
     assert!(
         std::process::Command::new("mkfifo")
@@ -272,7 +282,7 @@ fn exec_with_running_command(env: &TestEnv, mock: &MockModel) -> (Running, i32) 
             .unwrap()
             .success()
     );
-    let run = Running::spawn(env.exec(mock).arg("run the long command"));
+    let run = Running::spawn(env.exec(mock).args(args));
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(std::fs::read_to_string(fifo));
@@ -367,6 +377,49 @@ fn call_left_dangling_by_sigkill_is_answered_on_resume() {
     let (code, events, _) = run.finish();
     assert_eq!(code, -1);
     assert_resumed_request_is_well_formed(&env, &common::thread_id(&events));
+}
+
+/// Issue 17 item 4: SIGKILL while a goal turn's command runs loses neither the turn nor the
+/// tokens of the response that asked for the command, and the next load closes the turn the
+/// dead process left `running` as `interrupted`.
+#[cfg(unix)]
+#[test]
+fn sigkill_during_a_goal_command_keeps_the_turn_and_its_tokens_charged() {
+    let mock = MockModel::start_blocking(Script::new([Step::function_call(
+        "exec_command",
+        json!({"cmd": "echo $$ > started.fifo; sleep 600"}),
+    )
+    .with_usage(quest_mock_model::Usage::new(1000, 0, 50, 0))]));
+    let env = TestEnv::new();
+    let (mut run, pgid) =
+        exec_with_running_command_args(&env, &mock, &["--goal", "count the files"]);
+    run.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pgid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    run.wait_stdout("thread.started", |line| line.contains("thread.started"));
+    let (code, events, _) = run.finish();
+    assert_eq!(code, -1);
+    let id = common::thread_id(&events);
+
+    let status = common::run(env.quest_bare().args(["goal", "status", &id, "--json"]), 0);
+    let goal = &serde_json::from_slice::<Value>(&status.stdout).unwrap()["goal"];
+    assert_eq!(goal["turnsUsed"], 1, "{goal}");
+    assert_eq!(goal["tokensUsed"], 1050, "{goal}");
+
+    let resumed = MockModel::start_blocking(Script::new([Step::message("back")]));
+    common::run(env.exec(&resumed).args(["resume", &id, "status?"]), 0);
+    let store = quest_state::Store::open_in(env.home()).unwrap();
+    let turns = store.list_turns(&id.parse().unwrap()).unwrap();
+    let statuses: Vec<_> = turns.iter().map(|t| t.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            quest_state::TurnStatus::Interrupted,
+            quest_state::TurnStatus::Completed
+        ]
+    );
 }
 
 /// Set when this test binary is re-executed as the one-child wrapper of [`peak_rss_of`]: the
