@@ -23,7 +23,10 @@ async fn interrupted_call_is_answered_before_the_next_request() {
     .await;
     let mut t = h
         .manager
-        .start_thread(ThreadOptions { goal_loop: false })
+        .start_thread(ThreadOptions {
+            goal_loop: false,
+            headless: true,
+        })
         .unwrap();
     t.handle.submit(Op::UserInput {
         text: "run it".into(),
@@ -77,7 +80,10 @@ async fn streamed_text_is_bounded_and_the_message_shortened() {
     .await;
     let mut t = h
         .manager
-        .start_thread(ThreadOptions { goal_loop: false })
+        .start_thread(ThreadOptions {
+            goal_loop: false,
+            headless: true,
+        })
         .unwrap();
     t.handle.submit(Op::UserInput {
         text: "write".into(),
