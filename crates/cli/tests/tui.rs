@@ -381,7 +381,7 @@ fn tui_chats_and_pauses_a_goal_on_a_codex_app_server() {
         ))
         .with_rule(Rule::new(
             Condition::input_contains("write hello.txt"),
-            Step::message("Still working on it.").delay(Duration::from_millis(500)),
+            Step::message("Still working on it.").delay(Duration::from_millis(2000)),
         ))
         .with_default(Step::message("Hello from mock"));
     let mock = MockModel::start_blocking(script);
@@ -439,6 +439,8 @@ fn tui_chats_and_pauses_a_goal_on_a_codex_app_server() {
     tui.wait_until("a continuation turn", |s| {
         s.matches("Still working on it.").count() >= 2
     });
+    // Esc while a goal turn runs (each answer takes the mock 2 s) pauses the goal first.
+    tui.wait_for("Working on the goal");
     tui.keys(&["Escape"]);
     tui.wait_for("Goal paused (/goal resume)");
     // A turn that was already under way when Esc arrived may still finish; none starts after.
