@@ -945,7 +945,7 @@ pub(crate) async fn goal_clear(
         None => None,
     };
     let cleared = manager_of(&server, hub.as_ref())
-        .clear_goal(&thread_id)
+        .clear_goal(&thread_id, origin(params.origin))
         .map_err(goal_error)?;
     session
         .client

@@ -199,7 +199,9 @@ fn run_inner(args: &GoalArgs) -> Result<(), Failure> {
         }
         GoalCommand::Clear { thread_id } => {
             let id = parse_thread(thread_id)?;
-            let cleared = manager.clear_goal(&id).map_err(failed)?;
+            let cleared = manager
+                .clear_goal(&id, Some(quest_protocol::goal::GoalOrigin::User))
+                .map_err(failed)?;
             if args.json {
                 println!("{}", json!({"cleared": cleared}));
             } else if cleared {

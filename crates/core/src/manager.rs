@@ -14,8 +14,8 @@ use quest_protocol::ThreadId;
 use quest_protocol::goal::transition::{
     BudgetChange, CreateGoal, CreateMode, GoalEvent, GoalState, Trigger, UpdateGoal,
 };
-use quest_protocol::goal::{Actor, GoalOrigin, GoalStatus};
-use quest_state::{GoalContext, Store};
+use quest_protocol::goal::{GoalOrigin, GoalStatus};
+use quest_state::Store;
 
 use crate::config::Config;
 use crate::goal::control::GoalControl;
@@ -563,7 +563,8 @@ impl ThreadManager {
     pub fn create_goal(&self, thread_id: &ThreadId, goal: NewGoal) -> Result<GoalState, GoalError> {
         self.require_thread(thread_id)?;
         if let Some(runtime) = self.goal_runtime(thread_id) {
-            let created = runtime.create_goal(&goal.objective, goal.budgets, goal.replace)?;
+            let created =
+                runtime.create_goal(&goal.objective, goal.budgets, goal.replace, goal.origin)?;
             return Ok(created);
         }
         let control = self.control()?;
@@ -579,32 +580,26 @@ impl ThreadManager {
             CreateMode::IfNoneOrComplete
         };
         create.limits = control.limits();
-        let ctx = GoalContext {
-            origin: goal.origin.or(Some(GoalOrigin::User)),
-            ..GoalContext::default()
-        };
-        let store = self.inner.store.as_ref().ok_or(GoalError::Ephemeral)?;
-        store
-            .apply_goal(thread_id, &Trigger::Create(create), Actor::User, &ctx)?
-            .goal
-            .ok_or_else(|| {
-                GoalError::Refused(quest_protocol::goal::transition::TransitionError::NoGoal {
-                    thread_id: thread_id.to_string(),
-                })
+        let goal = control.apply(thread_id, Trigger::Create(create), goal.origin)?;
+        goal.ok_or_else(|| {
+            GoalError::Refused(quest_protocol::goal::transition::TransitionError::NoGoal {
+                thread_id: thread_id.to_string(),
             })
+        })
     }
 
     fn apply_user(
         &self,
         thread_id: &ThreadId,
         trigger: Trigger,
+        origin: Option<GoalOrigin>,
     ) -> Result<Option<GoalState>, GoalError> {
         self.require_thread(thread_id)?;
         let control = self.control()?;
         control.require(thread_id)?;
         let goal = match self.goal_runtime(thread_id) {
-            Some(runtime) => runtime.apply_user(trigger)?,
-            None => control.apply(thread_id, trigger)?,
+            Some(runtime) => runtime.apply_user(trigger, origin)?,
+            None => control.apply(thread_id, trigger, origin)?,
         };
         if goal
             .as_ref()
@@ -615,7 +610,9 @@ impl ThreadManager {
         Ok(goal)
     }
 
-    /// Changes an existing goal in place (objective, status, budgets, auto-resume opt-in).
+    /// Changes an existing goal in place (objective, status, budgets, auto-resume opt-in). The
+    /// audit trail records `update.origin`; with `origin: "user"` an objective or status change
+    /// also reaches the model as a user record (spec §13.5).
     pub fn update_goal(
         &self,
         thread_id: &ThreadId,
@@ -634,16 +631,18 @@ impl ThreadManager {
                 auto_resume_at_reset: update.auto_resume_at_reset,
                 limits,
             }),
+            update.origin,
         )
     }
 
-    /// `active` → `paused` at the user's request.
+    /// `active` → `paused` at the user's request (`origin: "user"`).
     pub fn pause_goal(&self, thread_id: &ThreadId) -> Result<Option<GoalState>, GoalError> {
         self.apply_user(
             thread_id,
             Trigger::SetStatus {
                 status: GoalStatus::Paused,
             },
+            Some(GoalOrigin::User),
         )
     }
 
@@ -659,17 +658,18 @@ impl ThreadManager {
                 thread_id,
                 GoalUpdate {
                     auto_resume_at_reset: Some(true),
+                    origin: Some(GoalOrigin::User),
                     ..GoalUpdate::default()
                 },
             );
         }
         if let Some(runtime) = self.goal_runtime(thread_id) {
             self.control()?.require(thread_id)?;
-            let goal = runtime.resume()?;
+            let goal = runtime.resume(Some(GoalOrigin::User))?;
             self.wake(thread_id);
             return Ok(goal);
         }
-        self.apply_user(thread_id, Trigger::Resume)
+        self.apply_user(thread_id, Trigger::Resume, Some(GoalOrigin::User))
     }
 
     /// Replaces the objective, keeping id, counters and status.
@@ -682,6 +682,7 @@ impl ThreadManager {
             thread_id,
             GoalUpdate {
                 objective: Some(objective.to_string()),
+                origin: Some(GoalOrigin::User),
                 ..GoalUpdate::default()
             },
         )
@@ -701,13 +702,19 @@ impl ThreadManager {
                 token_budget: tokens,
                 time_budget_seconds: time_seconds,
                 turn_budget: turns,
+                origin: Some(GoalOrigin::User),
                 ..GoalUpdate::default()
             },
         )
     }
 
-    /// Deletes the goal (the audit trail stays); false when there was none.
-    pub fn clear_goal(&self, thread_id: &ThreadId) -> Result<bool, GoalError> {
+    /// Deletes the goal (the audit trail stays, with `origin`); false when there was none.
+    /// With `origin: "user"` the model sees `User cleared the goal.` at the next turn.
+    pub fn clear_goal(
+        &self,
+        thread_id: &ThreadId,
+        origin: Option<GoalOrigin>,
+    ) -> Result<bool, GoalError> {
         self.require_thread(thread_id)?;
         let control = self.control()?;
         if control.status_raw(thread_id)?.is_none() {
@@ -715,10 +722,10 @@ impl ThreadManager {
         }
         match self.goal_runtime(thread_id) {
             Some(runtime) => {
-                runtime.apply_user(Trigger::Clear)?;
+                runtime.apply_user(Trigger::Clear, origin)?;
             }
             None => {
-                control.apply(thread_id, Trigger::Clear)?;
+                control.apply(thread_id, Trigger::Clear, origin)?;
             }
         }
         Ok(true)

@@ -68,6 +68,11 @@ pub trait IdlePolicy: Send {
     /// Called when that wait is over: the hidden turn's input, or `None` when the goal stopped
     /// meanwhile (the persisted status is re-read here).
     fn confirm_continuation(&mut self) -> Option<Vec<ResponseItem>>;
+    /// Model-visible records of user goal changes (`origin: "user"`) not yet in the history;
+    /// a user turn starts with them.
+    fn take_user_records(&mut self) -> Vec<ResponseItem> {
+        Vec::new()
+    }
     /// The per-turn observer the running turn reports to.
     fn observer(&self) -> Option<Arc<dyn TurnObserver>>;
     /// Called on `Op::Interrupt { pause_goal: true }` before the turn is cancelled.
@@ -284,11 +289,14 @@ impl Actor {
                 if let Some(telemetry) = &self.session.telemetry {
                     telemetry.user_prompt(&[quest_otel::PromptItem::Text(text.clone())]);
                 }
-                self.start_turn(
-                    TurnTrigger::User,
-                    vec![ResponseItem::text_message("user", text)],
-                )
-                .await;
+                // Goal changes the user made since the last turn come first (no store call).
+                let mut input = self
+                    .policy
+                    .as_mut()
+                    .map(|policy| policy.take_user_records())
+                    .unwrap_or_default();
+                input.push(ResponseItem::text_message("user", text));
+                self.start_turn(TurnTrigger::User, input).await;
             }
             Some(Pending::Compact) => {
                 self.start_turn_of(TurnKind::Compact, TurnTrigger::User, Vec::new())
@@ -586,7 +594,7 @@ mod tests {
         });
         let runtime = GoalRuntime::new(session.clone(), store.clone(), config.goals.clone(), true);
         runtime
-            .create_goal("keep going", GoalBudgets::default(), true)
+            .create_goal("keep going", GoalBudgets::default(), true, None)
             .unwrap();
         let handle = spawn_thread(
             session,

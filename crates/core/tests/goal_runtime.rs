@@ -321,3 +321,152 @@ async fn heartbeat_budget_stop_runs_notify() {
     h.manager.shutdown().await;
     assert_eq!(h.mock.request_count(), 0);
 }
+
+/// The user texts of a captured request's input, in order.
+#[allow(clippy::expect_used)]
+fn user_texts(request: &quest_mock_model::CapturedRequest) -> Vec<String> {
+    request
+        .typed_input()
+        .expect("the request input parses")
+        .iter()
+        .filter(|item| item.role() == Some("user"))
+        .filter_map(|item| item.message_text())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goal_changes_carry_their_origin_and_only_user_changes_reach_the_model() {
+    use quest_core::GoalUpdate;
+    use quest_protocol::goal::GoalOrigin;
+    let h = Harness::new(Script::new([]).with_default(Step::message("noted")), &[]).await;
+    // A loaded thread without a goal loop: goal changes only, then one user turn.
+    let mut t = h
+        .manager
+        .start_thread(ThreadOptions {
+            goal_loop: false,
+            headless: true,
+        })
+        .unwrap();
+    let id = t.thread_id;
+    h.manager
+        .create_goal(
+            &id,
+            NewGoal {
+                objective: "first objective".into(),
+                origin: Some(GoalOrigin::User),
+                ..NewGoal::default()
+            },
+        )
+        .unwrap();
+    // A client acting on its own pauses: audited as automatic, nothing for the model.
+    h.manager
+        .update_goal(
+            &id,
+            GoalUpdate {
+                status: Some(GoalStatus::Paused),
+                origin: Some(GoalOrigin::Automatic),
+                ..GoalUpdate::default()
+            },
+        )
+        .unwrap();
+    // The user edits the objective and resumes in one change.
+    h.manager
+        .update_goal(
+            &id,
+            GoalUpdate {
+                objective: Some("second objective".into()),
+                status: Some(GoalStatus::Active),
+                origin: Some(GoalOrigin::User),
+                ..GoalUpdate::default()
+            },
+        )
+        .unwrap();
+    // A budget-only change by the user writes nothing for the model.
+    h.manager
+        .update_goal(
+            &id,
+            GoalUpdate {
+                token_budget: quest_protocol::goal::BudgetChange::Set(50_000),
+                origin: Some(GoalOrigin::User),
+                ..GoalUpdate::default()
+            },
+        )
+        .unwrap();
+    // A clear without an origin records nothing for the model either.
+    assert!(h.manager.clear_goal(&id, None).unwrap());
+    t.handle.submit(Op::UserInput {
+        text: "what now?".into(),
+    });
+    wait_for(&mut t.events, |e| {
+        matches!(e.msg, EventMsg::TurnCompleted { .. })
+    })
+    .await;
+    let texts = user_texts(&h.mock.request(0).unwrap());
+    let records: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("source=\"user_goal\""))
+        .collect();
+    assert_eq!(records.len(), 3, "{texts:#?}");
+    assert!(records[0].contains("User set the goal: \"first objective\""));
+    assert!(records[1].contains("User set the goal: \"second objective\""));
+    assert!(records[2].contains("User set goal status: \"active\"."));
+    assert_eq!(texts.last().map(String::as_str), Some("what now?"));
+    // The audit trail keeps each change's origin.
+    let origins: Vec<Option<GoalOrigin>> = h
+        .manager
+        .goal_log(&id, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.origin)
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            Some(GoalOrigin::User),
+            Some(GoalOrigin::Automatic),
+            Some(GoalOrigin::User),
+            Some(GoalOrigin::User),
+            None
+        ]
+    );
+
+    // On a thread this process has not loaded, a user clear lands in the rollout, so the model
+    // sees it when the thread is resumed.
+    h.manager
+        .create_goal(
+            &id,
+            NewGoal {
+                objective: "third objective".into(),
+                origin: Some(GoalOrigin::Automatic),
+                ..NewGoal::default()
+            },
+        )
+        .unwrap();
+    h.manager.shutdown_thread(&id).await.unwrap();
+    assert!(h.manager.clear_goal(&id, Some(GoalOrigin::User)).unwrap());
+    let mut resumed = h
+        .manager
+        .resume_thread(
+            id,
+            ThreadOptions {
+                goal_loop: false,
+                headless: true,
+            },
+        )
+        .unwrap();
+    resumed.handle.submit(Op::UserInput {
+        text: "and now?".into(),
+    });
+    wait_for(&mut resumed.events, |e| {
+        matches!(e.msg, EventMsg::TurnCompleted { .. })
+    })
+    .await;
+    let texts = user_texts(&h.mock.request(1).unwrap());
+    let records: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("source=\"user_goal\""))
+        .collect();
+    assert_eq!(records.len(), 4, "{texts:#?}");
+    assert!(records[3].contains("User cleared the goal."), "{texts:#?}");
+    assert!(!texts.iter().any(|t| t.contains("third objective")));
+}

@@ -285,6 +285,7 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
                             objective,
                             budgets: request.budgets,
                             replace: true,
+                            origin: Some(quest_protocol::goal::GoalOrigin::User),
                             ..NewGoal::default()
                         },
                     )

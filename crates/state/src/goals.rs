@@ -1,4 +1,4 @@
-//! Thread goals: the goal row, the audit trail, continuation deferrals, leases and restart
+//! Thread goals: the goal row, the audit trail, leases and restart
 //! reconciliation. Every change runs [`transition`] inside one `BEGIN IMMEDIATE` transaction that
 //! also writes the audit event, so concurrent processes serialize and nothing is announced
 //! before it is on disk.
@@ -292,19 +292,9 @@ pub(crate) fn apply_in_tx(
                     found: goal.thread_id.clone(),
                 });
             }
-            if current.as_ref().is_some_and(|c| c.goal_id != goal.goal_id) {
-                tx.execute(
-                    "DELETE FROM thread_goal_continuation_deferrals WHERE thread_id = ?1",
-                    params![thread_id],
-                )?;
-            }
             write_goal(tx, goal)?;
         }
         None => {
-            tx.execute(
-                "DELETE FROM thread_goal_continuation_deferrals WHERE thread_id = ?1",
-                params![thread_id],
-            )?;
             tx.execute(
                 "DELETE FROM thread_goals WHERE thread_id = ?1",
                 params![thread_id],
@@ -425,45 +415,6 @@ impl Store {
                 events,
                 next_cursor,
             })
-        })
-    }
-
-    /// Records a fork's continuation deferral for the thread's goal; `false` when the thread has
-    /// no goal.
-    pub fn defer_goal_continuation(&self, thread_id: &ThreadId) -> Result<bool, StateError> {
-        self.write(|tx| {
-            Ok(tx.execute(
-                "INSERT OR IGNORE INTO thread_goal_continuation_deferrals (thread_id)
-                 SELECT thread_id FROM thread_goals WHERE thread_id = ?1",
-                params![thread_id.to_string()],
-            )? > 0)
-        })
-    }
-
-    /// Removes the deferral (at the thread's next turn start); returns whether one existed.
-    pub fn clear_goal_continuation_deferral(
-        &self,
-        thread_id: &ThreadId,
-    ) -> Result<bool, StateError> {
-        self.write(|tx| {
-            Ok(tx.execute(
-                "DELETE FROM thread_goal_continuation_deferrals WHERE thread_id = ?1",
-                params![thread_id.to_string()],
-            )? > 0)
-        })
-    }
-
-    /// Whether the thread's goal continuation is deferred.
-    pub fn goal_continuation_deferred(&self, thread_id: &ThreadId) -> Result<bool, StateError> {
-        self.read(|conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT 1 FROM thread_goal_continuation_deferrals WHERE thread_id = ?1",
-                    params![thread_id.to_string()],
-                    |r| r.get::<_, i64>(0),
-                )
-                .optional()?
-                .is_some())
         })
     }
 

@@ -612,12 +612,10 @@ fn goal_api_writes_row_and_audit_trail() {
 }
 
 #[test]
-fn replacement_keeps_history_and_drops_deferral() {
+fn replacement_keeps_history_and_drops_the_first_turn_trace() {
     let (_dir, store) = temp_store();
     let thread = new_thread(&store);
     let first = create_goal(&store, &thread, "first");
-    assert!(store.defer_goal_continuation(&thread).unwrap());
-    assert!(store.goal_continuation_deferred(&thread).unwrap());
     assert!(
         store
             .set_goal_first_turn_trace_context(&thread, &first, "00-abc-def-01")
@@ -636,7 +634,6 @@ fn replacement_keeps_history_and_drops_deferral() {
         .unwrap();
     let second = out.goal.unwrap().goal_id;
     assert_ne!(first, second);
-    assert!(!store.goal_continuation_deferred(&thread).unwrap());
     assert_eq!(store.goal_first_turn_trace_context(&thread).unwrap(), None);
 
     let all = store.goal_events(&thread, None, 10, None).unwrap().events;
@@ -676,13 +673,6 @@ fn replacement_keeps_history_and_drops_deferral() {
         )
         .unwrap();
     assert!(fresh.changed);
-    // Clearing the goal removes any deferral too.
-    store.defer_goal_continuation(&thread).unwrap();
-    store
-        .apply_goal(&thread, &Trigger::Clear, Actor::User, &user())
-        .unwrap();
-    assert!(!store.goal_continuation_deferred(&thread).unwrap());
-    assert!(!store.defer_goal_continuation(&thread).unwrap());
 }
 
 #[test]

@@ -3,11 +3,11 @@
 //! audit trail as the runtime. A loop running elsewhere sees these changes at its next boundary
 //! because it re-reads the stored status before every continuation.
 
-use quest_protocol::ThreadId;
 use quest_protocol::goal::transition::{
     GoalEvent, GoalLimits, GoalState, TransitionError, Trigger,
 };
 use quest_protocol::goal::{Actor, GoalOrigin};
+use quest_protocol::{ResponseItem, ThreadId};
 use quest_state::{GoalContext, StateError, Store};
 
 use crate::config::Config;
@@ -88,19 +88,34 @@ impl GoalControl {
         Ok(events)
     }
 
+    /// A user change with its `origin`. An accepted `origin: "user"` change appends its
+    /// model-visible records to the thread's rollout (spec §13.5), so a later resume of the
+    /// thread shows them to the model.
     pub(crate) fn apply(
         &self,
         thread_id: &ThreadId,
         trigger: Trigger,
+        origin: Option<GoalOrigin>,
     ) -> Result<Option<GoalState>, GoalError> {
         let ctx = GoalContext {
-            origin: Some(GoalOrigin::User),
+            origin,
             ..GoalContext::default()
         };
-        self.store
+        let records = crate::goal::prompts::user_records(&trigger, origin);
+        let outcome = self
+            .store
             .apply_goal(thread_id, &trigger, Actor::User, &ctx)
-            .map(|outcome| outcome.goal)
-            .map_err(map_err)
+            .map_err(map_err)?;
+        if outcome.changed && !records.is_empty() {
+            let items: Vec<ResponseItem> = records
+                .into_iter()
+                .map(|record| ResponseItem::text_message("user", record))
+                .collect();
+            self.store
+                .append_rollout(thread_id, None, &items)
+                .map_err(map_err)?;
+        }
+        Ok(outcome.goal)
     }
 
     pub(crate) fn require(&self, thread_id: &ThreadId) -> Result<(), GoalError> {

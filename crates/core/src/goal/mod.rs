@@ -22,7 +22,7 @@ use quest_protocol::goal::transition::TurnOutcome as GoalTurnOutcome;
 use quest_protocol::goal::transition::{
     AccountingMode, BreakerThresholds, CreateGoal, CreateMode, GoalLimits, GoalState, Trigger,
 };
-use quest_protocol::goal::{Actor, GoalStatus};
+use quest_protocol::goal::{Actor, GoalOrigin, GoalStatus};
 use quest_protocol::{ResponseItem, ThreadId, TokenUsage, TurnId};
 use quest_state::{GoalContext, Lease, LeaseAcquire, StateError, Store};
 use serde_json::json;
@@ -144,7 +144,7 @@ struct Inner {
     /// A usage-limit auto-resume is scheduled for this reset time.
     auto_resume_for: Option<i64>,
     /// The user's goal record, written into history with the next goal turn.
-    user_record: Option<String>,
+    user_records: Vec<String>,
     /// The lease this process holds on the thread's goal loop.
     lease: Option<Lease>,
     /// A deferred retry after "model at capacity" is scheduled.
@@ -254,12 +254,27 @@ impl GoalRuntime {
         turn_id: Option<TurnId>,
         expected_goal_id: Option<String>,
     ) -> Result<Option<GoalState>, GoalError> {
+        self.apply_from(trigger, actor, turn_id, expected_goal_id, None)
+    }
+
+    /// [`Self::apply_expecting`] recording where a user change came from (`origin`) in the
+    /// audit trail; an accepted `origin: "user"` change queues its model-visible records for
+    /// the thread's next turn (spec §13.5).
+    fn apply_from(
+        &self,
+        trigger: Trigger,
+        actor: Actor,
+        turn_id: Option<TurnId>,
+        expected_goal_id: Option<String>,
+        origin: Option<GoalOrigin>,
+    ) -> Result<Option<GoalState>, GoalError> {
         let thread_id = self.shared.session.thread_id;
         let ctx = GoalContext {
             turn_id: turn_id.map(|t| t.to_string()),
             expected_goal_id,
-            ..GoalContext::default()
+            origin,
         };
+        let records = prompts::user_records(&trigger, origin);
         // Queued turn rows and rollout items go into the same transaction.
         let outcome = self
             .shared
@@ -276,16 +291,21 @@ impl GoalRuntime {
                     thread_id: thread_id.to_string(),
                 })
             })?;
+        if outcome.changed && !records.is_empty() {
+            self.inner().user_records.extend(records);
+        }
         self.announce(&outcome, turn_id);
         Ok(outcome.goal)
     }
 
-    /// Creates (or, for the user, replaces a finished) goal with budgets; user actor.
+    /// Creates (or, for the user, replaces a finished) goal with budgets; user actor. With
+    /// `origin: "user"` the model sees `User set the goal: …` at the next turn.
     pub fn create_goal(
         &self,
         objective: &str,
         budgets: GoalBudgets,
         replace: bool,
+        origin: Option<GoalOrigin>,
     ) -> Result<GoalState, GoalError> {
         let mut create = CreateGoal::new(self.shared.session.thread_id.to_string(), objective);
         create.token_budget = budgets.tokens;
@@ -299,7 +319,7 @@ impl GoalRuntime {
         };
         create.limits = self.limits();
         let goal = self
-            .apply(Trigger::Create(create), Actor::User, None)?
+            .apply_from(Trigger::Create(create), Actor::User, None, None, origin)?
             .ok_or_else(|| {
                 GoalError::Refused(TransitionError::NoGoal {
                     thread_id: self.shared.session.thread_id.to_string(),
@@ -307,7 +327,6 @@ impl GoalRuntime {
             })?;
         {
             let mut inner = self.inner();
-            inner.user_record = Some(prompts::user_set_goal(&goal.objective));
             if inner.suspended == Some(SuspendCause::StopFailed) {
                 inner.suspended = None;
             }
@@ -326,15 +345,19 @@ impl GoalRuntime {
 
     /// A user change (pause, edit, budgets, clear, …) made through the manager while this thread
     /// is loaded: applied and announced on the thread's event stream.
-    pub(crate) fn apply_user(&self, trigger: Trigger) -> Result<Option<GoalState>, GoalError> {
-        self.apply(trigger, Actor::User, None)
+    pub(crate) fn apply_user(
+        &self,
+        trigger: Trigger,
+        origin: Option<GoalOrigin>,
+    ) -> Result<Option<GoalState>, GoalError> {
+        self.apply_from(trigger, Actor::User, None, None, origin)
     }
 
     /// User resume (`quest exec resume <id> --goal`): back to `active`, breaker counters reset.
-    pub fn resume(&self) -> Result<Option<GoalState>, GoalError> {
+    pub fn resume(&self, origin: Option<GoalOrigin>) -> Result<Option<GoalState>, GoalError> {
         self.acquire_lease()?;
         let before = self.current()?;
-        let goal = self.apply(Trigger::Resume, Actor::User, None)?;
+        let goal = self.apply_from(Trigger::Resume, Actor::User, None, None, origin)?;
         let mut inner = self.inner();
         if before.is_some_and(|g| g.status != GoalStatus::Active) {
             inner.resume_note = true;
@@ -549,6 +572,13 @@ impl IdlePolicy for GoalRuntime {
 
     fn confirm_continuation(&mut self) -> Option<Vec<ResponseItem>> {
         self.confirm_next()
+    }
+
+    fn take_user_records(&mut self) -> Vec<ResponseItem> {
+        std::mem::take(&mut self.inner().user_records)
+            .into_iter()
+            .map(|record| ResponseItem::text_message("user", record))
+            .collect()
     }
 
     fn observer(&self) -> Option<Arc<dyn TurnObserver>> {

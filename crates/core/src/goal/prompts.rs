@@ -107,7 +107,59 @@ pub fn user_set_goal(objective: &str) -> String {
     } else {
         format!("User set the goal: {quoted}")
     };
+    user_goal_record(&line)
+}
+
+/// `User set goal status: "paused".` as a durable user record.
+pub fn user_set_status(status: quest_protocol::goal::GoalStatus) -> String {
+    let quoted = serde_json::to_string(status.as_wire()).unwrap_or_default();
+    user_goal_record(&format!("User set goal status: {quoted}."))
+}
+
+/// `User cleared the goal.` as a durable user record.
+pub fn user_cleared_goal() -> String {
+    user_goal_record("User cleared the goal.")
+}
+
+fn user_goal_record(line: &str) -> String {
     format!("<codex_internal_context source=\"user_goal\">\n{line}\n</codex_internal_context>")
+}
+
+/// The model-visible records a user change writes into the thread's history (spec §13.5): only
+/// for `origin: "user"`, and only for an objective, a status or a clear. Budget-only changes,
+/// `"automatic"` and a missing origin record nothing.
+pub fn user_records(
+    trigger: &quest_protocol::goal::transition::Trigger,
+    origin: Option<quest_protocol::goal::GoalOrigin>,
+) -> Vec<String> {
+    use quest_protocol::goal::GoalStatus;
+    use quest_protocol::goal::transition::Trigger;
+    if origin != Some(quest_protocol::goal::GoalOrigin::User) {
+        return Vec::new();
+    }
+    match trigger {
+        Trigger::Create(create) => {
+            let mut records = vec![user_set_goal(create.objective.trim())];
+            if let Some(status) = create.status.filter(|s| *s != GoalStatus::Active) {
+                records.push(user_set_status(status));
+            }
+            records
+        }
+        Trigger::Update(update) => {
+            let mut records = Vec::new();
+            if let Some(objective) = &update.objective {
+                records.push(user_set_goal(objective.trim()));
+            }
+            if let Some(status) = update.status {
+                records.push(user_set_status(status));
+            }
+            records
+        }
+        Trigger::SetStatus { status } => vec![user_set_status(*status)],
+        Trigger::Resume => vec![user_set_status(GoalStatus::Active)],
+        Trigger::Clear => vec![user_cleared_goal()],
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +185,52 @@ mod tests {
             auto_resume_at_reset: false,
             last_transition: None,
         }
+    }
+
+    #[test]
+    fn only_user_origin_objective_status_and_clear_changes_are_recorded() {
+        use quest_protocol::goal::GoalOrigin;
+        use quest_protocol::goal::transition::{BudgetChange, CreateGoal, Trigger, UpdateGoal};
+        let user = Some(GoalOrigin::User);
+        let create = Trigger::Create(CreateGoal::new("t", "  ship it  "));
+        assert_eq!(user_records(&create, user), vec![user_set_goal("ship it")]);
+        for origin in [None, Some(GoalOrigin::Automatic)] {
+            assert!(user_records(&create, origin).is_empty());
+            assert!(user_records(&Trigger::Clear, origin).is_empty());
+        }
+        let pause = Trigger::SetStatus {
+            status: GoalStatus::Paused,
+        };
+        assert_eq!(
+            user_records(&pause, user),
+            vec![
+                "<codex_internal_context source=\"user_goal\">\nUser set goal status: \"paused\".\n</codex_internal_context>"
+                    .to_string()
+            ]
+        );
+        assert_eq!(
+            user_records(&Trigger::Clear, user),
+            vec![
+                "<codex_internal_context source=\"user_goal\">\nUser cleared the goal.\n</codex_internal_context>"
+                    .to_string()
+            ]
+        );
+        let budget_only = Trigger::Update(UpdateGoal {
+            thread_id: "t".into(),
+            objective: None,
+            status: None,
+            token_budget: BudgetChange::Set(10),
+            time_budget_seconds: BudgetChange::Keep,
+            turn_budget: BudgetChange::Keep,
+            auto_resume_at_reset: None,
+            limits: Default::default(),
+        });
+        assert!(user_records(&budget_only, user).is_empty());
+        let long = "x".repeat(800);
+        assert!(
+            user_records(&Trigger::Create(CreateGoal::new("t", long)), user)[0]
+                .contains("[objective omitted; exceeds the evidence limit]")
+        );
     }
 
     #[test]

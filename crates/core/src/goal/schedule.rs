@@ -118,7 +118,7 @@ impl GoalRuntime {
 
     fn continuation_input(&self, goal: &GoalState) -> Vec<ResponseItem> {
         let mut items = Vec::new();
-        if let Some(record) = self.inner().user_record.take() {
+        for record in std::mem::take(&mut self.inner().user_records) {
             items.push(ResponseItem::text_message("user", record));
         }
         if std::mem::take(&mut self.inner().resume_note) {

@@ -10,7 +10,7 @@ pub mod transition;
 
 pub use transition::{
     AccountingMode, BreakerThresholds, BudgetChange, CreateGoal, CreateMode, GoalEvent,
-    GoalEventKind, GoalLimits, GoalOrigin, GoalState, GuardStop, LastTransitionMs, Transition,
+    GoalEventKind, GoalLimits, GoalOrigin, GoalState, LastTransitionMs, Transition,
     TransitionError, Trigger, TurnOutcome, UpdateGoal, blocker_fingerprint, transition,
     validate_objective,
 };
@@ -153,11 +153,14 @@ pub enum GoalReason {
     NoProgress,
     /// The same blocker was reported for too many consecutive turns.
     RepeatedBlocker,
-    /// Too many consecutive empty responses.
+    /// Too many consecutive empty responses. In the fixed vocabulary for readers of audit
+    /// trails; Quest never writes it (the no-progress breaker stops such a goal).
     EmptyResponses,
-    /// Too many consecutive turns whose commands failed.
+    /// Too many consecutive turns whose commands failed. In the vocabulary; never written by
+    /// Quest (the no-progress breaker stops such a goal).
     ExecutionFailures,
-    /// A headless run reached a turn that waits for user input.
+    /// A headless run reached a turn that waits for user input. In the vocabulary; never
+    /// written by Quest (a headless run declines approval requests at once instead of waiting).
     AwaitingInput,
     /// The process running the goal exited (cleanly or not).
     ProcessExit,

@@ -172,34 +172,6 @@ pub fn transition(
             Actor::System => Ok(apply_breaker(goal, outcome, *thresholds, now_ms)),
             Actor::User | Actor::Model => Err(not_permitted()),
         },
-        Trigger::Guard(guard) => match actor {
-            Actor::System => {
-                let reason = match guard {
-                    GuardStop::EmptyResponses => GoalReason::EmptyResponses,
-                    GuardStop::ExecutionFailures => GoalReason::ExecutionFailures,
-                };
-                Ok(stop_if_active(
-                    goal,
-                    GoalStatus::Blocked,
-                    actor,
-                    reason,
-                    json!({}),
-                    now_ms,
-                ))
-            }
-            Actor::User | Actor::Model => Err(not_permitted()),
-        },
-        Trigger::AwaitingInput => match actor {
-            Actor::System => Ok(stop_if_active(
-                goal,
-                GoalStatus::Paused,
-                actor,
-                GoalReason::AwaitingInput,
-                json!({}),
-                now_ms,
-            )),
-            Actor::User | Actor::Model => Err(not_permitted()),
-        },
         Trigger::AutoResumeAtReset { enabled_by_config } => match actor {
             Actor::System => Ok(apply_auto_resume(goal, *enabled_by_config, now_ms)),
             Actor::User | Actor::Model => Err(not_permitted()),

@@ -268,22 +268,6 @@ fn active_to_blocked_by_system_turn_error() {
 }
 
 #[test]
-fn active_to_blocked_by_guards() {
-    for (guard, reason) in [
-        (GuardStop::EmptyResponses, GoalReason::EmptyResponses),
-        (GuardStop::ExecutionFailures, GoalReason::ExecutionFailures),
-    ] {
-        let t = run(
-            Some(&goal(GoalStatus::Active)),
-            Trigger::Guard(guard),
-            Actor::System,
-        );
-        assert_eq!(status_of(&t), Some(GoalStatus::Blocked));
-        assert_eq!(event_of(&t).reason, reason);
-    }
-}
-
-#[test]
 fn active_and_budget_limited_to_usage_limited_by_system() {
     for from in [GoalStatus::Active, GoalStatus::BudgetLimited] {
         let t = run(
@@ -853,8 +837,6 @@ fn system_cannot_use_user_triggers_and_user_cannot_use_system_triggers() {
             message: "m".into(),
         },
         no_progress("x"),
-        Trigger::Guard(GuardStop::EmptyResponses),
-        Trigger::AwaitingInput,
         Trigger::AutoResumeAtReset {
             enabled_by_config: true,
         },
@@ -1178,17 +1160,6 @@ fn process_exit_pauses_only_active_goals() {
 }
 
 #[test]
-fn awaiting_input_pauses_active_goal() {
-    let t = run(
-        Some(&goal(GoalStatus::Active)),
-        Trigger::AwaitingInput,
-        Actor::System,
-    );
-    assert_eq!(status_of(&t), Some(GoalStatus::Paused));
-    assert_eq!(event_of(&t).reason, GoalReason::AwaitingInput);
-}
-
-#[test]
 fn wire_conversion_uses_seconds_and_last_transition() {
     let t = run(
         Some(&goal(GoalStatus::Active)),
@@ -1355,8 +1326,6 @@ fn arb_trigger() -> impl Strategy<Value = Trigger> {
             outcome,
             thresholds: BreakerThresholds::default()
         }),
-        Just(Trigger::Guard(GuardStop::EmptyResponses)),
-        Just(Trigger::AwaitingInput),
         any::<bool>()
             .prop_map(|enabled_by_config| Trigger::AutoResumeAtReset { enabled_by_config }),
         any::<bool>().prop_map(|clean| Trigger::ProcessExit { clean }),

@@ -128,15 +128,6 @@ impl AccountingMode {
     }
 }
 
-/// A loop guard other than the breaker that stops an active goal (§11).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuardStop {
-    /// Consecutive automatic turns with neither text nor a tool call.
-    EmptyResponses,
-    /// Consecutive goal turns where a command failed and no tool succeeded.
-    ExecutionFailures,
-}
-
 /// Everything that can change a goal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -188,11 +179,6 @@ pub enum Trigger {
         /// Thresholds in force.
         thresholds: BreakerThresholds,
     },
-    /// A loop guard fired (system): `active` → `blocked`.
-    Guard(GuardStop),
-    /// A headless goal turn ended waiting for input (system): `active` → `paused`, reason
-    /// `awaiting_input`.
-    AwaitingInput,
     /// The usage window reset (system): `usageLimited` → `active`, at most once per distinct
     /// reset time, only when auto-resume is enabled.
     AutoResumeAtReset {
@@ -222,8 +208,6 @@ impl Trigger {
             Trigger::UsageLimit { .. } => "report a usage limit",
             Trigger::TurnError { .. } => "report a goal turn error",
             Trigger::TurnClassified { .. } => "classify a goal turn",
-            Trigger::Guard(_) => "stop a goal by a loop guard",
-            Trigger::AwaitingInput => "pause a goal that awaits input",
             Trigger::AutoResumeAtReset { .. } => "auto-resume a goal",
             Trigger::ProcessExit { .. } => "pause a goal on process exit",
             Trigger::Clear => "clear a goal",
