@@ -22,6 +22,16 @@ const DIFF_LINES: usize = 12;
 #[derive(Default)]
 pub struct Renderer {
     cache: Vec<Option<(Cell, usize, Vec<Line<'static>>)>>,
+    stream: Option<StreamCache>,
+}
+
+/// The rendered settled part of a growing assistant message: a streamed answer is laid out
+/// once per block, not once per frame in full.
+struct StreamCache {
+    index: usize,
+    width: usize,
+    prefix: String,
+    lines: Vec<Line<'static>>,
 }
 
 impl Renderer {
@@ -40,13 +50,58 @@ impl Renderer {
             None => true,
         };
         if fresh {
-            let lines = render_cell(cell, width, theme);
+            let lines = match cell {
+                Cell::Assistant { text, .. } => self.assistant_lines(index, text, width, theme),
+                _ => render_cell(cell, width, theme),
+            };
             self.cache[index] = Some((cell.clone(), width, lines));
         }
         match &self.cache[index] {
             Some((_, _, lines)) => lines,
             None => &[],
         }
+    }
+
+    /// An assistant message, re-using the layout of its settled blocks from the last frame.
+    pub fn assistant_lines(
+        &mut self,
+        index: usize,
+        text: &str,
+        width: usize,
+        theme: &Theme,
+    ) -> Vec<Line<'static>> {
+        let bullet = [Span::styled("• ", theme.bullet)];
+        let indent = [Span::raw("  ")];
+        let mut cache = match self.stream.take() {
+            Some(c) if c.index == index && c.width == width && text.starts_with(&c.prefix) => c,
+            _ => StreamCache {
+                index,
+                width,
+                prefix: String::new(),
+                lines: Vec::new(),
+            },
+        };
+        let start = cache.prefix.len();
+        if let Some(end) = crate::wrap::stable_prefix_end(&text[start..]) {
+            // The block ends with a newline; what follows it starts a new line.
+            let block = &text[start..start + end - 1];
+            let first: &[Span<'static>] = if start == 0 { &bullet } else { &indent };
+            cache.lines.extend(crate::wrap::markdown_untrimmed(
+                block, width, theme, first, &indent,
+            ));
+            cache.prefix.push_str(&text[start..start + end]);
+        }
+        let tail = &text[cache.prefix.len()..];
+        let mut lines = cache.lines.clone();
+        if !tail.is_empty() || lines.is_empty() {
+            let first: &[Span<'static>] = if lines.is_empty() { &bullet } else { &indent };
+            lines.extend(crate::wrap::markdown_untrimmed(
+                tail, width, theme, first, &indent,
+            ));
+        }
+        crate::wrap::trim_trailing_blank(&mut lines);
+        self.stream = Some(cache);
+        lines
     }
 
     /// Draws the whole screen.
@@ -929,4 +984,39 @@ fn footer(app: &App, theme: &Theme, width: usize) -> Line<'static> {
 
 fn width_of(text: &str) -> usize {
     width(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_markdown_renders_as_the_whole_text_does() {
+        let theme = Theme::new(true);
+        let text = "# Plan\n\nFirst **step** with `code`.\n\n\n- item one\n- item two that wraps around the narrow width\n  - nested\n\n```rust\nfn main() {\n\n    println!(\"hi\");\n}\n```\n\n> quoted\n\n1. one\n2. two\n\ntrailing paragraph";
+        for width in [20, 40, 80] {
+            for step in [1, 3, 7, 50] {
+                let mut renderer = Renderer::default();
+                let mut end = 0;
+                while end < text.len() {
+                    end = (end + step).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    let part = &text[..end];
+                    let incremental = renderer.assistant_lines(0, part, width, &theme);
+                    let whole = render_cell(
+                        &Cell::Assistant {
+                            id: "m".into(),
+                            text: part.to_string(),
+                            streaming: true,
+                        },
+                        width,
+                        &theme,
+                    );
+                    assert_eq!(incremental, whole, "width {width}, step {step}, at {end}");
+                }
+            }
+        }
+    }
 }

@@ -255,6 +255,52 @@ pub fn markdown(
     first: &[Span<'static>],
     rest: &[Span<'static>],
 ) -> Vec<Line<'static>> {
+    let mut out = markdown_untrimmed(text, width, theme, first, rest);
+    trim_trailing_blank(&mut out);
+    out
+}
+
+/// Drops trailing blank lines (keeping at least one line).
+pub fn trim_trailing_blank(out: &mut Vec<Line<'static>>) {
+    while out.len() > 1
+        && out
+            .last()
+            .is_some_and(|l| l.spans.iter().all(|s| s.content.trim().is_empty()))
+    {
+        out.pop();
+    }
+}
+
+/// The end of the longest prefix of `text` that ends right after a blank line outside a code
+/// block: Markdown before it renders the same whatever follows, so it can be rendered once.
+pub fn stable_prefix_end(text: &str) -> Option<usize> {
+    let mut in_code = false;
+    let mut best = None;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        if !line.ends_with('\n') {
+            break;
+        }
+        let content = line.trim_end_matches('\n');
+        if content.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        pos += line.len();
+        if !in_code && content.trim().is_empty() && pos > line.len() {
+            best = Some(pos);
+        }
+    }
+    best
+}
+
+/// [`markdown`] without dropping trailing blank lines.
+pub fn markdown_untrimmed(
+    text: &str,
+    width: usize,
+    theme: &Theme,
+    first: &[Span<'static>],
+    rest: &[Span<'static>],
+) -> Vec<Line<'static>> {
     let mut out: Vec<Line<'static>> = Vec::new();
     let mut in_code = false;
     let prefix = |out: &Vec<Line<'static>>| if out.is_empty() { first } else { rest };
@@ -342,14 +388,6 @@ pub fn markdown(
         let spans = inline(raw.trim_end(), Style::default(), theme);
         let p = prefix(&out).to_vec();
         out.extend(wrap_spans(&spans, width, &p, rest));
-    }
-    // A trailing blank line from a final newline is not shown.
-    while out.len() > 1
-        && out
-            .last()
-            .is_some_and(|l| l.spans.iter().all(|s| s.content.trim().is_empty()))
-    {
-        out.pop();
     }
     out
 }

@@ -355,13 +355,21 @@ fn errors_and_retry_notices() {
     turn_started(&mut app, "t1");
     user_message(&mut app, "t1", "u1", "run the migration");
     for n in 1..=2 {
-        notify(&mut app, "error", json!({"threadId": THREAD, "turnId": "t1", "willRetry": true,
+        notify(
+            &mut app,
+            "error",
+            json!({"threadId": THREAD, "turnId": "t1", "willRetry": true,
             "error": {"message": format!("Reconnecting... {n}/5"), "codexErrorInfo": null,
-                      "additionalDetails": "stream disconnected before completion"}}));
+                      "additionalDetails": "stream disconnected before completion"}}),
+        );
     }
-    notify(&mut app, "error", json!({"threadId": THREAD, "turnId": "t1", "willRetry": false,
+    notify(
+        &mut app,
+        "error",
+        json!({"threadId": THREAD, "turnId": "t1", "willRetry": false,
         "error": {"message": "You've hit your usage limit. Try again at 13:05.",
-                  "codexErrorInfo": "usageLimitExceeded", "additionalDetails": null}}));
+                  "codexErrorInfo": "usageLimitExceeded", "additionalDetails": null}}),
+    );
     turn_completed(&mut app, "t1", "failed");
     assert_snapshot!(screen(&app, 80, 14).backend());
 }
@@ -373,13 +381,20 @@ fn resume_picker() {
     let out = sent(&mut app);
     respond(&mut app, &out[0], json!({}));
     let out = sent(&mut app);
-    respond(&mut app, find(&out, "thread/list"), json!({"data": [
+    respond(
+        &mut app,
+        find(&out, "thread/list"),
+        json!({"data": [
         {"id": "a", "preview": "make every test in this repo pass", "updatedAt": 1_795_780_000},
         {"id": "b", "preview": "explain the build\nsecond line", "updatedAt": 1_795_700_000},
         {"id": "c", "preview": "", "updatedAt": 1_795_600_000}
-    ], "nextCursor": null}));
+    ], "nextCursor": null}),
+    );
     key(&mut app, KeyCode::Down);
     assert_snapshot!(screen(&app, 80, 12).backend());
     key(&mut app, KeyCode::Enter);
-    assert_eq!(find(&sent(&mut app), "thread/resume")["params"]["threadId"], "b");
+    assert_eq!(
+        find(&sent(&mut app), "thread/resume")["params"]["threadId"],
+        "b"
+    );
 }
