@@ -260,3 +260,65 @@ fn mcp_tools_with_side_effects_are_declined_in_exec_unless_the_policy_is_never()
     let told = outputs(&mock, 1);
     assert!(told[0].contains("simulated"), "{}", told[0]);
 }
+
+#[test]
+fn tool_decisions_are_exported_with_their_source() {
+    use quest_otel::test_receiver::OtlpReceiver;
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("out.txt");
+    let mock = MockModel::start_blocking(Script::new([
+        Step::calls([
+            Output::function_call("exec_command", json!({"cmd": "echo inside"})),
+            Output::function_call(
+                "exec_command",
+                json!({
+                    "cmd": format!("echo out > {}", target.display()),
+                    "sandbox_permissions": "require_escalated",
+                    "justification": "shared directory",
+                }),
+            ),
+        ]),
+        Step::message("ok"),
+    ]));
+    let receiver = OtlpReceiver::start().unwrap();
+    let endpoint = receiver.http_endpoint();
+    let env = TestEnv::new();
+    run(
+        env.exec(&mock).args(CLOSED_TMP).args([
+            "-c",
+            &format!(
+                "otel.exporter={{otlp-http={{endpoint=\"{endpoint}\", protocol=\"binary\"}}}}"
+            ),
+            "--ask-for-approval",
+            "on-request",
+            "write it",
+        ]),
+        0,
+    );
+    let decisions = |r: &quest_otel::test_receiver::Received| {
+        r.log_records()
+            .into_iter()
+            .filter(|l| l.event_name == "codex.tool_decision")
+            .map(|l| {
+                (
+                    l.attributes["decision"].clone(),
+                    l.attributes["source"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let received = receiver
+        .wait_until(std::time::Duration::from_secs(30), |r| {
+            decisions(r).len() >= 2
+        })
+        .unwrap_or_else(|r| panic!("no decisions: {:#?}", r.log_records()));
+    let mut got = decisions(&received);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("approved".to_string(), "config".to_string()),
+            ("denied".to_string(), "config".to_string()),
+        ]
+    );
+}

@@ -823,14 +823,6 @@ async fn run_calls(
             let call = calls[index].clone();
             let mcp_call = mcp_calls[index].clone();
             let span = tool_span(&call, response_id, mcp_call.is_some());
-            if let Some(telemetry) = &session.telemetry {
-                telemetry.tool_decision(
-                    &call.name,
-                    &call.call_id,
-                    "approved",
-                    quest_otel::ToolDecisionSource::Config,
-                );
-            }
             let started = std::time::Instant::now();
             let goal_result = match observer {
                 Some(observer) => {
@@ -842,6 +834,7 @@ async fn run_calls(
                 None => None,
             };
             if let Some(result) = goal_result {
+                log_decision(session, &call, None);
                 running.push((index, span, started, Err(result)));
                 continue;
             }
@@ -852,10 +845,30 @@ async fn run_calls(
                 .collect();
             let emitter = emitter.clone();
             let mcp = mcp.cloned();
+            let session = session.clone();
             let task = tokio::spawn(
                 async move {
-                    let emit = |msg: EventMsg| emitter.emit(index, msg);
-                    match (mcp, mcp_call) {
+                    // One `codex.tool_decision` per decision: the policy's when the call goes
+                    // ahead without asking, the person's (or the automatic decline) when asked.
+                    let decided = std::sync::atomic::AtomicBool::new(false);
+                    let emit = |msg: EventMsg| {
+                        match &msg {
+                            EventMsg::ExecApprovalRequest(_)
+                            | EventMsg::PatchApprovalRequest(_)
+                            | EventMsg::McpApprovalRequest(_) => {}
+                            EventMsg::ApprovalResolved(resolved) => {
+                                decided.store(true, std::sync::atomic::Ordering::Relaxed);
+                                log_decision(&session, &call, Some(resolved));
+                            }
+                            _ => {
+                                if !decided.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                    log_decision(&session, &call, None);
+                                }
+                            }
+                        }
+                        emitter.emit(index, msg);
+                    };
+                    let outcome = match (mcp, mcp_call) {
                         (Some(manager), Some(crate::mcp::McpCall::Tool(tool))) => {
                             let (result, info) =
                                 crate::mcp::run_tool(&manager, &tool, &call, &ctx, &emit).await;
@@ -872,7 +885,11 @@ async fn run_calls(
                             (result, Some(info))
                         }
                         _ => (run_builtin_tool(&call, &ctx, &emit).await, None),
+                    };
+                    if !decided.load(std::sync::atomic::Ordering::Relaxed) {
+                        log_decision(&session, &call, None);
                     }
+                    outcome
                 }
                 .instrument(span.clone()),
             );
@@ -904,6 +921,37 @@ async fn run_calls(
         }
     }
     results
+}
+
+/// `codex.tool_decision` for a call: `approved` by the configuration when nobody was asked,
+/// otherwise the answer (`user`, or `config` for an automatic decline).
+fn log_decision(
+    session: &Session,
+    call: &ToolCall,
+    resolved: Option<&quest_protocol::sandbox::ApprovalResolved>,
+) {
+    let Some(telemetry) = &session.telemetry else {
+        return;
+    };
+    let (decision, source) = match resolved {
+        None => ("approved", quest_otel::ToolDecisionSource::Config),
+        Some(resolved) => (
+            match resolved.decision {
+                quest_protocol::sandbox::ReviewDecision::Approved => "approved",
+                quest_protocol::sandbox::ReviewDecision::ApprovedForSession => {
+                    "approved_for_session"
+                }
+                quest_protocol::sandbox::ReviewDecision::Denied => "denied",
+                quest_protocol::sandbox::ReviewDecision::Abort => "abort",
+            },
+            if resolved.automatic {
+                quest_otel::ToolDecisionSource::Config
+            } else {
+                quest_otel::ToolDecisionSource::User
+            },
+        ),
+    };
+    telemetry.tool_decision(&call.name, &call.call_id, decision, source);
 }
 
 /// Records a model call (all its HTTP attempts) as session events and GenAI metrics. Each
