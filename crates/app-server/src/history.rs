@@ -12,6 +12,7 @@ use quest_protocol::app_server::v2::{
 };
 use quest_protocol::{ContentItem, ReasoningSummary, ResponseItem};
 use quest_state::{TranscriptEntry, TranscriptItem};
+use quest_tools::shell::{CommandLine, display_command};
 use serde_json::{Value, json};
 
 /// One rebuilt item and the turn it belongs to (`None` for rows written outside a turn).
@@ -175,11 +176,18 @@ fn call_item(
         .unwrap_or(Value::Null);
     match name {
         "exec_command" | "shell" | "container.exec" => {
-            let command = match (&args["cmd"], &args["command"]) {
-                (Value::String(cmd), _) => cmd.clone(),
-                (_, Value::Array(argv)) => shell_words(argv),
-                _ => arguments.unwrap_or_default().to_string(),
+            // Shown as the live item showed it.
+            let line = match (&args["cmd"], &args["command"]) {
+                (Value::String(cmd), _) => CommandLine::Shell(cmd.clone()),
+                (_, Value::Array(argv)) => CommandLine::Argv(
+                    argv.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                _ => CommandLine::Shell(arguments.unwrap_or_default().to_string()),
             };
+            let command = display_command(&line);
             let cwd = args["workdir"].as_str().unwrap_or(cwd).to_string();
             Some((
                 ThreadItem::CommandExecution {
@@ -212,19 +220,6 @@ fn call_item(
             ))
         }
         _ => None,
-    }
-}
-
-/// `bash -lc 'x'` shows as `x`; other argv joined with spaces.
-fn shell_words(argv: &[Value]) -> String {
-    let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-    match words.as_slice() {
-        [shell, flag, script]
-            if flag.starts_with('-') && flag.ends_with('c') && !shell.is_empty() =>
-        {
-            (*script).to_string()
-        }
-        _ => words.join(" "),
     }
 }
 
@@ -484,7 +479,10 @@ mod tests {
                 cwd,
                 ..
             } => {
-                assert_eq!(command, "ls | wc -l");
+                assert_eq!(
+                    command,
+                    &display_command(&CommandLine::Shell("ls | wc -l".into()))
+                );
                 assert_eq!(aggregated_output.as_deref(), Some("3\n"));
                 assert_eq!(*exit_code, Some(0));
                 assert_eq!(*duration_ms, Some(200));
@@ -517,7 +515,14 @@ mod tests {
             ThreadItem::CommandExecution {
                 command, status, ..
             } => {
-                assert_eq!(command, "sleep 9");
+                assert_eq!(
+                    command,
+                    &display_command(&CommandLine::Argv(vec![
+                        "bash".into(),
+                        "-lc".into(),
+                        "sleep 9".into()
+                    ]))
+                );
                 assert_eq!(*status, ExecutionStatus::Failed);
             }
             other => panic!("{other:?}"),

@@ -477,22 +477,7 @@ impl HubState {
                     return out;
                 };
                 let opened = self.current.as_ref().and_then(|c| c.open_message.clone());
-                let item_id = match opened {
-                    Some((id, _)) => id,
-                    None => {
-                        let id = self.item_id("msg");
-                        out.notifications.push((
-                            "item/started",
-                            value(&ItemStartedNotification {
-                                item: ThreadItem::agent_message(&id, ""),
-                                thread_id: thread.clone(),
-                                turn_id: turn.clone(),
-                                started_at_ms: now,
-                            }),
-                        ));
-                        id
-                    }
-                };
+                let item_id = self.message_id(&mut out, &thread, &turn, opened, now);
                 if let Some(current) = self.current.as_mut() {
                     let text = current
                         .open_message
@@ -514,22 +499,7 @@ impl HubState {
                     return out;
                 };
                 let opened = self.current.as_mut().and_then(|c| c.open_message.take());
-                let item_id = match opened {
-                    Some((id, _)) => id,
-                    None => {
-                        let id = self.item_id("msg");
-                        out.notifications.push((
-                            "item/started",
-                            value(&ItemStartedNotification {
-                                item: ThreadItem::agent_message(&id, ""),
-                                thread_id: thread.clone(),
-                                turn_id: turn.clone(),
-                                started_at_ms: now,
-                            }),
-                        ));
-                        id
-                    }
-                };
+                let item_id = self.message_id(&mut out, &thread, &turn, opened, now);
                 let item = ThreadItem::agent_message(item_id, text);
                 self.push_item(&item);
                 out.notifications.push((
@@ -1091,6 +1061,32 @@ impl HubState {
                 completed_at_ms: now,
             }),
         ));
+    }
+
+    /// The id of the agent message being streamed (`opened`), or of a new one announced with
+    /// `item/started`.
+    fn message_id(
+        &mut self,
+        out: &mut Outgoing,
+        thread: &str,
+        turn: &str,
+        opened: Option<(String, String)>,
+        now: i64,
+    ) -> String {
+        if let Some((id, _)) = opened {
+            return id;
+        }
+        let id = self.item_id("msg");
+        out.notifications.push((
+            "item/started",
+            value(&ItemStartedNotification {
+                item: ThreadItem::agent_message(&id, ""),
+                thread_id: thread.to_string(),
+                turn_id: turn.to_string(),
+                started_at_ms: now,
+            }),
+        ));
+        id
     }
 
     fn push_item(&mut self, item: &ThreadItem) {
