@@ -10,13 +10,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
 
+use common::tmux::Tmux;
 use common::{TestEnv, provider_args};
 use quest_mock_model::{Condition, MockModel, Rule, Script, Step};
-
-const TIMEOUT: Duration = Duration::from_secs(90);
 
 fn codex_bin() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/codex-tui");
@@ -28,134 +26,6 @@ fn codex_bin() -> PathBuf {
         dir.display()
     );
     bin
-}
-
-/// A tmux session that is killed when dropped.
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn start(name: &str, cwd: &Path, command: &str) -> Tmux {
-        let status = Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                name,
-                "-x",
-                "160",
-                "-y",
-                "50",
-                "-c",
-            ])
-            .arg(cwd)
-            .arg(command)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run tmux ({e}); install it (as .ci/run does)"));
-        assert!(status.success(), "tmux new-session failed");
-        Tmux {
-            name: name.to_string(),
-        }
-    }
-
-    /// The screen and everything scrolled off it.
-    fn history(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-S", "-", "-t", &self.name])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until the screen shows `text` (polling the pane, the terminal's only event source).
-    fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let screen = self.screen();
-            if screen.contains(text) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the TUI never showed {text:?}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until the screen satisfies `ready` (described by `what`).
-    fn wait_until(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the TUI never showed {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until `text` appears at least `times` times on the screen and in its scrollback.
-    fn wait_for_count(&self, text: &str, times: usize) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let history = self.history();
-            if history.matches(text).count() >= times {
-                return history;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the TUI never showed {text:?} {times} times; screen and scrollback:\n{history}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn press(&self, key: &str) {
-        let status = Command::new("tmux")
-            .args(["send-keys", "-t", &self.name, key])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn type_line(&self, text: &str) {
-        let send = |args: &[&str]| {
-            let status = Command::new("tmux")
-                .args(["send-keys", "-t", &self.name])
-                .args(args)
-                .status()
-                .unwrap();
-            assert!(status.success());
-        };
-        send(&["-l", text]);
-        self.wait_for(text);
-        // Keys that arrive together read as a paste, and an Enter that follows a paste too closely
-        // becomes a newline in it; a typist's pause makes it a submit.
-        std::thread::sleep(Duration::from_millis(400));
-        send(&["Enter"]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-    }
 }
 
 struct Server {
@@ -236,7 +106,7 @@ fn codex_tui_chats_and_pursues_a_goal_against_quest() {
         codex.display(),
         server.url
     );
-    let tui = Tmux::start(&session, env.work(), &command);
+    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
     tui.wait_for("gpt-test");
 
     tui.type_line("say hi");
@@ -316,7 +186,7 @@ fn codex_tui_interrupts_pauses_clears_hits_usage_limits_compacts_and_resumes() {
         codex.display(),
         server.url
     );
-    let tui = Tmux::start(&session, env.work(), &command);
+    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
     tui.wait_for("gpt-test");
 
     // Esc interrupts a running command.

@@ -18,115 +18,12 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
 use common::{TestEnv, provider_args};
 use quest_mock_model::{Condition, MockModel, Rule, Script, Step};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 const GOAL_TURN: &str = "codex_internal_context source=\\\"goal\\\"";
-
-/// A tmux session that is killed when dropped.
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn start(name: &str, cwd: &Path, script: &Path) -> Tmux {
-        let status = std::process::Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                name,
-                "-x",
-                "100",
-                "-y",
-                "30",
-                "-c",
-            ])
-            .arg(cwd)
-            .arg(format!("bash {}", script.display()))
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run tmux ({e}); install it (as .ci/run does)"));
-        assert!(status.success(), "tmux new-session failed");
-        Tmux {
-            name: name.to_string(),
-        }
-    }
-
-    fn screen(&self) -> String {
-        let out = std::process::Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.name])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until `check` holds for the screen (polling the pane, the terminal's only output).
-    fn wait_until(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the TUI never showed {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_for(&self, text: &str) -> String {
-        self.wait_until(&format!("{text:?}"), |s| s.contains(text))
-    }
-
-    fn keys(&self, args: &[&str]) {
-        let status = std::process::Command::new("tmux")
-            .args(["send-keys", "-t", &self.name])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits until the program in the pane has exited (the session closes with it).
-    fn wait_exit(&self) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let alive = std::process::Command::new("tmux")
-                .args(["has-session", "-t", &self.name])
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
-                .success();
-            if !alive {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "quest did not exit after /quit; screen:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn type_line(&self, text: &str) {
-        self.keys(&["-l", text]);
-        // Enter only once the composer shows the whole line.
-        self.wait_for(text);
-        self.keys(&["Enter"]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("tmux")
-            .args(["kill-session", "-t", &self.name])
-            .status();
-    }
-}
 
 fn shell_quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
@@ -262,7 +159,8 @@ fn tui_goal_pause_on_esc_and_usage_limit_in_process() {
     let tui = Tmux::start(
         &format!("quest-tui-local-{}", std::process::id()),
         env.work(),
-        &launch,
+        &format!("bash {}", launch.display()),
+        (100, 30),
     );
     goal_flow(&tui, &mock);
     tui.wait_exit();
@@ -278,7 +176,8 @@ fn tui_goal_pause_on_esc_and_usage_limit_in_process() {
     let tui = Tmux::start(
         &format!("quest-tui-resume-{}", std::process::id()),
         env.work(),
-        &launch,
+        &format!("bash {}", launch.display()),
+        (100, 30),
     );
     let screen = tui.wait_for("Resume usage limited goal?");
     assert!(screen.contains("Goal: write hello.txt"), "{screen}");
@@ -338,7 +237,8 @@ fn tui_goal_pause_on_esc_and_usage_limit_over_remote() {
     let tui = Tmux::start(
         &format!("quest-tui-remote-{}", std::process::id()),
         env.work(),
-        &launch,
+        &format!("bash {}", launch.display()),
+        (100, 30),
     );
     goal_flow(&tui, &mock);
     tui.wait_exit();
@@ -428,7 +328,8 @@ fn tui_chats_and_pauses_a_goal_on_a_codex_app_server() {
     let tui = Tmux::start(
         &format!("quest-tui-codex-{}", std::process::id()),
         env.work(),
-        &launch,
+        &format!("bash {}", launch.display()),
+        (100, 30),
     );
     tui.wait_for("gpt-test");
     tui.type_line("say hi");
@@ -485,7 +386,8 @@ fn tui_asks_before_running_a_command_and_obeys_the_answer() {
     let tui = Tmux::start(
         &format!("quest-tui-approve-{}", std::process::id()),
         env.work(),
-        &launch,
+        &format!("bash {}", launch.display()),
+        (100, 30),
     );
     tui.wait_for("gpt-test");
     tui.type_line("create the files");
