@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use quest_protocol::app_server::v2::{
     ExecutionStatus, FileUpdateChange, PatchChangeKind, ThreadItem, UserInput,
 };
+use quest_protocol::transcript::{TranscriptEntry, TranscriptItem};
 use quest_protocol::{ContentItem, ReasoningSummary, ResponseItem};
-use quest_state::{TranscriptEntry, TranscriptItem};
 use quest_tools::shell::{CommandLine, display_command};
 use serde_json::{Value, json};
 

@@ -12,7 +12,6 @@ use quest_protocol::app_server::jsonrpc::{
     parse_incoming,
 };
 use quest_protocol::app_server::v2::{InitializeParams, InitializeResponse};
-use quest_state::Store;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -100,7 +99,6 @@ pub struct Server {
     pub(crate) options: ServerOptions,
     pub(crate) config: Arc<Config>,
     pub(crate) config_warnings: Vec<String>,
-    pub(crate) store: Store,
     /// Runs threads with the server's own configuration; answers for unloaded threads.
     pub(crate) default_manager: ThreadManager,
     managers: Mutex<HashMap<String, ThreadManager>>,
@@ -120,8 +118,6 @@ impl Server {
     pub fn new(options: ServerOptions) -> Result<Arc<Server>, ServerError> {
         let loaded =
             load_config(options.config.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
-        let store =
-            Store::open_in(&loaded.config.home).map_err(|e| ServerError::State(e.to_string()))?;
         let config = Arc::new(loaded.config);
         let default_manager = ThreadManager::new(
             config.clone(),
@@ -135,7 +131,6 @@ impl Server {
             options,
             config,
             config_warnings: loaded.warnings,
-            store,
             default_manager,
             managers: Mutex::new(HashMap::new()),
             threads: Mutex::new(HashMap::new()),
@@ -326,24 +321,28 @@ impl ClientSession {
             "account/rateLimits/read" => Ok(Reply::Now(startup::rate_limits())),
             "thread/start" => thread_api::thread_start(self, id, parse_params(params)?).await,
             "thread/resume" => thread_api::thread_resume(self, id, parse_params(params)?).await,
-            "thread/read" => thread_api::thread_read(self, parse_params(params)?),
-            "thread/list" => thread_api::thread_list(self, parse_params(params)?),
+            "thread/read" => thread_api::thread_read(self, parse_params(params)?).await,
+            "thread/list" => thread_api::thread_list(self, parse_params(params)?).await,
             "thread/loaded/list" => Ok(Reply::Now(json!({
                 "data": server.loaded_thread_ids().iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "nextCursor": null,
             }))),
-            "thread/turns/list" => thread_api::thread_turns_list(self, parse_params(params)?),
-            "thread/items/list" => thread_api::thread_items_list(self, parse_params(params)?),
-            "thread/readState/update" => thread_api::read_state_update(self, parse_params(params)?),
+            "thread/turns/list" => thread_api::thread_turns_list(self, parse_params(params)?).await,
+            "thread/items/list" => thread_api::thread_items_list(self, parse_params(params)?).await,
+            "thread/readState/update" => {
+                thread_api::read_state_update(self, parse_params(params)?).await
+            }
             "thread/unsubscribe" => thread_api::thread_unsubscribe(self, parse_params(params)?),
             "turn/start" => thread_api::turn_start(self, id, parse_params(params)?).await,
-            "turn/interrupt" => thread_api::turn_interrupt(self, parse_params(params)?),
-            "thread/compact/start" => thread_api::thread_compact_start(self, parse_params(params)?),
-            "thread/goal/get" => thread_api::goal_get(self, parse_params(params)?),
+            "turn/interrupt" => thread_api::turn_interrupt(self, parse_params(params)?).await,
+            "thread/compact/start" => {
+                thread_api::thread_compact_start(self, parse_params(params)?).await
+            }
+            "thread/goal/get" => thread_api::goal_get(self, parse_params(params)?).await,
             "thread/goal/set" => thread_api::goal_set(self, id, parse_params(params)?).await,
             "thread/goal/clear" => thread_api::goal_clear(self, id, parse_params(params)?).await,
             "thread/goal/log" | "thread/goal/history" => {
-                thread_api::goal_log(self, parse_params(params)?)
+                thread_api::goal_log(self, parse_params(params)?).await
             }
             other => Err(ErrorObject::new(
                 METHOD_NOT_FOUND,

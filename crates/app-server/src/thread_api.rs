@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::history;
 use quest_core::goal::GoalBudgets;
 use quest_core::{
-    Config, ConfigOverrides, CoreError, GoalError, GoalUpdate, ManagerOptions, NewGoal, Op,
-    ThreadManager, ThreadOptions, load_config,
+    Config, ConfigOverrides, CoreError, GoalError, GoalUpdate, NewGoal, Op, ThreadManager,
+    ThreadOptions, ThreadSummary, TurnState, TurnSummary, load_config,
 };
 use quest_protocol::ThreadId;
 use quest_protocol::app_server::jsonrpc::{ErrorObject, RequestId};
@@ -18,9 +18,8 @@ use quest_protocol::app_server::v2::{
     ThreadTurnsListParams, Turn, TurnError, TurnInterruptParams, TurnStartParams, TurnStatus,
     UserInput,
 };
-use quest_protocol::goal::transition::BudgetChange;
+use quest_protocol::goal::transition::{BudgetChange, GoalState};
 use quest_protocol::goal::{GoalOrigin, GoalStatus};
-use quest_state::{ThreadRecord, TurnRecord};
 use serde_json::{Value, json};
 
 use crate::server::{ClientSession, HandlerResult, Reply, Server, now_ms, parse_thread_id};
@@ -34,6 +33,17 @@ fn internal(err: impl std::fmt::Display) -> ErrorObject {
 
 fn not_found(id: &ThreadId) -> ErrorObject {
     ErrorObject::invalid_request(format!("thread not found: {id}"))
+}
+
+/// Runs `f` on the blocking pool with `manager`: every state-database read waits on SQLite's lock
+/// and every write on the disk, and neither may hold up the async workers other threads and
+/// clients are served on.
+async fn on_state<T, F>(manager: &ThreadManager, f: F) -> Result<T, ErrorObject>
+where
+    T: Send + 'static,
+    F: FnOnce(&ThreadManager) -> Result<T, ErrorObject> + Send + 'static,
+{
+    manager.blocking(f).await
 }
 
 /// Loads the configuration for a thread: the server's inputs plus the request's overrides.
@@ -113,7 +123,8 @@ fn core_error(err: CoreError) -> ErrorObject {
     }
 }
 
-/// The manager for threads with this configuration (one per distinct configuration).
+/// The manager for threads with this configuration (one per distinct configuration, all sharing
+/// the server's state database and its set of loaded threads).
 fn manager_for(
     server: &Server,
     config: Config,
@@ -125,16 +136,10 @@ fn manager_for(
     if let Some(manager) = managers.get(&key) {
         return Ok(manager.clone());
     }
-    let manager = ThreadManager::new(
-        Arc::new(config),
-        ManagerOptions {
-            ephemeral,
-            originator: ORIGINATOR.to_string(),
-            telemetry: None,
-            propagate_trace: false,
-        },
-    )
-    .map_err(core_error)?;
+    let manager = server
+        .default_manager
+        .with_config(Arc::new(config), ephemeral)
+        .map_err(core_error)?;
     managers.insert(key, manager.clone());
     Ok(manager)
 }
@@ -144,7 +149,7 @@ fn thread_object(
     config: &Config,
     ephemeral: bool,
     thread_source: Option<String>,
-    record: Option<&ThreadRecord>,
+    record: Option<&ThreadSummary>,
 ) -> Thread {
     let now = now_ms() / 1000;
     let (created, updated, preview, name) = match record {
@@ -235,12 +240,15 @@ pub(crate) async fn thread_start(
     let (config, key) = thread_config(&server, &params)?;
     let ephemeral = params.ephemeral.unwrap_or(false);
     let manager = manager_for(&server, config.clone(), key, ephemeral)?;
-    let started = manager
-        .start_thread(ThreadOptions {
-            goal_loop: true,
-            headless: false,
-        })
-        .map_err(core_error)?;
+    let started = on_state(&manager, |manager| {
+        manager
+            .start_thread(ThreadOptions {
+                goal_loop: true,
+                headless: false,
+            })
+            .map_err(core_error)
+    })
+    .await?;
     let thread_id = started.thread_id;
     let thread = thread_object(
         &thread_id,
@@ -274,10 +282,8 @@ pub(crate) async fn thread_resume(
     let hub = match server.loaded(&thread_id) {
         Some(hub) => hub,
         None => {
-            let record = server
-                .store
-                .get_thread(&thread_id)
-                .map_err(internal)?
+            let record = thread_summary(&server, thread_id)
+                .await?
                 .ok_or_else(|| not_found(&thread_id))?;
             let start = ThreadStartParams {
                 cwd: Some(record.cwd.clone()),
@@ -286,17 +292,20 @@ pub(crate) async fn thread_resume(
             };
             let (config, key) = thread_config(&server, &start)?;
             let manager = manager_for(&server, config.clone(), key, false)?;
-            let started = manager
-                .resume_thread(
-                    thread_id,
-                    ThreadOptions {
-                        goal_loop: true,
-                        headless: false,
-                    },
-                )
-                .map_err(core_error)?;
+            let started = on_state(&manager, move |manager| {
+                manager
+                    .resume_thread(
+                        thread_id,
+                        ThreadOptions {
+                            goal_loop: true,
+                            headless: false,
+                        },
+                    )
+                    .map_err(core_error)
+            })
+            .await?;
             let mut thread = thread_object(&thread_id, &config, false, None, Some(&record));
-            thread.turns = stored_turns(&server, &thread_id)?;
+            thread.turns = stored_turns(&server, thread_id).await?;
             let hub = ThreadHub::spawn(started, manager, thread);
             server.register(hub.clone());
             hub
@@ -306,12 +315,15 @@ pub(crate) async fn thread_resume(
     let _gate = hub.gate.lock().await;
     let mut thread = hub.thread(!params.exclude_turns);
     if !params.exclude_turns && thread.turns.is_empty() {
-        thread.turns = stored_turns(&server, &thread_id)?;
+        thread.turns = stored_turns(&server, thread_id).await?;
     }
     session
         .client
         .respond(id.clone(), start_response(thread, &hub.config));
-    let goal = hub.manager.goal(&thread_id).map_err(goal_error)?;
+    let goal = on_state(&hub.manager, move |manager| {
+        manager.goal(&thread_id).map_err(goal_error)
+    })
+    .await?;
     match &goal {
         Some(goal) => session.client.notify(
             "thread/goal/updated",
@@ -330,12 +342,12 @@ pub(crate) async fn thread_resume(
     Ok(Reply::Deferred)
 }
 
-fn turn_from_record(record: &TurnRecord) -> Turn {
-    let status = match record.status {
-        quest_state::TurnStatus::Completed => TurnStatus::Completed,
-        quest_state::TurnStatus::Failed => TurnStatus::Failed,
-        quest_state::TurnStatus::Interrupted => TurnStatus::Interrupted,
-        quest_state::TurnStatus::Running => TurnStatus::InProgress,
+fn turn_from_record(record: &TurnSummary) -> Turn {
+    let status = match record.state {
+        TurnState::Completed => TurnStatus::Completed,
+        TurnState::Failed => TurnStatus::Failed,
+        TurnState::Interrupted => TurnStatus::Interrupted,
+        TurnState::Running => TurnStatus::InProgress,
     };
     Turn {
         id: record.id.to_string(),
@@ -355,43 +367,45 @@ fn turn_from_record(record: &TurnRecord) -> Turn {
     }
 }
 
-/// Stored turns with the items rebuilt from the rollout.
-fn stored_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, ErrorObject> {
-    let records = server.store.list_turns(thread_id).map_err(internal)?;
-    let mut turns: Vec<Turn> = records.iter().map(turn_from_record).collect();
-    let cwd = server
-        .store
-        .get_thread(thread_id)
-        .map_err(internal)?
-        .map(|record| record.cwd)
-        .unwrap_or_default();
-    let transcript = server.store.load_transcript(thread_id).map_err(internal)?;
-    let mut by_turn: HashMap<String, Vec<ThreadItem>> = HashMap::new();
-    for entry in history::items_from_transcript(&transcript, &cwd) {
-        if let Some(turn) = entry.turn_id {
-            by_turn.entry(turn).or_default().push(entry.item);
+/// A recorded thread, read off the async workers.
+async fn thread_summary(
+    server: &Server,
+    thread_id: ThreadId,
+) -> Result<Option<ThreadSummary>, ErrorObject> {
+    on_state(&server.default_manager, move |manager| {
+        manager.thread_summary(&thread_id).map_err(core_error)
+    })
+    .await
+}
+
+/// Stored turns with the items rebuilt from the rollout (an empty list for an unrecorded thread).
+async fn stored_turns(server: &Server, thread_id: ThreadId) -> Result<Vec<Turn>, ErrorObject> {
+    on_state(&server.default_manager, move |manager| {
+        let Some(record) = manager.thread_summary(&thread_id).map_err(core_error)? else {
+            return Ok(Vec::new());
+        };
+        let records = manager.turns(&thread_id).map_err(core_error)?;
+        let transcript = manager.transcript(&thread_id).map_err(core_error)?;
+        let mut turns: Vec<Turn> = records.iter().map(turn_from_record).collect();
+        let mut by_turn: HashMap<String, Vec<ThreadItem>> = HashMap::new();
+        for entry in history::items_from_transcript(&transcript, &record.cwd) {
+            if let Some(turn) = entry.turn_id {
+                by_turn.entry(turn).or_default().push(entry.item);
+            }
         }
-    }
-    for turn in &mut turns {
-        turn.items = by_turn.remove(&turn.id).unwrap_or_default();
-        turn.items_view = "full".to_string();
-    }
-    Ok(turns)
+        for turn in &mut turns {
+            turn.items = by_turn.remove(&turn.id).unwrap_or_default();
+            turn.items_view = "full".to_string();
+        }
+        Ok(turns)
+    })
+    .await
 }
 
 /// All turns of a thread, oldest first: stored ones, with the items of those run while loaded.
-fn all_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, ErrorObject> {
-    let mut turns = if server
-        .store
-        .get_thread(thread_id)
-        .map_err(internal)?
-        .is_some()
-    {
-        stored_turns(server, thread_id)?
-    } else {
-        Vec::new()
-    };
-    if let Some(hub) = server.loaded(thread_id) {
+async fn all_turns(server: &Server, thread_id: ThreadId) -> Result<Vec<Turn>, ErrorObject> {
+    let mut turns = stored_turns(server, thread_id).await?;
+    if let Some(hub) = server.loaded(&thread_id) {
         for live in hub.turns() {
             match turns.iter_mut().find(|t| t.id == live.id) {
                 Some(slot) => *slot = live,
@@ -403,16 +417,17 @@ fn all_turns(server: &Server, thread_id: &ThreadId) -> Result<Vec<Turn>, ErrorOb
 }
 
 /// `thread/read`.
-pub(crate) fn thread_read(session: &mut ClientSession, params: ThreadIdParams) -> HandlerResult {
+pub(crate) async fn thread_read(
+    session: &mut ClientSession,
+    params: ThreadIdParams,
+) -> HandlerResult {
     let server = &session.server;
     let thread_id = parse_thread_id(&params.thread_id)?;
     let mut thread = match server.loaded(&thread_id) {
         Some(hub) => hub.thread(false),
         None => {
-            let record = server
-                .store
-                .get_thread(&thread_id)
-                .map_err(internal)?
+            let record = thread_summary(server, thread_id)
+                .await?
                 .ok_or_else(|| not_found(&thread_id))?;
             let mut thread = thread_object(&thread_id, &server.config, false, None, Some(&record));
             thread.status = ThreadStatus::NotLoaded;
@@ -420,7 +435,7 @@ pub(crate) fn thread_read(session: &mut ClientSession, params: ThreadIdParams) -
         }
     };
     if params.include_turns {
-        thread.turns = all_turns(server, &thread_id)?;
+        thread.turns = all_turns(server, thread_id).await?;
     }
     Ok(Reply::Now(json!({ "thread": thread, "readState": null })))
 }
@@ -445,7 +460,10 @@ fn first_party_source(kind: &str) -> bool {
     matches!(kind, "cli" | "vscode" | "exec" | "appServer" | "unknown")
 }
 
-pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams) -> HandlerResult {
+pub(crate) async fn thread_list(
+    session: &mut ClientSession,
+    params: ThreadListParams,
+) -> HandlerResult {
     let server = &session.server;
     let limit = params.limit.unwrap_or(25).clamp(1, 100) as usize;
     if params.archived == Some(true) {
@@ -467,7 +485,10 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
         _ => Vec::new(),
     };
     let search = params.search_term.as_deref().map(str::to_lowercase);
-    let records = server.store.list_threads(usize::MAX).map_err(internal)?;
+    let records = on_state(&server.default_manager, |manager| {
+        manager.list_threads(usize::MAX).map_err(core_error)
+    })
+    .await?;
     let matching = records.into_iter().filter(|r| {
         let id = r.id.to_string();
         // As Codex, a thread is listed once it has content (a user message or a goal): the
@@ -493,7 +514,7 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
                 (r.updated_at_ms, id.as_str()) < (*ms, after_id.as_str())
             })
     });
-    let mut page: Vec<ThreadRecord> = matching.take(limit + 1).collect();
+    let mut page: Vec<ThreadSummary> = matching.take(limit + 1).collect();
     let next_cursor = if page.len() > limit {
         page.truncate(limit);
         page.last().map(|r| format!("{}:{}", r.updated_at_ms, r.id))
@@ -526,14 +547,14 @@ pub(crate) fn thread_list(session: &mut ClientSession, params: ThreadListParams)
 }
 
 /// `thread/turns/list`: newest first by default, paged by position.
-pub(crate) fn thread_turns_list(
+pub(crate) async fn thread_turns_list(
     session: &mut ClientSession,
     params: ThreadTurnsListParams,
 ) -> HandlerResult {
     let server = &session.server;
     let thread_id = parse_thread_id(&params.thread_id)?;
-    ensure_thread(server, &thread_id)?;
-    let mut turns = all_turns(server, &thread_id)?;
+    ensure_thread(server, thread_id).await?;
+    let mut turns = all_turns(server, thread_id).await?;
     if params.sort_direction.as_deref() != Some("asc") {
         turns.reverse();
     }
@@ -566,14 +587,14 @@ pub(crate) fn thread_turns_list(
 
 /// `thread/items/list`: the thread's items across turns (or one turn's), oldest first unless
 /// `sortDirection` is `desc`, paged by an opaque cursor or after an item anchor.
-pub(crate) fn thread_items_list(
+pub(crate) async fn thread_items_list(
     session: &mut ClientSession,
     params: ThreadItemsListParams,
 ) -> HandlerResult {
     let server = &session.server;
     let thread_id = parse_thread_id(&params.thread_id)?;
-    ensure_thread(server, &thread_id)?;
-    let turns = all_turns(server, &thread_id)?;
+    ensure_thread(server, thread_id).await?;
+    let turns = all_turns(server, thread_id).await?;
     if let Some(turn) = &params.turn_id
         && !turns.iter().any(|t| &t.id == turn)
     {
@@ -646,27 +667,22 @@ pub(crate) fn thread_items_list(
     ))
 }
 
-fn ensure_thread(server: &Server, thread_id: &ThreadId) -> Result<(), ErrorObject> {
-    if server.loaded(thread_id).is_some()
-        || server
-            .store
-            .get_thread(thread_id)
-            .map_err(internal)?
-            .is_some()
-    {
+/// `Ok` for a thread loaded here or recorded; otherwise the "thread not found" error.
+async fn ensure_thread(server: &Server, thread_id: ThreadId) -> Result<(), ErrorObject> {
+    if server.loaded(&thread_id).is_some() || thread_summary(server, thread_id).await?.is_some() {
         Ok(())
     } else {
-        Err(not_found(thread_id))
+        Err(not_found(&thread_id))
     }
 }
 
 /// `thread/readState/update`: Quest keeps no unread markers; every thread reads as read.
-pub(crate) fn read_state_update(
+pub(crate) async fn read_state_update(
     session: &mut ClientSession,
     params: ThreadIdParams,
 ) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
-    ensure_thread(&session.server, &thread_id)?;
+    ensure_thread(&session.server, thread_id).await?;
     Ok(Reply::Now(json!({
         "readState": {"firstUnread": null, "revision": uuid::Uuid::new_v4().to_string()}
     })))
@@ -710,11 +726,11 @@ fn input_text(input: &[UserInput]) -> Result<String, ErrorObject> {
     Ok(text)
 }
 
-fn loaded_hub(server: &Server, thread_id: &ThreadId) -> Result<Arc<ThreadHub>, ErrorObject> {
-    match server.loaded(thread_id) {
+async fn loaded_hub(server: &Server, thread_id: ThreadId) -> Result<Arc<ThreadHub>, ErrorObject> {
+    match server.loaded(&thread_id) {
         Some(hub) => Ok(hub),
         None => {
-            ensure_thread(server, thread_id)?;
+            ensure_thread(server, thread_id).await?;
             Err(ErrorObject::invalid_request(format!(
                 "thread {thread_id} is not loaded; call thread/resume first"
             )))
@@ -730,13 +746,22 @@ pub(crate) async fn turn_start(
 ) -> HandlerResult {
     let server = session.server.clone();
     let thread_id = parse_thread_id(&params.thread_id)?;
-    let hub = loaded_hub(&server, &thread_id)?;
+    let hub = loaded_hub(&server, thread_id).await?;
     let text = input_text(&params.input)?;
     hub.subscribe(&session.client);
     if !hub.thread(false).ephemeral {
         let preview: String = text.chars().take(200).collect();
-        if let Err(err) = server.store.fill_thread_preview(&thread_id, &preview) {
-            tracing::warn!("could not record the preview of {thread_id}: {err}");
+        let recorded = on_state(&hub.manager, move |manager| {
+            manager
+                .fill_thread_preview(&thread_id, &preview)
+                .map_err(core_error)
+        })
+        .await;
+        if let Err(err) = recorded {
+            tracing::warn!(
+                "could not record the preview of {thread_id}: {}",
+                err.message
+            );
         }
     }
     hub.set_preview(&text);
@@ -753,12 +778,12 @@ pub(crate) async fn turn_start(
 }
 
 /// `turn/interrupt`: cancels the running turn; a goal stays as it is (clients pause it first).
-pub(crate) fn turn_interrupt(
+pub(crate) async fn turn_interrupt(
     session: &mut ClientSession,
     params: TurnInterruptParams,
 ) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
-    let hub = loaded_hub(&session.server, &thread_id)?;
+    let hub = loaded_hub(&session.server, thread_id).await?;
     if hub.running_turn().as_deref() == Some(params.turn_id.as_str()) {
         hub.handle.submit(Op::Interrupt { pause_goal: false });
     }
@@ -767,29 +792,29 @@ pub(crate) fn turn_interrupt(
 
 /// `thread/compact/start`: the thread compacts its history in a turn of its own (after the running
 /// turn, if any), reported as that turn's `contextCompaction` item; the answer comes at once.
-pub(crate) fn thread_compact_start(
+pub(crate) async fn thread_compact_start(
     session: &mut ClientSession,
     params: ThreadCompactStartParams,
 ) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
-    let hub = loaded_hub(&session.server, &thread_id)?;
+    let hub = loaded_hub(&session.server, thread_id).await?;
     hub.handle.submit(Op::Compact);
     Ok(Reply::Now(json!({})))
 }
 
 /// The loaded hub of a thread that may hold a goal, or `None` for a recorded, unloaded thread.
-fn goal_thread(
+async fn goal_thread(
     server: &Server,
-    thread_id: &ThreadId,
+    thread_id: ThreadId,
 ) -> Result<Option<Arc<ThreadHub>>, ErrorObject> {
-    let hub = server.loaded(thread_id);
+    let hub = server.loaded(&thread_id);
     match &hub {
         Some(hub) if hub.thread(false).ephemeral => Err(ErrorObject::invalid_request(format!(
             "ephemeral thread does not support goals: {thread_id}"
         ))),
         Some(_) => Ok(hub),
         None => {
-            ensure_thread(server, thread_id)?;
+            ensure_thread(server, thread_id).await?;
             Ok(None)
         }
     }
@@ -818,12 +843,13 @@ fn origin(origin: Option<GoalMutationOrigin>) -> Option<GoalOrigin> {
 }
 
 /// `thread/goal/get`.
-pub(crate) fn goal_get(session: &mut ClientSession, params: ThreadIdParams) -> HandlerResult {
+pub(crate) async fn goal_get(session: &mut ClientSession, params: ThreadIdParams) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
-    let hub = goal_thread(&session.server, &thread_id)?;
-    let goal = manager_of(&session.server, hub.as_ref())
-        .goal(&thread_id)
-        .map_err(goal_error)?;
+    let hub = goal_thread(&session.server, thread_id).await?;
+    let goal = on_state(&manager_of(&session.server, hub.as_ref()), move |manager| {
+        manager.goal(&thread_id).map_err(goal_error)
+    })
+    .await?;
     Ok(Reply::Now(json!({ "goal": goal.map(|g| g.to_wire()) })))
 }
 
@@ -835,22 +861,12 @@ fn budget_change(value: Option<Option<i64>>) -> BudgetChange {
     }
 }
 
-/// `thread/goal/set`: create, edit or change status; answers before `thread/goal/updated`; an
-/// `active` goal on an idle loaded thread starts a continuation at once.
-pub(crate) async fn goal_set(
-    session: &mut ClientSession,
-    id: &RequestId,
+/// The state side of `thread/goal/set`: creates the goal, or edits the one there is.
+fn set_goal(
+    manager: &ThreadManager,
+    thread_id: ThreadId,
     params: ThreadGoalSetParams,
-) -> HandlerResult {
-    let server = session.server.clone();
-    let thread_id = parse_thread_id(&params.thread_id)?;
-    let hub = goal_thread(&server, &thread_id)?;
-    // Held until the answer is queued: the notifications this change causes come after it.
-    let _gate = match &hub {
-        Some(hub) => Some(hub.gate.lock().await),
-        None => None,
-    };
-    let manager = manager_of(&server, hub.as_ref());
+) -> Result<GoalState, ErrorObject> {
     let existing = manager.goal(&thread_id).map_err(goal_error)?;
     let mut update = GoalUpdate {
         objective: params.objective.clone(),
@@ -906,13 +922,37 @@ pub(crate) async fn goal_set(
             .map_err(goal_error)?
             .ok_or_else(|| internal("the goal vanished while it was being set"))?,
     };
-    if let Some(objective) = &params.objective {
-        let _ = server
-            .store
-            .fill_thread_preview(&thread_id, objective.trim());
-        if let Some(hub) = &hub {
-            hub.set_preview(objective.trim());
-        }
+    if let Some(objective) = &params.objective
+        && let Err(err) = manager.fill_thread_preview(&thread_id, objective.trim())
+    {
+        tracing::warn!("could not record the preview of {thread_id}: {err}");
+    }
+    Ok(goal)
+}
+
+/// `thread/goal/set`: create, edit or change status; answers before `thread/goal/updated`; an
+/// `active` goal on an idle loaded thread starts a continuation at once.
+pub(crate) async fn goal_set(
+    session: &mut ClientSession,
+    id: &RequestId,
+    params: ThreadGoalSetParams,
+) -> HandlerResult {
+    let server = session.server.clone();
+    let thread_id = parse_thread_id(&params.thread_id)?;
+    let hub = goal_thread(&server, thread_id).await?;
+    // Held until the answer is queued: the notifications this change causes come after it.
+    let _gate = match &hub {
+        Some(hub) => Some(hub.gate.lock().await),
+        None => None,
+    };
+    let manager = manager_of(&server, hub.as_ref());
+    let objective = params.objective.clone();
+    let goal = on_state(&manager, move |manager| {
+        set_goal(manager, thread_id, params)
+    })
+    .await?;
+    if let (Some(objective), Some(hub)) = (&objective, &hub) {
+        hub.set_preview(objective.trim());
     }
     let wire = goal.to_wire();
     session.client.respond(id.clone(), json!({ "goal": wire }));
@@ -939,14 +979,16 @@ pub(crate) async fn goal_clear(
 ) -> HandlerResult {
     let server = session.server.clone();
     let thread_id = parse_thread_id(&params.thread_id)?;
-    let hub = goal_thread(&server, &thread_id)?;
+    let hub = goal_thread(&server, thread_id).await?;
     let _gate = match &hub {
         Some(hub) => Some(hub.gate.lock().await),
         None => None,
     };
-    let cleared = manager_of(&server, hub.as_ref())
-        .clear_goal(&thread_id, origin(params.origin))
-        .map_err(goal_error)?;
+    let origin = origin(params.origin);
+    let cleared = on_state(&manager_of(&server, hub.as_ref()), move |manager| {
+        manager.clear_goal(&thread_id, origin).map_err(goal_error)
+    })
+    .await?;
     session
         .client
         .respond(id.clone(), json!({ "cleared": cleared }));
@@ -960,13 +1002,20 @@ pub(crate) async fn goal_clear(
 }
 
 /// `thread/goal/log` (Quest extension; alias `thread/goal/history`): the goal audit trail.
-pub(crate) fn goal_log(session: &mut ClientSession, params: ThreadGoalLogParams) -> HandlerResult {
+pub(crate) async fn goal_log(
+    session: &mut ClientSession,
+    params: ThreadGoalLogParams,
+) -> HandlerResult {
     let thread_id = parse_thread_id(&params.thread_id)?;
-    let hub = goal_thread(&session.server, &thread_id)?;
+    let hub = goal_thread(&session.server, thread_id).await?;
     let limit = params.limit.unwrap_or(100).clamp(1, 500) as usize;
-    let page = manager_of(&session.server, hub.as_ref())
-        .goal_history(&thread_id, None, limit, params.cursor)
-        .map_err(goal_error)?;
+    let cursor = params.cursor;
+    let page = on_state(&manager_of(&session.server, hub.as_ref()), move |manager| {
+        manager
+            .goal_history(&thread_id, None, limit, cursor)
+            .map_err(goal_error)
+    })
+    .await?;
     Ok(Reply::Now(json!({
         "events": page.events,
         "nextCursor": page.next_cursor,

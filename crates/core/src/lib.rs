@@ -30,7 +30,8 @@ use quest_protocol::ThreadId;
 pub use config::{Config, ConfigError, ConfigOverrides, LoadedConfig, load_config};
 pub use goal::GoalError;
 pub use manager::{
-    GoalUpdate, ManagerOptions, NewGoal, StartedThread, ThreadManager, ThreadOptions, ThreadSummary,
+    GoalUpdate, ManagerOptions, NewGoal, StartedThread, ThreadManager, ThreadOptions,
+    ThreadSummary, TurnState, TurnSummary,
 };
 pub use protocol::{Event, EventMsg, Op, TurnError, TurnErrorKind, TurnTrigger};
 pub use session::{EventStream, Session};

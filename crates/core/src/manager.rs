@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use quest_model::ModelClient;
-use quest_protocol::ThreadId;
 use quest_protocol::goal::transition::{
     BudgetChange, CreateGoal, CreateMode, GoalEvent, GoalState, Trigger, UpdateGoal,
 };
 use quest_protocol::goal::{GoalOrigin, GoalStatus};
+use quest_protocol::transcript::TranscriptEntry;
+use quest_protocol::{ThreadId, TurnId};
 use quest_state::Store;
 
 use crate::config::Config;
@@ -110,6 +111,51 @@ impl From<quest_state::ThreadRecord> for ThreadSummary {
     }
 }
 
+/// How a recorded turn stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnState {
+    /// Started and not ended (or its process died before reconciliation marked it).
+    Running,
+    /// Ended normally.
+    Completed,
+    /// Ended with an error.
+    Failed,
+    /// Ended by an interrupt or by the death of its process.
+    Interrupted,
+}
+
+/// A recorded turn, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnSummary {
+    /// Turn id.
+    pub id: TurnId,
+    /// How it stands.
+    pub state: TurnState,
+    /// Error text of a failed turn.
+    pub error: Option<String>,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    /// Unix milliseconds, once ended.
+    pub ended_at_ms: Option<i64>,
+}
+
+impl From<quest_state::TurnRecord> for TurnSummary {
+    fn from(r: quest_state::TurnRecord) -> Self {
+        TurnSummary {
+            id: r.id,
+            state: match r.status {
+                quest_state::TurnStatus::Running => TurnState::Running,
+                quest_state::TurnStatus::Completed => TurnState::Completed,
+                quest_state::TurnStatus::Failed => TurnState::Failed,
+                quest_state::TurnStatus::Interrupted => TurnState::Interrupted,
+            },
+            error: r.error,
+            started_at_ms: r.started_at_ms,
+            ended_at_ms: r.ended_at_ms,
+        }
+    }
+}
+
 /// A new goal asked for by the user (`quest exec --goal`, `thread/goal/set` on a thread without
 /// a goal, `/goal <objective>`).
 #[derive(Clone, Debug, Default)]
@@ -158,7 +204,9 @@ struct Inner {
     options: ManagerOptions,
     store: Option<Store>,
     client: Mutex<Option<ModelClient>>,
-    threads: Mutex<HashMap<ThreadId, Loaded>>,
+    /// Shared with every manager derived by [`ThreadManager::with_config`]: a thread is loaded
+    /// once per process, whichever configuration it runs with.
+    threads: Arc<Mutex<HashMap<ThreadId, Loaded>>>,
 }
 
 #[derive(Clone)]
@@ -189,7 +237,32 @@ impl ThreadManager {
                 options,
                 store,
                 client: Mutex::new(None),
-                threads: Mutex::new(HashMap::new()),
+                threads: Arc::new(Mutex::new(HashMap::new())),
+            }),
+        })
+    }
+
+    /// A manager for threads that run with another configuration (a client's per-thread
+    /// overrides: model, working directory, sandbox, …) in this same process. It shares this
+    /// manager's state database connection and its set of loaded threads, so a thread is loaded at
+    /// most once and any of the managers can reach it; its own model client is built lazily. With
+    /// `ephemeral` its new threads are not recorded.
+    pub fn with_config(&self, config: Arc<Config>, ephemeral: bool) -> Result<Self, CoreError> {
+        let store = match (&self.inner.store, ephemeral) {
+            (_, true) => None,
+            (Some(store), false) if config.home == self.inner.config.home => Some(store.clone()),
+            (_, false) => Some(Store::open_in(&config.home)?),
+        };
+        Ok(ThreadManager {
+            inner: Arc::new(Inner {
+                config,
+                options: ManagerOptions {
+                    ephemeral,
+                    ..self.inner.options.clone()
+                },
+                store,
+                client: Mutex::new(None),
+                threads: self.inner.threads.clone(),
             }),
         })
     }
@@ -411,6 +484,42 @@ impl ThreadManager {
             .into_iter()
             .map(ThreadSummary::from)
             .collect())
+    }
+
+    /// A recorded thread, or `None` when there is no such thread.
+    pub fn thread_summary(&self, thread_id: &ThreadId) -> Result<Option<ThreadSummary>, CoreError> {
+        Ok(self
+            .store()?
+            .get_thread(thread_id)?
+            .map(ThreadSummary::from))
+    }
+
+    /// A recorded thread's turns, oldest first.
+    pub fn turns(&self, thread_id: &ThreadId) -> Result<Vec<TurnSummary>, CoreError> {
+        Ok(self
+            .store()?
+            .list_turns(thread_id)?
+            .into_iter()
+            .map(TurnSummary::from)
+            .collect())
+    }
+
+    /// Everything a recorded thread's rollout holds, in order, each row with the turn that wrote
+    /// it: the transcript a front-end shows when it reopens the thread (compactions do not hide
+    /// the rows before them here, unlike the history the model is sent).
+    pub fn transcript(&self, thread_id: &ThreadId) -> Result<Vec<TranscriptEntry>, CoreError> {
+        Ok(self.store()?.load_transcript(thread_id)?)
+    }
+
+    /// Sets a recorded thread's preview (what thread lists show) unless it has one already: the
+    /// first message or objective names a thread, later ones do not rename it. Returns whether
+    /// it was set.
+    pub fn fill_thread_preview(
+        &self,
+        thread_id: &ThreadId,
+        preview: &str,
+    ) -> Result<bool, CoreError> {
+        Ok(self.store()?.fill_thread_preview(thread_id, preview)?)
     }
 
     /// The most recently updated recorded thread, optionally only among those started in `cwd`.

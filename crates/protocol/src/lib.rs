@@ -15,6 +15,7 @@ pub mod items;
 pub mod mcp;
 pub mod ops;
 pub mod sandbox;
+pub mod transcript;
 pub mod usage;
 
 pub use compaction::{CompactedHistory, CompactionTrigger, LoadedHistory};

@@ -1,5 +1,6 @@
 //! Threads, turns and the rollout (the durable, append-only conversation history).
 
+use quest_protocol::transcript::{TranscriptEntry, TranscriptItem};
 use quest_protocol::{CompactedHistory, LoadedHistory, ResponseItem, ThreadId, TokenUsage, TurnId};
 
 /// How a compaction record's JSON starts (serde writes the tag first); ordinary items never
@@ -21,24 +22,6 @@ pub struct NewThread {
     pub model: String,
     /// Model provider id (`openai`, a `[model_providers]` key, …).
     pub model_provider: String,
-}
-
-/// One row of a thread's full transcript ([`Store::load_transcript`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TranscriptEntry {
-    /// The turn that appended it (`None` for items written outside a turn).
-    pub turn_id: Option<String>,
-    /// The item, or the compaction that happened at this point.
-    pub item: TranscriptItem,
-}
-
-/// What a transcript row holds.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TranscriptItem {
-    /// An item as it was exchanged.
-    Item(ResponseItem),
-    /// A compaction: the model's history was replaced here (the earlier rows stay for readers).
-    Compaction(CompactedHistory),
 }
 
 /// A stored thread.
