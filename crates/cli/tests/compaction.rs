@@ -11,7 +11,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use common::{TestEnv, completed_items, db_path, jsonl, run, thread_id};
-use quest_mock_model::{CapturedRequest, Condition, ContextModel, MockModel, Rule, Script, Step};
+use quest_mock_model::{
+    CapturedRequest, Condition, ContextModel, MockModel, ModelList, Rule, Script, Step,
+};
 use quest_protocol::{ResponseItem, ThreadId};
 use serde_json::{Value, json};
 
@@ -505,4 +507,145 @@ fn exec_resume_compact_compacts_on_request_and_charges_the_goal() {
     assert!(text.contains("SUMMARY-1"), "{text}");
     assert!(text.contains(OBJECTIVE));
     assert!(!text.contains("thinking about the sheep"), "{text}");
+}
+
+/// The script of `context_length_exceeded_compacts_once_and_retries_the_request`: a model
+/// with a 6000-token window and no window Quest knows of for its slug.
+fn rounds_model(window: u64) -> Script {
+    Script::default()
+        .with_rule(summarizer())
+        .with_rule(Rule::new(
+            Condition::requests(14, usize::MAX),
+            Step::message("finished counting"),
+        ))
+        .with_default(Step::function_call(
+            "exec_command",
+            json!({"cmd": "echo round-{n}; seq 1 600"}),
+        ))
+        .with_context(ContextModel::with_window(window))
+}
+
+#[test]
+fn an_unknown_model_compacts_at_ninety_percent_of_the_window_its_provider_lists() {
+    // The same run refuses a request when the provider lists no window (the reactive test
+    // above); here the provider's model list gives the window, so Quest compacts ahead of it.
+    // Each round adds about 790 tokens: 90 % of 6500 is crossed by the 8th request (about
+    // 5990 tokens), while at 95 % that request would still be sent and the 9th refused.
+    const LISTED: u64 = 6_500;
+    let script =
+        rounds_model(LISTED).with_models(ModelList::with_context_window("gpt-test", LISTED));
+    let mock = MockModel::start_blocking(script);
+    let env = TestEnv::new();
+    let out = run(
+        env.exec(&mock).args([
+            "-c",
+            "model_client.model_list_timeout_ms=30000",
+            "count in rounds",
+        ]),
+        0,
+    );
+    let events = jsonl(&out);
+    assert_eq!(events.last().unwrap()["type"], "turn.completed");
+    assert!(
+        completed_items(&events, "error").is_empty(),
+        "no warning: {events:?}"
+    );
+    assert_eq!(mock.model_list_requests().len(), 1, "asked once");
+    let requests = mock.requests();
+    assert!(
+        requests.iter().all(|r| r.answered_by != "context_window"),
+        "never refused: {:?}",
+        requests.iter().map(|r| &r.answered_by).collect::<Vec<_>>()
+    );
+    let first = requests
+        .iter()
+        .position(|r| kind(r) == "compaction")
+        .expect("a compaction");
+    // The limit is 90 % of the listed window: every request before the compaction was below
+    // it, and the next one (one more round of the same size) would have crossed it.
+    let limit = LISTED * 9 / 10;
+    let before: Vec<u64> = requests[..first]
+        .iter()
+        .map(|r| r.input_tokens.unwrap())
+        .collect();
+    assert!(before.len() >= 3, "{before:?}");
+    assert!(before.iter().all(|&t| t < limit), "{before:?}");
+    let [.., previous, last] = before[..] else {
+        unreachable!()
+    };
+    assert!(
+        last + (last - previous) >= limit,
+        "compacted early: {before:?}"
+    );
+    let turn_requests: Vec<u64> = requests
+        .iter()
+        .filter(|r| kind(r) == "turn")
+        .map(|r| r.input_tokens.unwrap())
+        .collect();
+    assert!(
+        turn_requests.iter().all(|&t| t <= LISTED),
+        "{turn_requests:?}"
+    );
+}
+
+/// Runs a one-request turn against a provider whose model list fails as `models` says; the turn
+/// must complete and one warning must say what went wrong.
+fn failing_model_list(models: ModelList, extra: &[&str]) -> String {
+    let mock = MockModel::start_blocking(Script::new([Step::message("hello")]).with_models(models));
+    let env = TestEnv::new();
+    let out = run(env.exec(&mock).args(extra).arg("say hello"), 0);
+    let events = jsonl(&out);
+    assert_eq!(
+        events.last().unwrap()["type"],
+        "turn.completed",
+        "{events:?}"
+    );
+    assert_eq!(completed_items(&events, "agent_message").len(), 1);
+    assert_eq!(mock.request_count(), 1, "one model call");
+    assert_eq!(mock.model_list_requests().len(), 1, "one look at the list");
+    let warnings = completed_items(&events, "error");
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    let message = warnings[0]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("could not read the context window of `gpt-test`")
+            && message.contains(&format!("GET {}/models", mock.uri()))
+            && message.contains("model_context_window"),
+        "{message}"
+    );
+    message
+}
+
+#[test]
+fn a_failing_model_list_is_harmless_and_reported_once() {
+    let message = failing_model_list(ModelList::status(404), &[]);
+    assert!(message.contains("HTTP 404"), "{message}");
+    let message = failing_model_list(ModelList::raw("<html>gateway</html>"), &[]);
+    assert!(message.contains("not JSON"), "{message}");
+    let message = failing_model_list(
+        ModelList::with_context_window("gpt-test", 6_000).delayed(120_000),
+        &["-c", "model_client.model_list_timeout_ms=300"],
+    );
+    assert!(message.contains("no answer within 300 ms"), "{message}");
+}
+
+#[test]
+fn known_or_configured_windows_never_ask_the_provider() {
+    let cases: [(&[&str], usize); 4] = [
+        // The control: an unknown slug without a window asks.
+        (&[], 1),
+        (&["-c", "model=gpt-5.5"], 0),
+        (&["-c", "model_context_window=50000"], 0),
+        (&["-c", "model_client.model_list_timeout_ms=0"], 0),
+    ];
+    for (args, asked) in cases {
+        let mock = MockModel::start_blocking(
+            Script::new([Step::message("hello")])
+                .with_models(ModelList::with_context_window("gpt-test", 6_000)),
+        );
+        let env = TestEnv::new();
+        let out = run(env.exec(&mock).args(args).arg("say hello"), 0);
+        assert_eq!(jsonl(&out).last().unwrap()["type"], "turn.completed");
+        assert_eq!(mock.request_count(), 1);
+        assert_eq!(mock.model_list_requests().len(), asked, "{args:?}");
+    }
 }

@@ -69,6 +69,21 @@ impl CompactionSettings {
         }
     }
 
+    /// These settings (resolved without a window) completed with the window the provider's
+    /// model list gives: a configured limit stays (never above the window), else 90 % of it.
+    pub fn with_provider_window(self, window: i64) -> Self {
+        if self.context_window.is_some() || window <= 0 {
+            return self;
+        }
+        CompactionSettings {
+            context_window: Some(window),
+            auto_compact_limit: Some(self.auto_compact_limit.map_or(
+                window.saturating_mul(DEFAULT_LIMIT_PERCENT) / 100,
+                |limit| limit.min(window),
+            )),
+        }
+    }
+
     /// True when a live context of `tokens` has crossed the auto-compaction limit.
     pub fn should_compact(&self, tokens: i64) -> bool {
         self.auto_compact_limit.is_some_and(|limit| tokens >= limit)
@@ -596,6 +611,32 @@ mod tests {
         assert_eq!(s.auto_compact_limit, Some(700));
         assert!(s.should_compact(700));
         assert!(!s.should_compact(699));
+    }
+
+    #[test]
+    fn a_window_from_the_provider_completes_unknown_settings_only() {
+        let unknown = CompactionSettings::resolve("my-local-model", None, None);
+        let s = unknown.with_provider_window(20_000);
+        assert_eq!(
+            (s.context_window, s.auto_compact_limit),
+            (Some(20_000), Some(18_000))
+        );
+        assert_eq!(s.summary_request_budget(), Some(19_000));
+        // A configured limit stays, capped at the window.
+        let limited = CompactionSettings::resolve("my-local-model", None, Some(5_000));
+        assert_eq!(
+            limited.with_provider_window(20_000).auto_compact_limit,
+            Some(5_000)
+        );
+        let too_high = CompactionSettings::resolve("my-local-model", None, Some(50_000));
+        assert_eq!(
+            too_high.with_provider_window(20_000).auto_compact_limit,
+            Some(20_000)
+        );
+        // Known or configured windows are not overridden; nonsense is ignored.
+        let known = CompactionSettings::resolve("gpt-5.5", None, None);
+        assert_eq!(known.with_provider_window(20_000), known);
+        assert_eq!(unknown.with_provider_window(0), unknown);
     }
 
     #[test]

@@ -234,6 +234,9 @@ pub struct ModelTuning {
     pub max_retry_delay_s: u64,
     /// Base of the exponential retry backoff.
     pub retry_backoff_base_ms: u64,
+    /// How long the provider's model list (`GET {base_url}/models`) may take to answer when
+    /// the model's context window is neither known nor configured; 0 never asks.
+    pub model_list_timeout_ms: u64,
 }
 
 impl Default for ModelTuning {
@@ -241,6 +244,7 @@ impl Default for ModelTuning {
         ModelTuning {
             max_retry_delay_s: 120,
             retry_backoff_base_ms: 200,
+            model_list_timeout_ms: 5_000,
         }
     }
 }
@@ -684,6 +688,12 @@ fn check_model_tuning(tuning: &ModelTuning) -> Result<(), ConfigError> {
             reason: "must be between 1 and 60000 (milliseconds)".into(),
         });
     }
+    if tuning.model_list_timeout_ms > 60_000 {
+        return Err(ConfigError::InvalidValue {
+            key: "model_client.model_list_timeout_ms".into(),
+            reason: "must be at most 60000 (milliseconds; 0 turns the lookup off)".into(),
+        });
+    }
     Ok(())
 }
 
@@ -913,6 +923,10 @@ model = "gpt-5.5-mini"
             (
                 "model_client.retry_backoff_base_ms=0",
                 "model_client.retry_backoff_base_ms",
+            ),
+            (
+                "model_client.model_list_timeout_ms=600000",
+                "model_client.model_list_timeout_ms",
             ),
             (
                 r#"model_providers.x={name="x", stream_idle_timeout_ms=0}"#,

@@ -23,6 +23,7 @@ pub mod thread;
 pub mod tool_order;
 pub mod tools;
 pub mod turn;
+pub mod window;
 
 use quest_model::{ClientOptions, ModelClient, ModelError};
 use quest_protocol::ThreadId;

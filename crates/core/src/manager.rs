@@ -207,6 +207,11 @@ struct Inner {
     /// Shared with every manager derived by [`ThreadManager::with_config`]: a thread is loaded
     /// once per process, whichever configuration it runs with.
     threads: Arc<Mutex<HashMap<ThreadId, Loaded>>>,
+    /// Context-window lookups in the providers' model lists, by model-list URL and model: one
+    /// per process (shared like `threads`) for each model with no known or configured window.
+    windows: Arc<Mutex<HashMap<(String, String), Arc<crate::window::WindowLookup>>>>,
+    /// This manager's lookup, once its model client is built.
+    window: Mutex<Option<Arc<crate::window::WindowLookup>>>,
 }
 
 #[derive(Clone)]
@@ -238,6 +243,8 @@ impl ThreadManager {
                 store,
                 client: Mutex::new(None),
                 threads: Arc::new(Mutex::new(HashMap::new())),
+                windows: Arc::default(),
+                window: Mutex::new(None),
             }),
         })
     }
@@ -263,6 +270,8 @@ impl ThreadManager {
                 store,
                 client: Mutex::new(None),
                 threads: self.inner.threads.clone(),
+                windows: self.inner.windows.clone(),
+                window: Mutex::new(None),
             }),
         })
     }
@@ -314,6 +323,21 @@ impl ThreadManager {
             self.inner.options.propagate_trace,
         )?;
         *client = Some(built.clone());
+        let config = &self.inner.config;
+        let lookup = crate::window::WindowLookup::new(
+            &config.compaction,
+            &config.model,
+            &built,
+            std::time::Duration::from_millis(config.model_tuning.model_list_timeout_ms),
+        )
+        .map(|lookup| {
+            let key = (built.model_list_url(), config.model.clone());
+            lock(&self.inner.windows)
+                .entry(key)
+                .or_insert(lookup)
+                .clone()
+        });
+        *lock(&self.inner.window) = lookup;
         Ok(built)
     }
 
@@ -425,6 +449,10 @@ impl ThreadManager {
             )
         };
         let server = Session::server_address(config.model_provider.base_url());
+        let window = lock(&self.inner.window).clone();
+        if let Some(lookup) = &window {
+            lookup.start();
+        }
         let session = Arc::new(Session {
             thread_id,
             config: config.clone(),
@@ -439,6 +467,7 @@ impl ThreadManager {
             server,
             pending: Default::default(),
             approvals: crate::approval::Approvals::new(options.headless),
+            window: crate::window::ThreadWindow::new(window),
         });
         let goal = store.map(|store| {
             GoalRuntime::new(

@@ -11,6 +11,7 @@ use quest_tools::sandbox::{KernelSupport, Sandbox};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::compact::CompactionSettings;
 use crate::config::Config;
 use crate::prompts;
 use crate::protocol::{Event, EventMsg, TurnTrigger};
@@ -81,9 +82,22 @@ pub struct Session {
     /// Approval requests waiting for a front-end's answer, and commands approved for the
     /// session.
     pub approvals: crate::approval::Approvals,
+    /// The context window when the configuration has none: the provider's model list.
+    pub window: crate::window::ThreadWindow,
 }
 
 impl Session {
+    /// The compaction settings to decide with: the configured ones, completed by the
+    /// provider's model list for a model with no known window (see [`crate::window`]). A
+    /// failed lookup is reported here as a warning, once per process.
+    pub async fn compaction_settings(&self, turn_id: Option<TurnId>) -> CompactionSettings {
+        let (settings, warning) = self.window.settings(self.config.compaction).await;
+        if let Some(message) = warning {
+            self.emit(turn_id, EventMsg::Warning(message));
+        }
+        settings
+    }
+
     /// The sandbox of this thread's commands and patches: the configured policy around the
     /// thread's workspace, keeping Quest's home (and config) read-only.
     pub fn sandbox(&self) -> Sandbox {

@@ -591,6 +591,7 @@ mod tests {
             server: (None, None),
             pending: Default::default(),
             approvals: Default::default(),
+            window: Default::default(),
         });
         let runtime = GoalRuntime::new(session.clone(), store.clone(), config.goals.clone(), true);
         runtime

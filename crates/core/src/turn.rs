@@ -10,7 +10,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::blocking;
-use crate::compact;
+use crate::compact::{self, CompactionSettings};
 use crate::protocol::{EventMsg, TurnError, TurnTrigger, turn_error_from_model};
 use crate::session::{History, Session};
 use crate::tool_order;
@@ -191,11 +191,11 @@ async fn run_turn_inner(
     };
     loop {
         // Before every request: compact when the live context crossed the limit.
-        if session
-            .config
-            .compaction
-            .should_compact(history.tracker.tokens())
-        {
+        let Some(settings) = compaction_settings(&session, turn_id, &cancel).await else {
+            report.outcome = TurnOutcome::Aborted;
+            return report;
+        };
+        if settings.should_compact(history.tracker.tokens()) {
             match ctx
                 .compact(history, CompactionTrigger::Auto, &mut report)
                 .await
@@ -336,11 +336,8 @@ async fn run_turn_inner(
         if calls.is_empty() {
             // At the end of a turn: compact now so the next turn starts small. The turn's work
             // is done, so a failure here is only a warning; the next request tries again.
-            if session
-                .config
-                .compaction
-                .should_compact(history.tracker.tokens())
-            {
+            let settings = compaction_settings(&session, turn_id, &cancel).await;
+            if settings.is_some_and(|s| s.should_compact(history.tracker.tokens())) {
                 match ctx
                     .compact(history, CompactionTrigger::Auto, &mut report)
                     .await
@@ -567,7 +564,10 @@ impl CompactionCtx<'_> {
         report: &mut TurnReport,
     ) -> Result<(String, TokenUsage), CompactionFailure> {
         let session = self.session;
-        let mut budget = session.config.compaction.summary_request_budget();
+        let mut budget = session
+            .window
+            .settings_now(session.config.compaction)
+            .summary_request_budget();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -710,6 +710,20 @@ fn stream_event_handler(
 }
 
 /// Commits the session's queued writes off the async workers.
+/// The compaction settings for the next decision; `None` when the turn was interrupted while
+/// waiting for the provider's model list.
+async fn compaction_settings(
+    session: &Arc<Session>,
+    turn_id: TurnId,
+    cancel: &CancellationToken,
+) -> Option<CompactionSettings> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        settings = session.compaction_settings(Some(turn_id)) => Some(settings),
+    }
+}
+
 async fn commit(session: &Arc<Session>) -> Result<(), String> {
     let session = session.clone();
     blocking::run(move || session.commit()).await

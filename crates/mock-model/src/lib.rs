@@ -66,7 +66,14 @@
 //!
 //! [default]                                 # when nothing else answers
 //! output = [{ type = "message", text = "done" }]
+//!
+//! [models]                                  # GET /v1/models (default: an empty list)
+//! data = [{ id = "local-llm", context_window = 20000 }]   # entries, verbatim
+//! # status = 404 (an error answer), raw_body = "not json", delay_ms = N
 //! ```
+//!
+//! Model-list requests are recorded apart from model calls
+//! ([`MockModel::model_list_requests`]): they never change [`MockModel::request_count`].
 //!
 //! Default ids are unique per request: `resp_{n}`, `msg_{n}_{i}`, `fc_{n}_{i}`, `ctc_{n}_{i}`,
 //! `rs_{n}_{i}` and call ids `call_{n}_{i}` (`n` = 1-based request number, `i` = output index).
@@ -89,7 +96,7 @@ pub use events::{
     ev_output_text_delta, ev_reasoning, function_call_item, message_item, reasoning_item, sse,
 };
 pub use script::{
-    CallSpec, Condition, ContextModel, CustomCallSpec, End, Frame, HttpError, MessageSpec, Output,
-    RawItemSpec, ReasoningSpec, Rule, Script, Step, Usage,
+    CallSpec, Condition, ContextModel, CustomCallSpec, End, Frame, HttpError, MessageSpec,
+    ModelList, Output, RawItemSpec, ReasoningSpec, Rule, Script, Step, Usage,
 };
 pub use server::{MockModel, MockModelBuilder};

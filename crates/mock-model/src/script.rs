@@ -34,6 +34,8 @@ pub struct Script {
     /// Simulate the model's context: report input tokens from the size of each request's
     /// `input` and refuse requests that do not fit the window, as a real model does.
     pub context: Option<ContextModel>,
+    /// The answer to `GET /v1/models` (default: an empty list).
+    pub models: Option<ModelList>,
 }
 
 impl Default for Script {
@@ -44,7 +46,61 @@ impl Default for Script {
             default: None,
             check_pairing: true,
             context: None,
+            models: None,
         }
+    }
+}
+
+/// The model list served on `GET /v1/models` (and `GET /models`). Requests for it are recorded
+/// apart from model calls ([`crate::MockModel::model_list_requests`]), so they never change a
+/// model-call count.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelList {
+    /// Entries of `{"object":"list","data":[…]}`, sent verbatim.
+    pub data: Vec<Value>,
+    /// Answer with this HTTP status instead (and an OpenAI-style error body).
+    pub status: Option<u16>,
+    /// Send this body instead of the list (with status 200 unless `status` is set).
+    pub raw_body: Option<String>,
+    /// Wait this long before answering.
+    pub delay_ms: u64,
+}
+
+impl ModelList {
+    /// A list with one model advertising `window` tokens as `context_window`.
+    pub fn with_context_window(id: &str, window: u64) -> Self {
+        Self {
+            data: vec![serde_json::json!({
+                "id": id,
+                "object": "model",
+                "owned_by": "mock-model",
+                "context_window": window,
+            })],
+            ..Self::default()
+        }
+    }
+
+    /// An HTTP error answer.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    /// A raw (e.g. non-JSON) body with status 200.
+    pub fn raw(body: &str) -> Self {
+        Self {
+            raw_body: Some(body.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Answers after `ms` milliseconds.
+    pub fn delayed(mut self, ms: u64) -> Self {
+        self.delay_ms = ms;
+        self
     }
 }
 
@@ -468,6 +524,12 @@ impl Script {
         self
     }
 
+    /// Serves this model list on `GET /v1/models`.
+    pub fn with_models(mut self, models: ModelList) -> Self {
+        self.models = Some(models);
+        self
+    }
+
     /// Appends a rule.
     pub fn with_rule(mut self, rule: Rule) -> Self {
         self.rules.push(rule);
@@ -549,6 +611,15 @@ impl Script {
             if context.window == Some(0) {
                 return Err(invalid("`window` must be at least 1"));
             }
+        }
+        if let Some(status) = self.models.as_ref().and_then(|models| models.status)
+            && !(100..=999).contains(&status)
+        {
+            return Err(ScriptError::Invalid {
+                origin: origin.to_owned(),
+                location: "models".to_owned(),
+                message: format!("`status` {status} is not an HTTP status code"),
+            });
         }
         Ok(())
     }

@@ -56,6 +56,7 @@ struct Shared {
     rule_matches: Vec<usize>,
     extra_steps: std::collections::VecDeque<Step>,
     requests: Vec<CapturedRequest>,
+    model_list_requests: Vec<CapturedRequest>,
 }
 
 impl MockModelBuilder {
@@ -284,6 +285,11 @@ impl MockModel {
             Ok([request]) => request,
             Err(requests) => panic!("expected exactly one request, got {}", requests.len()),
         }
+    }
+
+    /// Every `GET /v1/models` received so far (kept apart from [`MockModel::requests`]).
+    pub fn model_list_requests(&self) -> Vec<CapturedRequest> {
+        self.inner.lock().model_list_requests.clone()
     }
 
     /// Time between consecutive request arrivals.
@@ -529,6 +535,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let json_ok = parsed.is_ok();
     let body = parsed.unwrap_or(Value::Null);
     let path = parts.uri.path().to_owned();
+    let model_list = parts.method == Method::GET && (path == "/v1/models" || path == "/models");
     let route_ok =
         parts.method == Method::POST && (path == "/v1/responses" || path == "/responses");
     let mut headers = std::collections::BTreeMap::<String, String>::new();
@@ -562,10 +569,13 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         status: 0,
         input_tokens: None,
     };
+    if model_list {
+        return answer_model_list(&inner, captured).await;
+    }
     match inner.accept(captured, route_ok, json_ok) {
         Answer::NotFound => json_error(
             StatusCode::NOT_FOUND,
-            "mock-model serves only POST /v1/responses",
+            "mock-model serves only POST /v1/responses and GET /v1/models",
             "invalid_request_error",
         ),
         Answer::InvalidJson => json_error(
@@ -586,6 +596,58 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         }
         Answer::Stream(step, number) => respond(&inner, *step, number).await,
     }
+}
+
+/// Records a model-list request and answers it from the script's `models`.
+async fn answer_model_list(inner: &Arc<Inner>, mut request: CapturedRequest) -> Response {
+    let models = inner.script.models.clone().unwrap_or_default();
+    request.answered_by = "models".into();
+    request.status = models.status.unwrap_or(200);
+    {
+        let mut state = inner.lock();
+        request.index = state.model_list_requests.len();
+        if let Some(log) = &inner.log
+            && let Ok(line) = serde_json::to_string(&request)
+        {
+            let mut file = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = writeln!(file, "{line}");
+            let _ = file.flush();
+        }
+        state.model_list_requests.push(request);
+    }
+    if models.delay_ms > 0 && !sleep_unless_shutdown(inner, models.delay_ms).await {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mock-model is shutting down",
+            "server_error",
+        );
+    }
+    let status = models
+        .status
+        .and_then(|status| StatusCode::from_u16(status).ok())
+        .unwrap_or(StatusCode::OK);
+    if let Some(raw) = models.raw_body {
+        let mut response = Response::new(Body::from(raw));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return response;
+    }
+    if !status.is_success() {
+        return json_error(
+            status,
+            "mock-model: model list unavailable",
+            "invalid_request_error",
+        );
+    }
+    let body = json!({"object": "list", "data": models.data});
+    let mut response = Response::new(Body::from(body.to_string()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn json_error(status: StatusCode, message: &str, error_type: &str) -> Response {

@@ -376,6 +376,18 @@ impl ModelClient {
         self.inner.url.as_str()
     }
 
+    pub(crate) fn endpoint(&self) -> &reqwest::Url {
+        &self.inner.url
+    }
+
+    pub(crate) fn static_headers(&self) -> &HeaderMap {
+        &self.inner.headers
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     /// Streams one model call, retrying per the provider's budgets, and calls `on_event` for
     /// every event (including [`ResponseEvent::Retrying`] before each visible retry). Returns when
     /// `response.completed` arrives, without waiting for the connection to close.

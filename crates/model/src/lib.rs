@@ -13,6 +13,7 @@
 mod client;
 mod error;
 mod long_strings;
+mod model_list;
 mod provider;
 pub mod retry;
 pub mod sse;
@@ -23,6 +24,7 @@ pub use client::{
     ResponseOutcome, request_body, user_agent,
 };
 pub use error::{ModelError, usage_limit_message};
+pub use model_list::{ListedWindow, ModelListError, context_window_from_model_list};
 pub use provider::{
     DEFAULT_REQUEST_MAX_RETRIES, DEFAULT_STREAM_IDLE_TIMEOUT_MS, DEFAULT_STREAM_MAX_RETRIES,
     MAX_RETRIES_CAP, ModelProviderInfo, OPENAI_BASE_URL, WireApi, built_in_model_providers,
