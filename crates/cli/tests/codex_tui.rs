@@ -1,6 +1,7 @@
 //! Codex's own terminal UI (`@openai/codex` 0.169.0, pinned in `tests/codex-tui`) drives
 //! `quest app-server` over WebSocket in a tmux pane: a chat answer appears, `/goal` shows the
-//! pursuing footer, and a goal the runtime blocks shows "Goal stalled" and stops calling the model.
+//! pursuing footer, a goal the runtime blocks shows "Goal stalled", one out of budget shows
+//! "Goal unmet", and neither calls the model again.
 //!
 //! Needs tmux and `npm ci --prefix tests/codex-tui` (both done by `.ci/run`); when either is
 //! missing the test fails and says so.
@@ -270,5 +271,68 @@ fn codex_tui_interrupts_pauses_clears_hits_usage_limits_compacts_and_resumes() {
         !reopened.contains("Resume a previous session"),
         "screen:\n{reopened}"
     );
+    drop(server);
+}
+
+#[test]
+fn codex_tui_shows_a_goal_out_of_budget_and_stops_calling_the_model() {
+    let codex = codex_bin();
+    let env = TestEnv::new();
+    let goal_turn = Condition::last_user_text_contains("codex_internal_context source=\"goal\"");
+    // Asked for a budgeted goal, the model creates one with a 1500-token budget; each goal turn
+    // then reports 2100 tokens, so the first continuation exhausts the budget.
+    let script = Script::default()
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("with a budget")
+                .and(Condition::last_item_type("message"))
+                .and(not_title()),
+            Step::create_goal("Tidy the release notes", Some(1_500)),
+        ))
+        .with_rule(Rule::new(
+            goal_turn,
+            Step::message("Still tidying the notes.")
+                .with_usage(quest_mock_model::Usage::new(2_000, 0, 100, 0)),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_call_name("create_goal")
+                .and(Condition::last_item_type("function_call_output"))
+                .and(not_title()),
+            Step::message("Goal set with a budget."),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("ping").and(not_title()),
+            Step::message("pong from mock"),
+        ))
+        .with_default(Step::message("Hello from mock"));
+    let mock = MockModel::start_blocking(script);
+    let server = start_server(&env, &mock);
+    let codex_home = tempfile::tempdir().unwrap();
+    let session = format!("quest-tui-budget-{}", std::process::id());
+    let command = format!(
+        "env CODEX_HOME={} node {} --remote {}",
+        codex_home.path().display(),
+        codex.display(),
+        server.url
+    );
+    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
+    tui.wait_for("gpt-test");
+
+    tui.type_line("please set a goal with a budget");
+    // Codex's footer for `budgetLimited`: "Goal unmet (<used> / <budget> tokens)".
+    let screen = tui.wait_for("Goal unmet (");
+    assert!(screen.contains(" / 1.5K tokens)"), "screen:\n{screen}");
+    assert!(
+        screen.contains("Still tidying the notes."),
+        "screen:\n{screen}"
+    );
+    let limited_at = work_requests(&mock);
+    assert!(limited_at >= 3, "screen:\n{screen}");
+
+    // Out of budget, the goal asks the model nothing more: the next chat turn is the only
+    // request, and the footer keeps the status.
+    tui.type_line("ping");
+    let screen = tui.wait_for("pong from mock");
+    assert_eq!(work_requests(&mock), limited_at + 1, "screen:\n{screen}");
+    assert!(screen.contains("Goal unmet ("), "screen:\n{screen}");
     drop(server);
 }

@@ -209,7 +209,7 @@ struct Inner {
     threads: Arc<Mutex<HashMap<ThreadId, Loaded>>>,
     /// Context-window lookups in the providers' model lists, by model-list URL and model: one
     /// per process (shared like `threads`) for each model with no known or configured window.
-    windows: Arc<Mutex<HashMap<(String, String), Arc<crate::window::WindowLookup>>>>,
+    windows: crate::window::WindowLookups,
     /// This manager's lookup, once its model client is built.
     window: Mutex<Option<Arc<crate::window::WindowLookup>>>,
 }

@@ -18,6 +18,9 @@ use quest_model::{ListedWindow, ModelClient};
 
 use crate::compact::CompactionSettings;
 
+/// The lookups of one process, by model-list URL and model slug.
+pub type WindowLookups = Arc<Mutex<std::collections::HashMap<(String, String), Arc<WindowLookup>>>>;
+
 /// One process's lookup of the configured model's window.
 pub struct WindowLookup {
     model: String,

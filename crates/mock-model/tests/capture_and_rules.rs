@@ -92,8 +92,9 @@ async fn wait_for_requests_wakes_on_arrival_and_times_out() {
 async fn other_paths_and_bad_json_are_rejected_but_recorded_without_using_a_step() {
     let mock = MockModel::start(Script::new([Step::message("first")])).await;
     let client = common::client();
+    // `GET /v1/models` is the model list now; any other path is refused.
     let status = client
-        .get(format!("{}/models", mock.uri()))
+        .get(format!("{}/embeddings", mock.uri()))
         .send()
         .await
         .unwrap()
