@@ -100,6 +100,37 @@ fn all_processes() -> Vec<ProcStat> {
     .collect()
 }
 
+fn read_stat(pid: i32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Quest's children: the pids in `/proc/self/task/*/children` (an orphan is re-parented to one
+/// of Quest's threads, so every thread's list is read). `None` when the kernel has no such
+/// files (`CONFIG_PROC_CHILDREN`); a thread that exits meanwhile is skipped. The lists are a
+/// snapshot: a child that appears while they are read may be missed, and is found by the next
+/// call.
+fn own_children() -> Option<Vec<i32>> {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let available = *AVAILABLE.get_or_init(|| {
+        std::path::Path::new(&format!("/proc/self/task/{}/children", std::process::id())).exists()
+    });
+    if !available {
+        return None;
+    }
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut pids = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        pids.extend(
+            text.split_ascii_whitespace()
+                .filter_map(|pid| pid.parse::<i32>().ok()),
+        );
+    }
+    Some(pids)
+}
+
 /// The processes matching `is_root` plus, transitively, every child of one of them.
 fn tree(procs: &[ProcStat], is_root: impl Fn(&ProcStat) -> bool) -> BTreeSet<i32> {
     let mut children: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
@@ -173,7 +204,13 @@ pub fn reap_orphans() {
     let my_group = nix::unistd::getpgrp().as_raw();
     let running = lock(&RUNNING).clone();
     let groups = lock(&GROUPS).clone();
-    for p in all_processes() {
+    // Quest's own children are enough (an adopted orphan is one); reading every process on the
+    // machine after each command cost more than the rest of a goal turn on a busy host.
+    let candidates = match own_children() {
+        Some(pids) => pids.into_iter().filter_map(read_stat).collect(),
+        None => all_processes(),
+    };
+    for p in candidates {
         if p.ppid == me
             && p.zombie
             && started_by_command(&p, &groups, me, my_group)
@@ -203,6 +240,33 @@ mod tests {
         );
         assert!(parse_stat("12 (x) Z 3 12 12 0").unwrap().zombie);
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    /// A command's `setsid` escape whose parent exited is re-parented to Quest (the subreaper);
+    /// once it has exited, `reap_orphans` finds it among Quest's own children and reaps it.
+    #[test]
+    fn adopted_orphans_are_found_among_own_children_and_reaped() {
+        use nix::sys::wait::{Id, waitid};
+        supervise_children().unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", "setsid sh -c 'exit 0' & echo $!"])
+            .output()
+            .unwrap();
+        let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        // `sh` has been waited for, so the escape is this process's child now: wait for it to
+        // exit without taking its status.
+        waitid(
+            Id::Pid(Pid::from_raw(pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        )
+        .unwrap();
+        assert!(own_children().unwrap().contains(&pid));
+        assert!(read_stat(pid).unwrap().zombie);
+        reap_orphans();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the orphan {pid} was not reaped"
+        );
     }
 
     #[test]
