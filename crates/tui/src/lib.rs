@@ -16,4 +16,4 @@ pub mod theme;
 pub mod transport;
 pub mod wrap;
 
-pub use run::{TuiOptions, run};
+pub use run::{TuiOptions, event_loop, run};

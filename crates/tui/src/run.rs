@@ -175,6 +175,28 @@ async fn drive(mut app: App, mut transport: Transport) -> std::io::Result<()> {
     let mut renderer = Renderer::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut input = spawn_input(stop.clone());
+    let result = event_loop(&mut app, &mut transport, &mut input, |app| {
+        draw(&mut terminal, &mut renderer, app, &theme)
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    result
+}
+
+/// The UI's loop, from `initialize` until the user quits: feeds server messages and terminal
+/// events to `app` and calls `draw` at most once per frame interval (about 60 per second) when
+/// something changed, coalescing everything that arrived in between — a long stream of deltas
+/// costs one frame per interval, not one per delta. `quest` runs it on the real terminal;
+/// benchmarks and tests run it with their own `draw` (e.g. into ratatui's `TestBackend`).
+///
+/// A closed connection shows "Disconnected" and the loop waits for the user to quit (it never
+/// spins on the closed channel); closed input (the terminal is gone) ends the loop.
+pub async fn event_loop(
+    app: &mut App,
+    transport: &mut Transport,
+    input: &mut mpsc::UnboundedReceiver<Event>,
+    mut draw: impl FnMut(&App) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -182,6 +204,8 @@ async fn drive(mut app: App, mut transport: Transport) -> std::io::Result<()> {
     let mut drawn_revision = u64::MAX;
     let mut last_frame = Instant::now() - FRAME_INTERVAL;
     let mut force = true;
+    // A closed channel is ready forever; polling it again would spin the loop.
+    let mut server_open = true;
     loop {
         for message in app.take_outgoing() {
             let _ = transport.outgoing.send(message);
@@ -192,7 +216,7 @@ async fn drive(mut app: App, mut transport: Transport) -> std::io::Result<()> {
         let dirty = force || app.revision != drawn_revision;
         let since = last_frame.elapsed();
         if dirty && since >= FRAME_INTERVAL {
-            draw(&mut terminal, &mut renderer, &app, &theme)?;
+            draw(app)?;
             drawn_revision = app.revision;
             last_frame = Instant::now();
             force = false;
@@ -204,33 +228,46 @@ async fn drive(mut app: App, mut transport: Transport) -> std::io::Result<()> {
             Duration::from_secs(3600)
         };
         tokio::select! {
-            message = transport.incoming.recv() => {
+            message = transport.incoming.recv(), if server_open => {
                 match message {
                     Some(Incoming::Message(value)) => app.on_message(value),
-                    Some(Incoming::Closed(why)) => app.disconnected(&why),
-                    None => app.disconnected("the connection closed"),
+                    Some(Incoming::Closed(why)) => {
+                        server_open = false;
+                        app.disconnected(&why);
+                    }
+                    None => {
+                        server_open = false;
+                        app.disconnected("the connection closed");
+                    }
                 }
                 // Take everything else already waiting before the next frame.
-                while let Ok(more) = transport.incoming.try_recv() {
+                while server_open && let Ok(more) = transport.incoming.try_recv() {
                     match more {
                         Incoming::Message(value) => app.on_message(value),
-                        Incoming::Closed(why) => app.disconnected(&why),
+                        Incoming::Closed(why) => {
+                            server_open = false;
+                            app.disconnected(&why);
+                        }
                     }
                 }
             }
             ev = input.recv() => {
-                if let Some(ev) = ev {
-                    force |= handle_event(&mut app, ev);
-                    while let Ok(more) = input.try_recv() {
-                        force |= handle_event(&mut app, more);
+                match ev {
+                    Some(ev) => {
+                        force |= handle_event(app, ev);
+                        while let Ok(more) = input.try_recv() {
+                            force |= handle_event(app, more);
+                        }
                     }
+                    // Nobody can type any more (the terminal is gone): leave, so the server
+                    // side shuts down cleanly.
+                    None => break,
                 }
             }
             _ = ticker.tick() => app.tick(now_ms()),
             () = tokio::time::sleep(wait) => {}
         }
     }
-    stop.store(true, Ordering::Relaxed);
     Ok(())
 }
 
