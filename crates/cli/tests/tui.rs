@@ -406,3 +406,84 @@ fn tui_asks_before_running_a_command_and_obeys_the_answer() {
     tui.type_line("/quit");
     tui.wait_exit();
 }
+
+fn request_kind(request: &quest_mock_model::CapturedRequest) -> String {
+    request
+        .header("x-codex-turn-metadata")
+        .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+        .and_then(|m| m["request_kind"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn window_id(request: &quest_mock_model::CapturedRequest) -> String {
+    request
+        .header("x-codex-window-id")
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn tui_compact_summarizes_the_thread_and_the_next_turn_starts_from_the_summary() {
+    let env = TestEnv::new();
+    let script = Script::default()
+        .with_rule(Rule::new(
+            Condition::request_kind("compaction"),
+            Step::message("SUMMARY-{n}: the user shared marker ALPHA-7431; nothing else pending."),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("ALPHA-7431"),
+            Step::message("Noted, FIRST-ANSWER-5512."),
+        ))
+        .with_default(Step::message("Continuing from the summary."));
+    let mock = MockModel::start_blocking(script);
+    let mut args = provider_args(&mock.uri());
+    args.push("-C".into());
+    args.push(env.work().display().to_string());
+    let launch = launcher(&env, &args);
+    let tui = Tmux::start(
+        &format!("quest-tui-compact-{}", std::process::id()),
+        env.work(),
+        &format!("bash {}", launch.display()),
+        (100, 30),
+    );
+    tui.wait_for("gpt-test");
+    tui.type_line("remember the marker ALPHA-7431");
+    tui.wait_for("FIRST-ANSWER-5512");
+    assert_eq!(mock.request_count(), 1);
+
+    tui.type_line("/compact");
+    let screen = tui.wait_for("Context compacted");
+    assert!(screen.contains("Compacting the thread"), "{screen}");
+    wait_requests(&mock, 2, || tui.screen());
+    let compaction = mock.request(1).unwrap();
+    assert_eq!(request_kind(&compaction), "compaction", "screen:\n{screen}");
+    let text = compaction.body["input"].to_string();
+    assert!(
+        text.contains("ALPHA-7431") && text.contains("FIRST-ANSWER-5512"),
+        "the summary request carries the history: {text}"
+    );
+    let first_window = window_id(&compaction);
+    let thread = first_window
+        .strip_suffix(":0")
+        .unwrap_or_else(|| panic!("window id {first_window:?} of the first window"));
+
+    // The next turn is an ordinary turn in the next window, built from the summary: the old
+    // answer is gone, the summary stands in for it.
+    tui.type_line("what next?");
+    tui.wait_for("Continuing from the summary.");
+    assert_eq!(mock.request_count(), 3, "screen:\n{}", tui.screen());
+    let next = mock.request(2).unwrap();
+    assert_eq!(request_kind(&next), "turn");
+    assert_eq!(window_id(&next), format!("{thread}:1"));
+    let text = next.body["input"].to_string();
+    assert!(text.contains("SUMMARY-"), "{text}");
+    assert!(text.contains("what next?"), "{text}");
+    assert!(!text.contains("FIRST-ANSWER-5512"), "{text}");
+    // The history on screen still shows the whole conversation and the compaction notice.
+    let history = tui.history();
+    for shown in ["ALPHA-7431", "FIRST-ANSWER-5512", "Context compacted"] {
+        assert!(history.contains(shown), "{shown:?} missing:\n{history}");
+    }
+    tui.type_line("/quit");
+    tui.wait_exit();
+}
