@@ -87,6 +87,8 @@ struct HubState {
     current: Option<CurrentTurn>,
     turns: Vec<Turn>,
     usage_total: TokenUsage,
+    /// The model's context window, as the thread's manager knows it.
+    context_window: Option<i64>,
     pending_starts: VecDeque<PendingStart>,
     thread: Thread,
     next_item: u64,
@@ -141,6 +143,7 @@ impl ThreadHub {
                 current: None,
                 turns: Vec::new(),
                 usage_total: TokenUsage::default(),
+                context_window: None,
                 pending_starts: VecDeque::new(),
                 thread,
                 next_item: 0,
@@ -165,6 +168,7 @@ impl ThreadHub {
             let _gate = self.gate.lock().await;
             let (out, subscribers) = {
                 let mut state = self.state();
+                state.context_window = self.manager.context_window();
                 let out = state.apply(&self.thread_id, event);
                 (out, state.subscribers.values().cloned().collect::<Vec<_>>())
             };
@@ -1146,7 +1150,7 @@ impl HubState {
                 token_usage: ThreadTokenUsage {
                     total: TokenUsageBreakdown::from(&self.usage_total),
                     last: TokenUsageBreakdown::from(usage),
-                    model_context_window: None,
+                    model_context_window: self.context_window,
                 },
             }),
         ));
@@ -1302,6 +1306,7 @@ mod tests {
             current: None,
             turns: Vec::new(),
             usage_total: TokenUsage::default(),
+            context_window: None,
             pending_starts: VecDeque::new(),
             thread,
             next_item: 0,

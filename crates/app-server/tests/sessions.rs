@@ -849,3 +849,44 @@ async fn a_reopened_thread_lists_the_items_its_turns_showed() {
         4
     );
 }
+
+/// `thread/tokenUsage/updated` carries the model's context window: a configured one, or the one
+/// the provider's model list gives for a model Quest does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_usage_reports_the_context_window() {
+    async fn window_after_one_turn(script: Script, extra: Vec<String>) -> Value {
+        let fixture = Fixture::start_with(script, extra).await;
+        let mut client = fixture.client().await;
+        let thread = client.start_thread().await;
+        client
+            .call(
+                "turn/start",
+                json!({"threadId": thread, "input": [{"type": "text", "text": "hi", "text_elements": []}]}),
+            )
+            .await;
+        client.turn_completed(&thread).await;
+        let usage = client
+            .log
+            .iter()
+            .rev()
+            .find(|m| method(m) == "thread/tokenUsage/updated")
+            .expect("a usage notification")
+            .clone();
+        usage["params"]["tokenUsage"]["modelContextWindow"].clone()
+    }
+    let answer = || Step::message("ok").with_usage(Usage::new(100, 0, 5, 0));
+    let listed = Script::new([answer()]).with_models(
+        quest_mock_model::ModelList::with_context_window("gpt-test", 64_000),
+    );
+    assert_eq!(window_after_one_turn(listed, Vec::new()).await, 64_000);
+    let configured = Script::new([answer()]);
+    assert_eq!(
+        window_after_one_turn(configured, vec!["model_context_window=32000".into()]).await,
+        32_000
+    );
+    // Unknown everywhere: no figure (the schema allows null).
+    assert_eq!(
+        window_after_one_turn(Script::new([answer()]), Vec::new()).await,
+        Value::Null
+    );
+}

@@ -303,6 +303,18 @@ impl ThreadManager {
         &self.inner.config
     }
 
+    /// The model's context window as far as it is known now: configured, known for the slug, or
+    /// read from the provider's model list (once that answered).
+    pub fn context_window(&self) -> Option<i64> {
+        let configured = self.inner.config.compaction.context_window;
+        configured.or_else(|| {
+            lock(&self.inner.window)
+                .as_ref()
+                .and_then(|lookup| lookup.peek())
+                .flatten()
+        })
+    }
+
     /// Whether threads are recorded.
     pub fn is_ephemeral(&self) -> bool {
         self.inner.store.is_none()
