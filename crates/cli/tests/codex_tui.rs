@@ -275,7 +275,7 @@ fn codex_tui_interrupts_pauses_clears_hits_usage_limits_compacts_and_resumes() {
 }
 
 #[test]
-fn codex_tui_shows_a_goal_out_of_budget_and_stops_calling_the_model() {
+fn codex_tui_shows_a_goal_out_of_budget_then_one_achieved() {
     let codex = codex_bin();
     let env = TestEnv::new();
     let goal_turn = Condition::last_user_text_contains("codex_internal_context source=\"goal\"");
@@ -287,6 +287,19 @@ fn codex_tui_shows_a_goal_out_of_budget_and_stops_calling_the_model() {
                 .and(Condition::last_item_type("message"))
                 .and(not_title()),
             Step::create_goal("Tidy the release notes", Some(1_500)),
+        ))
+        .with_rule(Rule::new(
+            goal_turn
+                .clone()
+                .and(Condition::input_contains("SHIPIT"))
+                .and(Condition::last_item_type("message")),
+            Step::update_goal("complete"),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_call_name("update_goal")
+                .and(Condition::last_item_type("function_call_output"))
+                .and(not_title()),
+            Step::message("The notes are shipped."),
         ))
         .with_rule(Rule::new(
             goal_turn,
@@ -334,5 +347,17 @@ fn codex_tui_shows_a_goal_out_of_budget_and_stops_calling_the_model() {
     let screen = tui.wait_for("pong from mock");
     assert_eq!(work_requests(&mock), limited_at + 1, "screen:\n{screen}");
     assert!(screen.contains("Goal unmet ("), "screen:\n{screen}");
+
+    // The last status: a goal the model marks complete shows "Goal achieved".
+    tui.type_line("/goal clear");
+    tui.wait_until("the goal footer gone", |screen| {
+        screen.contains("Goal cleared") && !screen.contains("Goal unmet (")
+    });
+    tui.type_line("/goal SHIPIT publish the notes");
+    let screen = tui.wait_for("Goal achieved");
+    assert!(
+        screen.contains("The notes are shipped."),
+        "screen:\n{screen}"
+    );
     drop(server);
 }
