@@ -16,4 +16,4 @@ pub mod theme;
 pub mod transport;
 pub mod wrap;
 
-pub use run::{TuiOptions, event_loop, run};
+pub use run::{TerminalGuard, TuiOptions, event_loop, run};

@@ -56,7 +56,17 @@ fn utc_offset_seconds() -> i32 {
     chrono::Local::now().offset().local_minus_utc()
 }
 
+/// Whether the UI has the terminal (raw mode, alternate screen) and has not given it back yet.
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Gives the terminal back, once: after a panic the hook restores it and then the guard's drop
+/// runs during unwinding. Leaving the alternate screen a second time would move the cursor back
+/// to where it was saved on entering, so the shell prompt (or anything else) would be written
+/// over the panic message.
 fn restore_terminal() {
+    if !TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        return;
+    }
     let mut out = std::io::stdout();
     let _ = execute!(
         out,
@@ -68,8 +78,29 @@ fn restore_terminal() {
     let _ = out.flush();
 }
 
-/// Puts the terminal back however the UI ends, panics included.
-struct TerminalGuard;
+/// The terminal while the UI owns it: raw mode, the alternate screen and bracketed paste. It is
+/// put back when this is dropped, and — through the panic hook [`TerminalGuard::enter`]
+/// installs — before a panic's message is printed, so the message lands readable on the normal
+/// screen instead of in raw mode on the alternate screen (which leaving it would erase).
+pub struct TerminalGuard {
+    _private: (),
+}
+
+impl TerminalGuard {
+    /// Takes over the terminal on stdout (what `quest` does before its first frame).
+    pub fn enter() -> std::io::Result<TerminalGuard> {
+        install_panic_hook();
+        terminal::enable_raw_mode()?;
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
+        let guard = TerminalGuard { _private: () };
+        execute!(
+            std::io::stdout(),
+            EnterAlternateScreen,
+            EnableBracketedPaste
+        )?;
+        Ok(guard)
+    }
+}
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
@@ -164,12 +195,8 @@ fn spawn_input(stop: Arc<AtomicBool>) -> mpsc::UnboundedReceiver<Event> {
 }
 
 async fn drive(mut app: App, mut transport: Transport) -> std::io::Result<()> {
-    install_panic_hook();
-    terminal::enable_raw_mode()?;
-    let _guard = TerminalGuard;
-    let mut stdout = std::io::stdout();
-    execute!(stdout, EnterAlternateScreen, EnableBracketedPaste)?;
-    let mut terminal = Terminal::new(CrosstermBackend::new(stdout))?;
+    let _guard = TerminalGuard::enter()?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
     let theme = Theme::from_env();
     let mut renderer = Renderer::default();
