@@ -42,12 +42,18 @@ impl Drop for Server {
 }
 
 fn start_server(env: &TestEnv, mock: &MockModel) -> Server {
+    start_server_with(env, mock, &[])
+}
+
+/// Starts `quest app-server` with extra `-c` overrides.
+fn start_server_with(env: &TestEnv, mock: &MockModel, overrides: &[&str]) -> Server {
     let mut child = env
         .quest_bare()
         .arg("app-server")
         .args(["--listen", "ws://127.0.0.1:0"])
         .args(provider_args(&mock.uri()))
         .args(["-c", "goals.no_progress_backoff=[\"2s\"]"])
+        .args(overrides.iter().flat_map(|o| ["-c", o]))
         .arg("-C")
         .arg(env.work())
         .stderr(Stdio::piped())
@@ -358,6 +364,81 @@ fn codex_tui_shows_a_goal_out_of_budget_then_one_achieved() {
     assert!(
         screen.contains("The notes are shipped."),
         "screen:\n{screen}"
+    );
+    drop(server);
+}
+
+/// Quest's approval requests appear as Codex's own approval dialogs and the answers reach Quest:
+/// an approved escalated command runs outside the sandbox; a declined patch is not applied and
+/// the model is told so.
+#[test]
+fn codex_tui_shows_and_answers_quests_approval_requests() {
+    let codex = codex_bin();
+    let env = TestEnv::new();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("approved.txt");
+    let script = Script::default()
+        .with_rule(Rule::new(
+            Condition::last_item_type("function_call_output").and(not_title()),
+            Step::message("The command finished."),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_item_type("custom_tool_call_output").and(not_title()),
+            Step::message("Leaving the file alone."),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("write outside").and(not_title()),
+            Step::calls([quest_mock_model::Output::function_call(
+                "exec_command",
+                serde_json::json!({
+                    "cmd": format!("echo approved > {}", target.display()),
+                    "sandbox_permissions": "require_escalated",
+                    "justification": "the report goes to the shared directory",
+                }),
+            )]),
+        ))
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("add notes").and(not_title()),
+            Step::calls([quest_mock_model::Output::custom_tool_call(
+                "apply_patch",
+                "*** Begin Patch\n*** Add File: notes.txt\n+first\n+second\n*** End Patch\n",
+            )]),
+        ))
+        .with_default(Step::message("Hello from mock"));
+    let mock = MockModel::start_blocking(script);
+    // Codex's TUI starts its threads read-only: every write asks.
+    let server = start_server_with(&env, &mock, &["approval_policy=\"on-request\""]);
+    let codex_home = tempfile::tempdir().unwrap();
+    let session = format!("quest-tui-approvals-{}", std::process::id());
+    let command = format!(
+        "env CODEX_HOME={} node {} --remote {}",
+        codex_home.path().display(),
+        codex.display(),
+        server.url
+    );
+    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
+    tui.wait_for("gpt-test");
+
+    tui.type_line("please write outside");
+    let dialog = tui.wait_for("Would you like to run the following command?");
+    assert!(
+        dialog.contains("the report goes to the shared directory"),
+        "the justification is shown; screen:\n{dialog}"
+    );
+    assert!(!target.exists(), "nothing runs before the answer");
+    tui.press("y");
+    tui.wait_for("The command finished.");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "approved\n");
+
+    tui.type_line("please add notes");
+    tui.wait_for("Would you like to make the following edits?");
+    tui.press("Escape");
+    tui.wait_until("the turn after the refusal", |screen| {
+        screen.contains("Leaving the file alone.") || screen.contains("Conversation interrupted")
+    });
+    assert!(
+        !env.work().join("notes.txt").exists(),
+        "a declined patch is not applied"
     );
     drop(server);
 }
