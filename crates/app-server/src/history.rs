@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use quest_protocol::app_server::v2::{
     ExecutionStatus, FileUpdateChange, PatchChangeKind, ThreadItem, UserInput,
 };
+use quest_protocol::exec_events::PatchChangeKind as ExecChangeKind;
 use quest_protocol::transcript::{TranscriptEntry, TranscriptItem};
 use quest_protocol::{ContentItem, ReasoningSummary, ResponseItem};
+use quest_tools::apply_patch::{ChunkLine, Hunk, UpdateChunk, declared_changes, parse_patch};
 use quest_tools::shell::{CommandLine, display_command};
 use serde_json::{Value, json};
 
@@ -223,43 +225,72 @@ fn call_item(
     }
 }
 
-/// The files a patch names, from its `*** Add/Update/Delete File:` and `*** Move to:` lines.
+/// The files a patch changes, each with what changed as far as the patch itself tells (the files
+/// as they were are gone): a new file's content, an update's edits (without line numbers, which
+/// only the file knew), nothing for a deletion. A patch that does not parse still names its files.
 fn patch_changes(patch: &str) -> Vec<FileUpdateChange> {
-    let mut changes: Vec<FileUpdateChange> = Vec::new();
-    for line in patch.lines() {
-        let line = line.trim_end();
-        let (path, kind) = if let Some(path) = line.strip_prefix("*** Add File: ") {
-            (path, PatchChangeKind::Add)
-        } else if let Some(path) = line.strip_prefix("*** Delete File: ") {
-            (path, PatchChangeKind::Delete)
-        } else if let Some(path) = line.strip_prefix("*** Update File: ") {
-            (path, PatchChangeKind::Update { move_path: None })
-        } else if let Some(dest) = line.strip_prefix("*** Move to: ") {
-            if let Some(last) = changes.last_mut()
-                && let PatchChangeKind::Update { move_path } = &mut last.kind
-            {
-                *move_path = Some(dest.trim().to_string());
-            }
-            continue;
-        } else {
-            if let Some(last) = changes.last_mut()
-                && (line.starts_with('+')
-                    || line.starts_with('-')
-                    || line.starts_with(' ')
-                    || line.starts_with("@@"))
-            {
-                last.diff.push_str(line);
-                last.diff.push('\n');
-            }
-            continue;
-        };
-        changes.push(FileUpdateChange {
-            path: path.trim().to_string(),
-            kind,
-            diff: String::new(),
-        });
+    let Ok(parsed) = parse_patch(patch) else {
+        return declared_changes(patch)
+            .into_iter()
+            .map(|change| FileUpdateChange {
+                path: change.path,
+                kind: change_kind(change.kind, change.move_path),
+                diff: String::new(),
+            })
+            .collect();
+    };
+    parsed
+        .hunks
+        .into_iter()
+        .map(|hunk| match hunk {
+            Hunk::Add { path, contents } => FileUpdateChange {
+                path,
+                kind: PatchChangeKind::Add,
+                diff: contents,
+            },
+            Hunk::Delete { path } => FileUpdateChange {
+                path,
+                kind: PatchChangeKind::Delete,
+                diff: String::new(),
+            },
+            Hunk::Update {
+                path,
+                move_path,
+                chunks,
+            } => FileUpdateChange {
+                path,
+                kind: PatchChangeKind::Update { move_path },
+                diff: chunks.iter().map(chunk_diff).collect(),
+            },
+        })
+        .collect()
+}
+
+fn change_kind(kind: ExecChangeKind, move_path: Option<String>) -> PatchChangeKind {
+    match kind {
+        ExecChangeKind::Add => PatchChangeKind::Add,
+        ExecChangeKind::Delete => PatchChangeKind::Delete,
+        ExecChangeKind::Update => PatchChangeKind::Update { move_path },
     }
-    changes
+}
+
+/// One update chunk as diff lines: its `@@` header, then context, removed and added lines.
+fn chunk_diff(chunk: &UpdateChunk) -> String {
+    let mut text = match &chunk.context {
+        Some(context) => format!("@@ {context}\n"),
+        None => "@@\n".to_string(),
+    };
+    for line in &chunk.lines {
+        let (mark, line) = match line {
+            ChunkLine::Context(line) => (' ', line),
+            ChunkLine::Remove(line) => ('-', line),
+            ChunkLine::Add(line) => ('+', line),
+        };
+        text.push(mark);
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
 }
 
 /// Fills in a call's outcome from the output text the model was sent (`Exit code: N`, …,
@@ -499,7 +530,8 @@ mod tests {
                 assert_eq!(changes.len(), 2);
                 assert_eq!(changes[0].path, "notes.txt");
                 assert_eq!(changes[0].kind, PatchChangeKind::Add);
-                assert_eq!(changes[0].diff, "+hello\n");
+                // A new file's content, as a live item carries it.
+                assert_eq!(changes[0].diff, "hello\n");
                 assert_eq!(
                     changes[1].kind,
                     PatchChangeKind::Update {

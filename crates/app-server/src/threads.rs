@@ -30,7 +30,9 @@ use quest_protocol::app_server::v2::{
     ThreadTokenUsageUpdatedNotification, TokenUsageBreakdown, Turn, TurnError, TurnNotification,
     TurnStatus, UserInput,
 };
-use quest_protocol::exec_events::{PatchApplyStatus, PatchChangeKind as ExecChangeKind};
+use quest_protocol::exec_events::{
+    PatchApplyStatus, PatchChangeKind as ExecChangeKind, PatchFileChange,
+};
 use quest_protocol::mcp::McpToolCallThreadItem;
 use quest_protocol::ops::TurnErrorKind;
 use quest_protocol::sandbox::{ApprovalReason, ReviewDecision};
@@ -1244,9 +1246,7 @@ impl HubState {
     }
 }
 
-fn wire_changes(
-    changes: Vec<quest_protocol::exec_events::FileUpdateChange>,
-) -> Vec<FileUpdateChange> {
+fn wire_changes(changes: Vec<PatchFileChange>) -> Vec<FileUpdateChange> {
     changes
         .into_iter()
         .map(|c| FileUpdateChange {
@@ -1254,9 +1254,11 @@ fn wire_changes(
             kind: match c.kind {
                 ExecChangeKind::Add => PatchChangeKind::Add,
                 ExecChangeKind::Delete => PatchChangeKind::Delete,
-                ExecChangeKind::Update => PatchChangeKind::Update { move_path: None },
+                ExecChangeKind::Update => PatchChangeKind::Update {
+                    move_path: c.move_path,
+                },
             },
-            diff: String::new(),
+            diff: c.diff,
         })
         .collect()
 }

@@ -114,12 +114,13 @@ async fn commands_and_patches_become_items() {
                 json!({"cmd": "echo from-shell"}),
             ),
             quest_mock_model::Output::apply_patch(
-                "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch\n",
+                "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** Update File: notes.txt\n*** Move to: renamed.txt\n@@\n one\n-two\n+2\n*** End Patch\n",
             ),
         ]),
         Step::message("done"),
     ]);
     let fixture = Fixture::start(script).await;
+    std::fs::write(fixture.work.path().join("notes.txt"), "one\ntwo\nthree\n").unwrap();
     let mut client = fixture.client().await;
     let thread = client.start_thread().await;
     client.start_turn(&thread, "make hello.txt").await;
@@ -155,7 +156,17 @@ async fn commands_and_patches_become_items() {
         .expect("a fileChange item")
         .clone();
     assert_eq!(patch["params"]["item"]["status"], "completed");
-    assert_eq!(patch["params"]["item"]["changes"][0]["kind"]["type"], "add");
+    // Each file with what changed in it, as Codex sends it: a new file's content, an update's
+    // unified diff (and where it moved).
+    let changes = &patch["params"]["item"]["changes"];
+    assert_eq!(changes[0]["kind"]["type"], "add");
+    assert_eq!(changes[0]["diff"], "hi\n");
+    assert_eq!(changes[1]["kind"]["type"], "update");
+    assert_eq!(changes[1]["kind"]["move_path"], "renamed.txt");
+    assert_eq!(
+        changes[1]["diff"],
+        "@@ -1,3 +1,3 @@\n one\n-two\n+2\n three\n"
+    );
     assert_eq!(
         std::fs::read_to_string(fixture.work.path().join("hello.txt")).unwrap(),
         "hi\n"

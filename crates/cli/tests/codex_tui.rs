@@ -431,7 +431,12 @@ fn codex_tui_shows_and_answers_quests_approval_requests() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "approved\n");
 
     tui.type_line("please add notes");
-    tui.wait_for("Would you like to make the following edits?");
+    let dialog = tui.wait_for("Would you like to make the following edits?");
+    // The change is shown with its content, as Codex shows its own patches.
+    assert!(
+        dialog.contains("notes.txt (+2 -0)"),
+        "the new file and its line count; screen:\n{dialog}"
+    );
     tui.press("Escape");
     tui.wait_until("the turn after the refusal", |screen| {
         screen.contains("Leaving the file alone.") || screen.contains("Conversation interrupted")

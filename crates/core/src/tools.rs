@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use quest_protocol::ResponseItem;
-use quest_protocol::exec_events::{FileUpdateChange, PatchApplyStatus};
+use quest_protocol::exec_events::{PatchApplyStatus, PatchFileChange};
 use quest_protocol::sandbox::{
     ApprovalReason, ApprovalResolved, AskForApproval, ExecApprovalRequest, PatchApprovalRequest,
     ReviewDecision, SandboxMode, SandboxPolicy,
 };
 use quest_tools::apply_patch::{
     apply_patch, declared_changes, format_for_model as format_patch_for_model, parse_patch,
+    preview_patch,
 };
 use quest_tools::sandbox::Sandbox;
 
@@ -531,13 +532,10 @@ async fn run_patch(
     let started = std::time::Instant::now();
     let patch = parse_patch(input);
     // The files the patch names, for the `file_change` item of a patch that fails.
-    let attempted: Vec<FileUpdateChange> = match &patch {
+    let attempted: Vec<PatchFileChange> = match &patch {
         Ok(patch) => patch.changes(),
         Err(_) => declared_changes(input),
-    }
-    .iter()
-    .map(FileUpdateChange::from)
-    .collect();
+    };
     // The patch obeys the same writable roots as commands; outside them a person may allow it
     // (unless the policy is `never`).
     let objection = patch.as_ref().ok().and_then(|patch| {
@@ -557,7 +555,12 @@ async fn run_patch(
                 &call.call_id,
                 EventMsg::PatchApprovalRequest(PatchApprovalRequest {
                     call_id: call.call_id.clone(),
-                    changes: attempted.clone(),
+                    // The person sees what would change in each file.
+                    changes: patch
+                        .as_ref()
+                        .ok()
+                        .and_then(|patch| preview_patch(cwd, patch).ok())
+                        .unwrap_or_else(|| attempted.clone()),
                     reason: ApprovalReason::OutsideWritableRoots,
                     justification: Some(objection.to_string()),
                 }),
@@ -587,9 +590,9 @@ async fn run_patch(
         Ok(report) => {
             emit(EventMsg::PatchApplied {
                 call_id: call.call_id.clone(),
-                changes: report.file_update_changes(),
-                status: PatchApplyStatus::Completed,
                 message: report.summary(),
+                changes: report.changes,
+                status: PatchApplyStatus::Completed,
             });
             ToolResult {
                 call: call.clone(),

@@ -7,8 +7,8 @@ use owo_colors::OwoColorize;
 use quest_core::{EventMsg, TurnTrigger};
 use quest_protocol::TokenUsage;
 use quest_protocol::exec_events::{
-    CommandExecutionStatus, ExecError, ExecUsage, McpToolCallItemError, McpToolCallStatus,
-    ThreadEvent, ThreadItem, ThreadItemDetails,
+    CommandExecutionStatus, ExecError, ExecUsage, FileUpdateChange, McpToolCallItemError,
+    McpToolCallStatus, ThreadEvent, ThreadItem, ThreadItemDetails,
 };
 use quest_protocol::sandbox::ApprovalReason;
 
@@ -255,7 +255,7 @@ impl EventProcessor {
                     let item = ThreadItem {
                         id: self.item_id(),
                         details: ThreadItemDetails::FileChange {
-                            changes: changes.clone(),
+                            changes: changes.iter().map(FileUpdateChange::from).collect(),
                             status: *status,
                         },
                     };

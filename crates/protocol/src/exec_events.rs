@@ -219,6 +219,31 @@ pub struct FileUpdateChange {
     pub kind: PatchChangeKind,
 }
 
+/// One file a patch changes, as front-ends show it (the exec JSONL `file_change` entry is its
+/// [`FileUpdateChange`] part).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchFileChange {
+    /// Path as written in the patch (the source, for a move).
+    pub path: String,
+    /// Added, deleted or updated.
+    pub kind: PatchChangeKind,
+    /// Destination, when the file was moved.
+    pub move_path: Option<String>,
+    /// What changes: the new file's content for an Add, the removed file's content for a Delete,
+    /// a unified diff for an Update (empty for a plain rename). Empty when unknown (what a patch
+    /// that does not apply declares).
+    pub diff: String,
+}
+
+impl From<&PatchFileChange> for FileUpdateChange {
+    fn from(change: &PatchFileChange) -> Self {
+        FileUpdateChange {
+            path: change.path.clone(),
+            kind: change.kind,
+        }
+    }
+}
+
 /// Kind of file change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

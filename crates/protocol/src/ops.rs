@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec_events::{FileUpdateChange, McpToolCallItemResult, PatchApplyStatus};
+use crate::exec_events::{McpToolCallItemResult, PatchApplyStatus, PatchFileChange};
 use crate::goal::ThreadGoal;
 use crate::sandbox::{
     ApprovalResolved, ExecApprovalRequest, McpApprovalRequest, PatchApprovalRequest, ReviewDecision,
@@ -125,8 +125,8 @@ pub enum EventMsg {
     PatchApplied {
         /// Tool call id.
         call_id: String,
-        /// Files touched (empty when parsing failed).
-        changes: Vec<FileUpdateChange>,
+        /// Files touched, each with its diff (empty when parsing failed).
+        changes: Vec<PatchFileChange>,
         /// Outcome.
         status: PatchApplyStatus,
         /// Summary or error text.

@@ -207,8 +207,8 @@ pub struct ExecApprovalRequest {
 pub struct PatchApprovalRequest {
     /// The tool call; the answer names it.
     pub call_id: String,
-    /// The files the patch touches.
-    pub changes: Vec<crate::exec_events::FileUpdateChange>,
+    /// The files the patch would change, each with its diff.
+    pub changes: Vec<crate::exec_events::PatchFileChange>,
     /// Why approval is needed.
     pub reason: ApprovalReason,
     /// What the sandbox objected to.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use quest_protocol::exec_events::PatchChangeKind;
 use quest_tools::apply_patch::{
-    FileChange, Hunk, PatchError, apply_patch, apply_patch_text, format_for_model, parse_patch,
+    Hunk, PatchError, PatchFileChange, apply_patch, apply_patch_text, format_for_model, parse_patch,
 };
 
 /// Every regular file under `dir` with its content, sorted, for before/after comparisons.
@@ -87,12 +87,21 @@ fn add_update_delete_and_move_in_one_patch() {
     );
     assert_eq!(
         report.changes[3],
-        FileChange {
+        PatchFileChange {
             path: "old.txt".into(),
             kind: PatchChangeKind::Update,
             move_path: Some("sub/dir/new.txt".into()),
+            diff: "@@ -1,2 +1,2 @@\n keep\n-change me\n+changed\n".into(),
         }
     );
+    // Each file's diff as front-ends show it: an added file's content, a unified diff of an
+    // update, a deleted file's content.
+    assert_eq!(report.changes[0].diff, "hello\nworld\n");
+    assert_eq!(
+        report.changes[1].diff,
+        "@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"
+    );
+    assert_eq!(report.changes[2].diff, "bye\n");
     let wire = report.file_update_changes();
     assert_eq!(wire[0].kind, PatchChangeKind::Add);
     assert_eq!(wire[2].kind, PatchChangeKind::Delete);
@@ -529,7 +538,18 @@ fn parse_then_apply_reports_predicted_changes() {
     assert!(!dir.path().join("x").exists());
     fs::write(dir.path().join("y"), "y\n").unwrap();
     let report = apply_patch(dir.path(), &patch).unwrap();
-    assert_eq!(report.changes, predicted);
+    // The same files, now with what changed in each.
+    let applied: Vec<_> = report
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind, c.diff.as_str()))
+        .collect();
+    let expected: Vec<_> = predicted
+        .iter()
+        .zip(["1\n", "y\n"])
+        .map(|(c, diff)| (c.path.as_str(), c.kind, diff))
+        .collect();
+    assert_eq!(applied, expected);
 }
 
 #[test]
@@ -872,4 +892,27 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn preview_shows_the_diffs_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("b.txt"), "one\ntwo\nthree\n").unwrap();
+    let before = snapshot(d);
+    let patch = quest_tools::apply_patch::parse_patch(
+        "*** Begin Patch\n*** Add File: new.txt\n+fresh\n*** Update File: b.txt\n@@\n one\n-two\n+2\n*** End Patch\n",
+    )
+    .unwrap();
+    let changes = quest_tools::apply_patch::preview_patch(d, &patch).unwrap();
+    assert_eq!(snapshot(d), before, "a preview writes nothing");
+    assert_eq!(changes[0].diff, "fresh\n");
+    assert_eq!(changes[1].diff, "@@ -1,3 +1,3 @@\n one\n-two\n+2\n three\n");
+    // A patch that would not apply is refused as applying it would be.
+    let stale = quest_tools::apply_patch::parse_patch(
+        "*** Begin Patch\n*** Update File: b.txt\n@@\n-missing line\n+x\n*** End Patch\n",
+    )
+    .unwrap();
+    let err = quest_tools::apply_patch::preview_patch(d, &stale).unwrap_err();
+    assert!(err.to_string().contains("b.txt"), "{err}");
 }

@@ -403,6 +403,11 @@ fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
 
+/// `text` as diff lines that all start with `mark`.
+fn prefix_lines(text: &str, mark: char) -> String {
+    text.lines().map(|line| format!("{mark}{line}\n")).collect()
+}
+
 fn count_diff(diff: &str) -> (usize, usize) {
     let mut added = 0;
     let mut removed = 0;
@@ -425,12 +430,19 @@ fn patch_files(changes: Option<&Value>) -> Vec<PatchFile> {
     };
     list.iter()
         .map(|change| {
-            let diff = str_of(change, "diff").unwrap_or_default().to_string();
             let kind = change
                 .get("kind")
                 .and_then(|k| str_of(k, "type").or_else(|| k.as_str()))
                 .unwrap_or("update")
                 .to_string();
+            // The protocol carries a new file's content for `add` and a removed file's content
+            // for `delete`; only `update` carries a unified diff.
+            let raw = str_of(change, "diff").unwrap_or_default();
+            let diff = match kind.as_str() {
+                "add" => prefix_lines(raw, '+'),
+                "delete" => prefix_lines(raw, '-'),
+                _ => raw.to_string(),
+            };
             let mut path = str_of(change, "path").unwrap_or("?").to_string();
             if let Some(to) = change
                 .get("kind")

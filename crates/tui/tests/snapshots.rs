@@ -106,7 +106,7 @@ fn patch_cell() {
         json!({"type": "fileChange", "id": "p1", "status": "completed", "changes": [
             {"path": "src/lib.rs", "kind": {"type": "update", "move_path": null},
              "diff": "@@ -1,3 +1,3 @@\n fn parse() {\n-    old();\n+    new();\n+    check();\n }\n"},
-            {"path": "tests/parse.rs", "kind": {"type": "add"}, "diff": "+#[test]\n+fn parses() {}\n"},
+            {"path": "tests/parse.rs", "kind": {"type": "add"}, "diff": "#[test]\nfn parses() {}\n"},
         ]}),
     );
     assert_snapshot!(screen(&app, 80, 16).backend());

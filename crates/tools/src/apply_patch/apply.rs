@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::seek::seek;
-use super::{ApplyReport, ChunkLine, Hunk, Patch, PatchError, UpdateChunk};
+use super::{ApplyReport, ChunkLine, Hunk, Patch, PatchError, PatchFileChange, UpdateChunk};
 
 /// Applies `patch` to files under `cwd`: all hunks or none (see the module docs for the rules).
 ///
@@ -15,24 +15,44 @@ use super::{ApplyReport, ChunkLine, Hunk, Patch, PatchError, UpdateChunk};
 /// [`PatchError`] naming the file and what failed; no file is changed when an error is returned,
 /// except for [`PatchError::RollbackFailed`].
 pub fn apply_patch(cwd: &Path, patch: &Patch) -> Result<ApplyReport, PatchError> {
+    let (staging, changes) = plan(cwd, patch)?;
+    staging.commit()?;
+    Ok(ApplyReport { changes })
+}
+
+/// What applying `patch` under `cwd` would change, each file with its diff, without writing
+/// anything: what a person is shown before approving the patch.
+///
+/// # Errors
+/// The [`PatchError`] applying it would fail with (short of a failing write).
+pub fn preview_patch(cwd: &Path, patch: &Patch) -> Result<Vec<PatchFileChange>, PatchError> {
+    plan(cwd, patch).map(|(_, changes)| changes)
+}
+
+/// Computes every file's new content in memory, and each hunk's change with its diff.
+fn plan(cwd: &Path, patch: &Patch) -> Result<(Staging, Vec<PatchFileChange>), PatchError> {
     let root = cwd.canonicalize().map_err(|source| PatchError::Io {
         action: "open working directory",
         path: cwd.to_path_buf(),
         source,
     })?;
     let mut staging = Staging::default();
-    for hunk in &patch.hunks {
+    let mut changes = patch.changes();
+    for (hunk, change) in patch.hunks.iter().zip(changes.iter_mut()) {
         match hunk {
             Hunk::Add { path, contents } => {
                 let target = resolve(&root, path)?;
                 let entry = staging.entry(&target)?;
                 entry.require_replaceable("add", path)?;
+                change.diff = contents.clone();
                 entry.current = Some(contents.clone().into_bytes());
             }
             Hunk::Delete { path } => {
                 let target = resolve(&root, path)?;
                 let entry = staging.entry(&target)?;
                 entry.require_file("delete", path)?;
+                change.diff = String::from_utf8_lossy(entry.current.as_deref().unwrap_or_default())
+                    .into_owned();
                 entry.current = None;
             }
             Hunk::Update {
@@ -50,7 +70,9 @@ pub fn apply_patch(cwd: &Path, patch: &Patch) -> Result<ApplyReport, PatchError>
                 } else {
                     let old = std::str::from_utf8(old)
                         .map_err(|_| PatchError::NotUtf8 { path: path.clone() })?;
-                    apply_chunks(path, old, chunks)?.into_bytes()
+                    let new = apply_chunks(path, old, chunks)?;
+                    change.diff = unified_diff(old, &new);
+                    new.into_bytes()
                 };
                 match move_path {
                     Some(dest_path) => {
@@ -71,10 +93,16 @@ pub fn apply_patch(cwd: &Path, patch: &Patch) -> Result<ApplyReport, PatchError>
             }
         }
     }
-    staging.commit()?;
-    Ok(ApplyReport {
-        changes: patch.changes(),
-    })
+    Ok((staging, changes))
+}
+
+/// A unified diff of `old` to `new` with three lines of context and no file header, as front-ends
+/// render an updated file (`@@ -12,7 +12,8 @@` hunks).
+fn unified_diff(old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .to_string()
 }
 
 /// Resolves a patch path against the (canonical) working directory, refusing anything that

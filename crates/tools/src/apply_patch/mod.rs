@@ -51,9 +51,10 @@ mod seek;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use quest_protocol::exec_events::PatchFileChange;
 use quest_protocol::exec_events::{FileUpdateChange, PatchChangeKind};
 
-pub use apply::apply_patch;
+pub use apply::{apply_patch, preview_patch};
 pub use parse::{declared_changes, parse_patch};
 
 /// A parsed patch: its file operations in order.
@@ -145,51 +146,34 @@ pub enum ChunkLine {
 }
 
 impl Patch {
-    /// The changes this patch makes, one per hunk, before it is applied (for `file_change`
-    /// items of a patch that fails).
-    pub fn changes(&self) -> Vec<FileChange> {
+    /// The changes this patch makes, one per hunk, without their diffs (for `file_change` items
+    /// of a patch that fails; [`preview_patch`] computes the diffs).
+    pub fn changes(&self) -> Vec<PatchFileChange> {
         self.hunks
             .iter()
             .map(|hunk| match hunk {
-                Hunk::Add { path, .. } => FileChange {
+                Hunk::Add { path, .. } => PatchFileChange {
                     path: path.clone(),
                     kind: PatchChangeKind::Add,
                     move_path: None,
+                    diff: String::new(),
                 },
-                Hunk::Delete { path } => FileChange {
+                Hunk::Delete { path } => PatchFileChange {
                     path: path.clone(),
                     kind: PatchChangeKind::Delete,
                     move_path: None,
+                    diff: String::new(),
                 },
                 Hunk::Update {
                     path, move_path, ..
-                } => FileChange {
+                } => PatchFileChange {
                     path: path.clone(),
                     kind: PatchChangeKind::Update,
                     move_path: move_path.clone(),
+                    diff: String::new(),
                 },
             })
             .collect()
-    }
-}
-
-/// One file touched by an applied patch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileChange {
-    /// Path as written in the patch (the source, for a move).
-    pub path: String,
-    /// Added, deleted or updated.
-    pub kind: PatchChangeKind,
-    /// Destination, when the file was moved.
-    pub move_path: Option<String>,
-}
-
-impl From<&FileChange> for FileUpdateChange {
-    fn from(change: &FileChange) -> Self {
-        FileUpdateChange {
-            path: change.path.clone(),
-            kind: change.kind,
-        }
     }
 }
 
@@ -197,7 +181,7 @@ impl From<&FileChange> for FileUpdateChange {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApplyReport {
     /// One entry per hunk, in patch order.
-    pub changes: Vec<FileChange>,
+    pub changes: Vec<PatchFileChange>,
 }
 
 impl ApplyReport {

@@ -2,7 +2,7 @@
 
 use quest_protocol::exec_events::PatchChangeKind;
 
-use super::{ChunkLine, FileChange, Hunk, Patch, PatchError, UpdateChunk};
+use super::{ChunkLine, Hunk, Patch, PatchError, PatchFileChange, UpdateChunk};
 
 const BEGIN: &str = "*** Begin Patch";
 const END: &str = "*** End Patch";
@@ -85,8 +85,8 @@ pub fn parse_patch(text: &str) -> Result<Patch, PatchError> {
 /// The file operations `text` declares in its `*** Add File:`, `*** Delete File:` and
 /// `*** Update File:` headers (with `*** Move to:`), found line by line without parsing the rest:
 /// what a patch that does not parse was trying to change.
-pub fn declared_changes(text: &str) -> Vec<FileChange> {
-    let mut changes: Vec<FileChange> = Vec::new();
+pub fn declared_changes(text: &str) -> Vec<PatchFileChange> {
+    let mut changes: Vec<PatchFileChange> = Vec::new();
     for line in text.lines() {
         let line = line.trim();
         let (kind, path) = if let Some(path) = line.strip_prefix(ADD) {
@@ -108,10 +108,11 @@ pub fn declared_changes(text: &str) -> Vec<FileChange> {
         };
         let path = path.trim();
         if !path.is_empty() {
-            changes.push(FileChange {
+            changes.push(PatchFileChange {
                 path: path.to_owned(),
                 kind,
                 move_path: None,
+                diff: String::new(),
             });
         }
     }
