@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use clap::Args;
 use quest_core::ConfigOverrides;
 
-pub use server::{DEFAULT_MAX_MESSAGE_BYTES, Server, ServerError, ServerOptions};
+pub use server::{
+    CODEX_PROTOCOL_VERSION, DEFAULT_MAX_MESSAGE_BYTES, Server, ServerError, ServerOptions,
+};
 pub use transport::{InProcessClient, Inbound, Listen, WsAuth, in_process};
 
 /// Exit code for bad usage (flags, addresses, config).

@@ -94,6 +94,9 @@ impl ClientHandle {
     }
 }
 
+/// The Codex release whose app-server protocol (v2 schemas) this server implements.
+pub const CODEX_PROTOCOL_VERSION: &str = "0.169.0";
+
 /// The app-server: shared by all connections of one process.
 pub struct Server {
     pub(crate) options: ServerOptions,
@@ -364,12 +367,15 @@ impl ClientSession {
         );
         self.initialized = true;
         let response = InitializeResponse {
+            // Codex's clients read the server's version from the first product token and warn
+            // when it is older than their own: that slot names the protocol version Quest
+            // speaks; Quest's own version follows.
             user_agent: format!(
-                "{}/{} ({}; {}) quest ({}; {})",
+                "{}/{CODEX_PROTOCOL_VERSION} ({}; {}) quest/{} ({}; {})",
                 params.client_info.name,
-                env!("CARGO_PKG_VERSION"),
                 std::env::consts::OS,
                 std::env::consts::ARCH,
+                env!("CARGO_PKG_VERSION"),
                 params.client_info.name,
                 params.client_info.version,
             ),

@@ -25,6 +25,17 @@ async fn requests_before_initialize_are_refused_and_initialize_answers_once() {
     assert!(message(&error).contains("initialize"), "{error}");
     let result = client.initialize().await;
     assert_eq!(result["platformOs"], std::env::consts::OS);
+    // Codex's TUI takes the version after the first `/` as the server's and warns ("A background
+    // Codex service is running v…, older than your Codex CLI") when it is older than its own.
+    let agent = result["userAgent"].as_str().unwrap();
+    assert!(
+        agent.starts_with("quest-test/0.169.0 ("),
+        "the protocol version Quest speaks comes first: {agent}"
+    );
+    assert!(
+        agent.contains(&format!("quest/{}", env!("CARGO_PKG_VERSION"))),
+        "{agent}"
+    );
     assert_eq!(
         result["codexHome"],
         fixture.home.path().display().to_string()
