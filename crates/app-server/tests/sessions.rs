@@ -885,19 +885,21 @@ async fn token_usage_reports_the_context_window() {
             .clone();
         usage["params"]["tokenUsage"]["modelContextWindow"].clone()
     }
-    let answer = || Step::message("ok").with_usage(Usage::new(100, 0, 5, 0));
-    let listed = Script::new([answer()]).with_models(
-        quest_mock_model::ModelList::with_context_window("gpt-test", 64_000),
-    );
+    // Two requests: the decision before the second one waits for the model list.
+    let turn = || {
+        Script::new([
+            Step::function_call("exec_command", json!({"cmd": "echo hi"})),
+            Step::message("ok").with_usage(Usage::new(100, 0, 5, 0)),
+        ])
+    };
+    let listed = turn().with_models(quest_mock_model::ModelList::with_context_window(
+        "gpt-test", 64_000,
+    ));
     assert_eq!(window_after_one_turn(listed, Vec::new()).await, 64_000);
-    let configured = Script::new([answer()]);
     assert_eq!(
-        window_after_one_turn(configured, vec!["model_context_window=32000".into()]).await,
+        window_after_one_turn(turn(), vec!["model_context_window=32000".into()]).await,
         32_000
     );
     // Unknown everywhere: no figure (the schema allows null).
-    assert_eq!(
-        window_after_one_turn(Script::new([answer()]), Vec::new()).await,
-        Value::Null
-    );
+    assert_eq!(window_after_one_turn(turn(), Vec::new()).await, Value::Null);
 }

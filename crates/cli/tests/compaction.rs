@@ -588,10 +588,20 @@ fn an_unknown_model_compacts_at_ninety_percent_of_the_window_its_provider_lists(
     );
 }
 
-/// Runs a one-request turn against a provider whose model list fails as `models` says; the turn
-/// must complete and one warning must say what went wrong.
+/// A turn of two requests (a command, then the answer). The decision before the second request
+/// is the first to wait for the model list; one before the first request or at the end of a
+/// turn never does.
+fn two_requests() -> Script {
+    Script::new([
+        Step::function_call("exec_command", json!({"cmd": "echo hi"})),
+        Step::message("hello"),
+    ])
+}
+
+/// Runs a two-request turn against a provider whose model list fails as `models` says; the
+/// turn must complete and one warning must say what went wrong.
 fn failing_model_list(models: ModelList, extra: &[&str]) -> String {
-    let mock = MockModel::start_blocking(Script::new([Step::message("hello")]).with_models(models));
+    let mock = MockModel::start_blocking(two_requests().with_models(models));
     let env = TestEnv::new();
     let out = run(env.exec(&mock).args(extra).arg("say hello"), 0);
     let events = jsonl(&out);
@@ -601,7 +611,11 @@ fn failing_model_list(models: ModelList, extra: &[&str]) -> String {
         "{events:?}"
     );
     assert_eq!(completed_items(&events, "agent_message").len(), 1);
-    assert_eq!(mock.request_count(), 1, "one model call");
+    assert_eq!(
+        mock.request_count(),
+        2,
+        "the turn's two model calls, nothing more"
+    );
     assert_eq!(mock.model_list_requests().len(), 1, "one look at the list");
     let warnings = completed_items(&events, "error");
     assert_eq!(warnings.len(), 1, "{events:?}");
@@ -639,13 +653,12 @@ fn known_or_configured_windows_never_ask_the_provider() {
     ];
     for (args, asked) in cases {
         let mock = MockModel::start_blocking(
-            Script::new([Step::message("hello")])
-                .with_models(ModelList::with_context_window("gpt-test", 6_000)),
+            two_requests().with_models(ModelList::with_context_window("gpt-test", 6_000)),
         );
         let env = TestEnv::new();
         let out = run(env.exec(&mock).args(args).arg("say hello"), 0);
         assert_eq!(jsonl(&out).last().unwrap()["type"], "turn.completed");
-        assert_eq!(mock.request_count(), 1);
+        assert_eq!(mock.request_count(), 2);
         assert_eq!(mock.model_list_requests().len(), asked, "{args:?}");
     }
 }

@@ -89,9 +89,14 @@ pub struct Session {
 impl Session {
     /// The compaction settings to decide with: the configured ones, completed by the
     /// provider's model list for a model with no known window (see [`crate::window`]). A
-    /// failed lookup is reported here as a warning, once per process.
-    pub async fn compaction_settings(&self, turn_id: Option<TurnId>) -> CompactionSettings {
-        let (settings, warning) = self.window.settings(self.config.compaction).await;
+    /// failed lookup is reported here as a warning, once per process. `wait`: see
+    /// [`crate::window::ThreadWindow::settings`].
+    pub async fn compaction_settings(
+        &self,
+        turn_id: Option<TurnId>,
+        wait: bool,
+    ) -> CompactionSettings {
+        let (settings, warning) = self.window.settings(self.config.compaction, wait).await;
         if let Some(message) = warning {
             self.emit(turn_id, EventMsg::Warning(message));
         }

@@ -336,8 +336,8 @@ async fn run_turn_inner(
         if calls.is_empty() {
             // At the end of a turn: compact now so the next turn starts small. The turn's work
             // is done, so a failure here is only a warning; the next request tries again.
-            let settings = compaction_settings(&session, turn_id, &cancel).await;
-            if settings.is_some_and(|s| s.should_compact(history.tracker.tokens())) {
+            let settings = session.compaction_settings(Some(turn_id), false).await;
+            if settings.should_compact(history.tracker.tokens()) {
                 match ctx
                     .compact(history, CompactionTrigger::Auto, &mut report)
                     .await
@@ -710,8 +710,8 @@ fn stream_event_handler(
 }
 
 /// Commits the session's queued writes off the async workers.
-/// The compaction settings for the next decision; `None` when the turn was interrupted while
-/// waiting for the provider's model list.
+/// The compaction settings for the decision before a request; `None` when the turn was
+/// interrupted while waiting for the provider's model list.
 async fn compaction_settings(
     session: &Arc<Session>,
     turn_id: TurnId,
@@ -720,7 +720,7 @@ async fn compaction_settings(
     tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
-        settings = session.compaction_settings(Some(turn_id)) => Some(settings),
+        settings = session.compaction_settings(Some(turn_id), true) => Some(settings),
     }
 }
 

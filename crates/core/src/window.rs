@@ -4,8 +4,8 @@
 //! Only a model that is neither known ([`crate::compact::default_context_window`]) nor given a
 //! `model_context_window` is looked up. The lookup starts when the first thread of the process
 //! starts and runs beside it; it is bounded by `[model_client] model_list_timeout_ms`. A thread's
-//! first compaction decision never waits for it (the first request is not delayed); later
-//! decisions wait for its answer. When the list gives no window the thread compacts only when
+//! first compaction decision never waits for it (the first request is not delayed), nor does the
+//! decision at the end of a turn; a decision before any later request waits for its answer. When the list gives no window the thread compacts only when
 //! the provider answers `context_length_exceeded`, as before; a failed lookup is reported once
 //! as a warning that says so.
 
@@ -129,7 +129,7 @@ impl WindowLookup {
 #[derive(Debug, Default)]
 pub struct ThreadWindow {
     lookup: Option<Arc<WindowLookup>>,
-    /// Set once the thread made its first decision (which never waits for the lookup).
+    /// Set once the thread made its first decision before a request (which never waits).
     decided: AtomicBool,
 }
 
@@ -142,20 +142,22 @@ impl ThreadWindow {
         }
     }
 
-    /// The settings to decide with, and a warning to show (once per process). The first call
-    /// of a thread takes what is known now; later calls wait for the lookup.
+    /// The settings to decide with, and a warning to show (once per process). With `wait`
+    /// (a decision before a request) the lookup is awaited, except by the thread's first such
+    /// decision, which takes what is known now so the first request is never held up; without
+    /// it (the decision at the end of a turn) nothing waits.
     pub async fn settings(
         &self,
         configured: CompactionSettings,
+        wait: bool,
     ) -> (CompactionSettings, Option<String>) {
         let Some(lookup) = &self.lookup else {
             return (configured, None);
         };
-        let first = !self.decided.swap(true, Ordering::AcqRel);
         let window = match lookup.peek() {
             Some(window) => window,
-            None if first => None,
-            None => lookup.window().await,
+            None if wait && self.decided.swap(true, Ordering::AcqRel) => lookup.window().await,
+            None => None,
         };
         let settings = match window {
             Some(window) => configured.with_provider_window(window),
