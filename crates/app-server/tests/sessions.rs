@@ -865,8 +865,8 @@ async fn a_reopened_thread_lists_the_items_its_turns_showed() {
 /// the provider's model list gives for a model Quest does not know.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_usage_reports_the_context_window() {
-    async fn window_after_one_turn(script: Script, extra: Vec<String>) -> Value {
-        let fixture = Fixture::start_with(script, extra).await;
+    /// Runs one turn on a new thread; the `modelContextWindow` of its last usage notification.
+    async fn window_of_a_new_thread(fixture: &Fixture) -> Value {
         let mut client = fixture.client().await;
         let thread = client.start_thread().await;
         client
@@ -885,21 +885,31 @@ async fn token_usage_reports_the_context_window() {
             .clone();
         usage["params"]["tokenUsage"]["modelContextWindow"].clone()
     }
-    // Two requests: the decision before the second one waits for the model list.
-    let turn = || {
-        Script::new([
-            Step::function_call("exec_command", json!({"cmd": "echo hi"})),
-            Step::message("ok").with_usage(Usage::new(100, 0, 5, 0)),
-        ])
+    // Turns of two requests: the decision before the second one waits for the model list.
+    let turns = |n: usize| {
+        Script::new((0..n).flat_map(|_| {
+            [
+                Step::function_call("exec_command", json!({"cmd": "echo hi"})),
+                Step::message("ok").with_usage(Usage::new(100, 0, 5, 0)),
+            ]
+        }))
     };
-    let listed = turn().with_models(quest_mock_model::ModelList::with_context_window(
-        "gpt-test", 64_000,
-    ));
-    assert_eq!(window_after_one_turn(listed, Vec::new()).await, 64_000);
+    let listed = Fixture::start(turns(2).with_models(
+        quest_mock_model::ModelList::with_context_window("gpt-test", 64_000),
+    ))
+    .await;
+    assert_eq!(window_of_a_new_thread(&listed).await, 64_000);
+    assert_eq!(window_of_a_new_thread(&listed).await, 64_000);
     assert_eq!(
-        window_after_one_turn(turn(), vec!["model_context_window=32000".into()]).await,
-        32_000
+        listed.mock.model_list_requests().len(),
+        1,
+        "one lookup for the process, whatever the number of threads"
     );
+
+    let configured = Fixture::start_with(turns(1), vec!["model_context_window=32000".into()]).await;
+    assert_eq!(window_of_a_new_thread(&configured).await, 32_000);
+    assert!(configured.mock.model_list_requests().is_empty());
     // Unknown everywhere: no figure (the schema allows null).
-    assert_eq!(window_after_one_turn(turn(), Vec::new()).await, Value::Null);
+    let unknown = Fixture::start(turns(1)).await;
+    assert_eq!(window_of_a_new_thread(&unknown).await, Value::Null);
 }
