@@ -1,8 +1,8 @@
 //! TUI timings (`cargo bench -p quest-tui --bench tui_frames`), all through the UI's real loop
 //! ([`quest_tui::event_loop`]: frame pacing, coalescing) with an in-process app-server whose model
 //! provider is `quest-mock-model` over loopback TCP. Frames are drawn into ratatui's `TestBackend`
-//! (80×24), so terminal output is not included (the `quest-cli` bench `tui_start` measures the
-//! real binary in a terminal).
+//! (80×24), so terminal output is not included (`cargo bench -p quest-bench --bench tui_start`
+//! measures the real binary in a terminal).
 //!
 //! 1. Time to first frame: from before the in-process server is created (what `quest` does first)
 //!    to the first frame drawn, and to the first frame of a ready session (`initialize`,
