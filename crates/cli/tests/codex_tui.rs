@@ -74,6 +74,23 @@ fn start_server_with(env: &TestEnv, mock: &MockModel, overrides: &[&str]) -> Ser
     Server { child, url }
 }
 
+/// Codex's TUI in a tmux pane, attached to `server`, with a Codex home of its own (returned so it
+/// lives as long as the pane), once it shows the model.
+fn open_codex_tui(env: &TestEnv, server: &Server, name: &str) -> (Tmux, tempfile::TempDir) {
+    let codex = codex_bin();
+    let codex_home = tempfile::tempdir().unwrap();
+    let session = format!("{name}-{}", std::process::id());
+    let command = format!(
+        "env CODEX_HOME={} node {} --remote {}",
+        codex_home.path().display(),
+        codex.display(),
+        server.url
+    );
+    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
+    tui.wait_for("gpt-test");
+    (tui, codex_home)
+}
+
 /// Requests for the thread's own turns. Codex's TUI also asks the server, on threads of its own,
 /// for a short title after a user message; those come and go on the TUI's schedule.
 fn work_requests(mock: &MockModel) -> usize {
@@ -90,7 +107,6 @@ fn work_requests(mock: &MockModel) -> usize {
 
 #[test]
 fn codex_tui_chats_and_pursues_a_goal_against_quest() {
-    let codex = codex_bin();
     let env = TestEnv::new();
     let goal_turns = Condition::input_contains("codex_internal_context source=\\\"goal\\\"");
     let script = Script::default()
@@ -105,16 +121,7 @@ fn codex_tui_chats_and_pursues_a_goal_against_quest() {
         .with_default(Step::message("Hello from mock"));
     let mock = MockModel::start_blocking(script);
     let server = start_server(&env, &mock);
-    let codex_home = tempfile::tempdir().unwrap();
-    let session = format!("quest-tui-{}", std::process::id());
-    let command = format!(
-        "env CODEX_HOME={} node {} --remote {}",
-        codex_home.path().display(),
-        codex.display(),
-        server.url
-    );
-    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
-    tui.wait_for("gpt-test");
+    let (tui, _codex_home) = open_codex_tui(&env, &server, "quest-tui");
 
     tui.type_line("say hi");
     tui.wait_for("Hello from mock");
@@ -149,7 +156,6 @@ fn not_title() -> Condition {
 
 #[test]
 fn codex_tui_interrupts_pauses_clears_hits_usage_limits_compacts_and_resumes() {
-    let codex = codex_bin();
     let env = TestEnv::new();
     // Goal turns: the last user message is the runtime's continuation message.
     let goal_turn = Condition::last_user_text_contains("codex_internal_context source=\"goal\"");
@@ -185,16 +191,7 @@ fn codex_tui_interrupts_pauses_clears_hits_usage_limits_compacts_and_resumes() {
         .with_default(Step::message("Hello from mock"));
     let mock = MockModel::start_blocking(script);
     let server = start_server(&env, &mock);
-    let codex_home = tempfile::tempdir().unwrap();
-    let session = format!("quest-tui-flows-{}", std::process::id());
-    let command = format!(
-        "env CODEX_HOME={} node {} --remote {}",
-        codex_home.path().display(),
-        codex.display(),
-        server.url
-    );
-    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
-    tui.wait_for("gpt-test");
+    let (tui, _codex_home) = open_codex_tui(&env, &server, "quest-tui-flows");
 
     // Esc interrupts a running command.
     tui.type_line("please run slow");
@@ -282,7 +279,6 @@ fn codex_tui_interrupts_pauses_clears_hits_usage_limits_compacts_and_resumes() {
 
 #[test]
 fn codex_tui_shows_a_goal_out_of_budget_then_one_achieved() {
-    let codex = codex_bin();
     let env = TestEnv::new();
     let goal_turn = Condition::last_user_text_contains("codex_internal_context source=\"goal\"");
     // Asked for a budgeted goal, the model creates one with a 1500-token budget; each goal turn
@@ -325,16 +321,7 @@ fn codex_tui_shows_a_goal_out_of_budget_then_one_achieved() {
         .with_default(Step::message("Hello from mock"));
     let mock = MockModel::start_blocking(script);
     let server = start_server(&env, &mock);
-    let codex_home = tempfile::tempdir().unwrap();
-    let session = format!("quest-tui-budget-{}", std::process::id());
-    let command = format!(
-        "env CODEX_HOME={} node {} --remote {}",
-        codex_home.path().display(),
-        codex.display(),
-        server.url
-    );
-    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
-    tui.wait_for("gpt-test");
+    let (tui, _codex_home) = open_codex_tui(&env, &server, "quest-tui-budget");
 
     tui.type_line("please set a goal with a budget");
     // Codex's footer for `budgetLimited`: "Goal unmet (<used> / <budget> tokens)".
@@ -373,7 +360,6 @@ fn codex_tui_shows_a_goal_out_of_budget_then_one_achieved() {
 /// the model is told so.
 #[test]
 fn codex_tui_shows_and_answers_quests_approval_requests() {
-    let codex = codex_bin();
     let env = TestEnv::new();
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("approved.txt");
@@ -408,16 +394,7 @@ fn codex_tui_shows_and_answers_quests_approval_requests() {
     let mock = MockModel::start_blocking(script);
     // Codex's TUI starts its threads read-only: every write asks.
     let server = start_server_with(&env, &mock, &["approval_policy=\"on-request\""]);
-    let codex_home = tempfile::tempdir().unwrap();
-    let session = format!("quest-tui-approvals-{}", std::process::id());
-    let command = format!(
-        "env CODEX_HOME={} node {} --remote {}",
-        codex_home.path().display(),
-        codex.display(),
-        server.url
-    );
-    let tui = Tmux::start(&session, env.work(), &command, (160, 50));
-    tui.wait_for("gpt-test");
+    let (tui, _codex_home) = open_codex_tui(&env, &server, "quest-tui-approvals");
 
     tui.type_line("please write outside");
     let dialog = tui.wait_for("Would you like to run the following command?");
