@@ -407,6 +407,45 @@ fn tui_asks_before_running_a_command_and_obeys_the_answer() {
     tui.wait_exit();
 }
 
+/// A patch cell shows each file with its line counts and its diff: the server sends the diff of
+/// every file the patch changed.
+#[test]
+fn tui_patch_cells_show_each_files_diff() {
+    let env = TestEnv::new();
+    std::fs::write(env.work().join("notes.txt"), "one\ntwo\nthree\n").unwrap();
+    let script = Script::new([
+        Step::calls([quest_mock_model::Output::apply_patch(
+            "*** Begin Patch\n*** Update File: notes.txt\n@@\n one\n-two\n+2\n*** Add File: fresh.txt\n+brand new\n*** End Patch\n",
+        )]),
+        Step::message("Patched."),
+    ]);
+    let mock = MockModel::start_blocking(script);
+    let mut args = provider_args(&mock.uri());
+    args.extend(["-c".to_string(), "approval_policy=\"never\"".to_string()]);
+    args.push("-C".into());
+    args.push(env.work().display().to_string());
+    let launch = launcher(&env, &args);
+    let tui = Tmux::start(
+        &format!("quest-tui-patch-{}", std::process::id()),
+        env.work(),
+        &format!("bash {}", launch.display()),
+        (100, 30),
+    );
+    tui.wait_for("gpt-test");
+    tui.type_line("edit the notes");
+    let screen = tui.wait_for("Patched.");
+    assert!(screen.contains("notes.txt +1 −1"), "{screen}");
+    assert!(screen.contains("-two") && screen.contains("+2"), "{screen}");
+    assert!(screen.contains("fresh.txt (new) +1 −0"), "{screen}");
+    assert!(screen.contains("+brand new"), "{screen}");
+    assert_eq!(
+        std::fs::read_to_string(env.work().join("notes.txt")).unwrap(),
+        "one\n2\nthree\n"
+    );
+    tui.type_line("/quit");
+    tui.wait_exit();
+}
+
 fn request_kind(request: &quest_mock_model::CapturedRequest) -> String {
     request
         .header("x-codex-turn-metadata")
