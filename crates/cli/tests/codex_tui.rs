@@ -1,5 +1,6 @@
 //! Codex's own terminal UI (`@openai/codex` 0.169.0, pinned in `tests/codex-tui`) drives
-//! `quest app-server` over WebSocket in a tmux pane: a chat answer appears, `/goal` shows the
+//! `quest app-server` over WebSocket in a tmux pane: a chat answer appears (with its token usage in
+//! `/status`), `/goal` shows the
 //! pursuing footer, a goal the runtime blocks shows "Goal stalled", one out of budget shows
 //! "Goal unmet", and neither calls the model again.
 //!
@@ -118,13 +119,26 @@ fn codex_tui_chats_and_pursues_a_goal_against_quest() {
             goal_turns,
             Step::message("Still looking into it."),
         ))
+        .with_rule(Rule::new(
+            Condition::last_user_text_contains("say hi").and(not_title()),
+            Step::message("Hello from mock")
+                .with_usage(quest_mock_model::Usage::new(12_000, 0, 345, 0)),
+        ))
         .with_default(Step::message("Hello from mock"));
     let mock = MockModel::start_blocking(script);
-    let server = start_server(&env, &mock);
+    let server = start_server_with(&env, &mock, &["model_context_window=200000"]);
     let (tui, _codex_home) = open_codex_tui(&env, &server, "quest-tui");
 
     tui.type_line("say hi");
     tui.wait_for("Hello from mock");
+    // The turn's token usage and the context window reach Codex's /status.
+    tui.type_line("/status");
+    let status = tui.wait_for("Token usage:");
+    assert!(
+        status.contains("12.3K total  (12K input + 345 output)"),
+        "screen:\n{status}"
+    );
+    assert!(status.contains("12.3K used / 200K"), "screen:\n{status}");
 
     tui.type_line("/goal write hello.txt");
     tui.wait_for("Pursuing goal");
