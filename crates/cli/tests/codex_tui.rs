@@ -1,8 +1,7 @@
 //! Codex's own terminal UI (`@openai/codex` 0.169.0, pinned in `tests/codex-tui`) drives
 //! `quest app-server` over WebSocket in a tmux pane: a chat answer appears (with its token usage in
-//! `/status`), `/goal` shows the
-//! pursuing footer, a goal the runtime blocks shows "Goal stalled", one out of budget shows
-//! "Goal unmet", and neither calls the model again.
+//! `/status`), `/goal` shows the pursuing footer, a goal the runtime blocks shows "Goal stalled",
+//! one out of budget shows "Goal unmet", and neither calls the model again.
 //!
 //! Needs tmux and `npm ci --prefix tests/codex-tui` (both done by `.ci/run`); when either is
 //! missing the test fails and says so.
