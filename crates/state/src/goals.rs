@@ -442,11 +442,12 @@ impl Store {
     ) -> Result<Option<String>, StateError> {
         self.read(|conn| {
             Ok(conn
-                .query_row(
+                .prepare_cached(
                     "SELECT first_turn_trace_context FROM thread_goals WHERE thread_id = ?1",
-                    params![thread_id.to_string()],
-                    |r| r.get::<_, Option<String>>(0),
-                )
+                )?
+                .query_row(params![thread_id.to_string()], |r| {
+                    r.get::<_, Option<String>>(0)
+                })
                 .optional()?
                 .flatten())
         })

@@ -68,6 +68,8 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         migrate(&mut conn)?;
+        // Every statement a turn runs stays prepared (rusqlite keeps 16 by default).
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(Store {
             inner: Arc::new(Inner {
                 path,

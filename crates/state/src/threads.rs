@@ -492,10 +492,8 @@ fn touch_thread(
     thread_id: &ThreadId,
     now: i64,
 ) -> Result<(), StateError> {
-    tx.execute(
-        "UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1",
-        params![thread_id.to_string(), now],
-    )?;
+    tx.prepare_cached("UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1")?
+        .execute(params![thread_id.to_string(), now])?;
     Ok(())
 }
 
@@ -537,22 +535,20 @@ pub(crate) fn begin_turn_tx(
     trigger: TurnTrigger,
     now: i64,
 ) -> Result<i64, StateError> {
-    let seq: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE thread_id = ?1",
-        params![thread_id.to_string()],
-        |r| r.get(0),
-    )?;
-    tx.execute(
+    let seq: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE thread_id = ?1")?
+        .query_row(params![thread_id.to_string()], |r| r.get(0))?;
+    tx.prepare_cached(
         "INSERT INTO turns (id, thread_id, seq, turn_trigger, status, started_at_ms)
          VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-        params![
-            turn_id.to_string(),
-            thread_id.to_string(),
-            seq,
-            trigger.as_str(),
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        turn_id.to_string(),
+        thread_id.to_string(),
+        seq,
+        trigger.as_str(),
+        now
+    ])?;
     touch_thread(tx, thread_id, now)?;
     Ok(seq)
 }
@@ -567,11 +563,8 @@ pub(crate) fn append_rollout_tx(
     let thread = thread_id.to_string();
     let turn = turn_id.map(ToString::to_string);
     let exists: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM threads WHERE id = ?1",
-            params![thread],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT 1 FROM threads WHERE id = ?1")?
+        .query_row(params![thread], |r| r.get(0))
         .optional()?;
     if exists.is_none() {
         return Err(StateError::NotFound {
@@ -579,11 +572,9 @@ pub(crate) fn append_rollout_tx(
             id: thread,
         });
     }
-    let mut seq: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM rollout_items WHERE thread_id = ?1",
-        params![thread],
-        |r| r.get(0),
-    )?;
+    let mut seq: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM rollout_items WHERE thread_id = ?1")?
+        .query_row(params![thread], |r| r.get(0))?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO rollout_items (thread_id, seq, turn_id, item_json) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -604,9 +595,11 @@ pub(crate) fn finish_turn_tx(
     now: i64,
 ) -> Result<(), StateError> {
     let thread: Option<String> = tx
-        .query_row(
+        .prepare_cached(
             "UPDATE turns SET status = ?2, usage_json = ?3, error = ?4, ended_at_ms = ?5
              WHERE id = ?1 RETURNING thread_id",
+        )?
+        .query_row(
             params![turn_id.to_string(), status.as_str(), usage_json, error, now],
             |r| r.get(0),
         )
@@ -617,9 +610,7 @@ pub(crate) fn finish_turn_tx(
             id: turn_id.to_string(),
         });
     };
-    tx.execute(
-        "UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1",
-        params![thread, now],
-    )?;
+    tx.prepare_cached("UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1")?
+        .execute(params![thread, now])?;
     Ok(())
 }
