@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use quest_model::{ModelClient, Prompt};
+use quest_model::{EncodedItems, ModelClient, Prompt};
 use quest_protocol::sandbox::SandboxMode;
 use quest_protocol::{ResponseItem, ThreadId, TurnId};
 use quest_state::Store;
@@ -221,15 +221,11 @@ impl Session {
             .retain(|write| !matches!(write, quest_state::PendingWrite::Compaction { .. }));
     }
 
-    /// The model request for the current history.
-    pub fn prompt(
-        &self,
-        history: &[ResponseItem],
-        turn_id: TurnId,
-        trigger: TurnTrigger,
-        window: u64,
-    ) -> Prompt {
-        self.request(history, turn_id, trigger, window, RequestKind::Turn)
+    /// The model request for the current history (its already encoded items, not a copy).
+    pub fn prompt(&self, history: &History, turn_id: TurnId, trigger: TurnTrigger) -> Prompt {
+        let mut prompt = self.request(turn_id, trigger, history.window, RequestKind::Turn);
+        prompt.encoded_input = history.encoded().clone();
+        prompt
     }
 
     /// The summary request of a compaction: `input` (history and hand-off prompt) without tools,
@@ -241,7 +237,7 @@ impl Session {
         trigger: TurnTrigger,
         window: u64,
     ) -> Prompt {
-        let mut prompt = self.request(&[], turn_id, trigger, window, RequestKind::Compaction);
+        let mut prompt = self.request(turn_id, trigger, window, RequestKind::Compaction);
         prompt.input = input;
         prompt.tools = Vec::new();
         prompt.parallel_tool_calls = false;
@@ -250,7 +246,6 @@ impl Session {
 
     fn request(
         &self,
-        history: &[ResponseItem],
         turn_id: TurnId,
         trigger: TurnTrigger,
         window: u64,
@@ -302,7 +297,8 @@ impl Session {
         };
         Prompt {
             model: self.config.model.clone(),
-            input: history.to_vec(),
+            encoded_input: EncodedItems::new(),
+            input: Vec::new(),
             tools: self.tools.clone(),
             parallel_tool_calls: true,
             reasoning,
@@ -338,12 +334,16 @@ impl RequestKind {
     }
 }
 
-/// A thread's live conversation: the items sent with every request, the context window number
-/// (bumped by each compaction) and the measured size of the context.
+/// A thread's live conversation: the items sent with every request (and their JSON, encoded
+/// once as they are appended), the context window number (bumped by each compaction) and the
+/// measured size of the context.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    /// The items, prefix included.
-    pub items: Vec<ResponseItem>,
+    /// The items, prefix included. Only appended to (or replaced as a whole), so that
+    /// `encoded` always holds exactly these items.
+    items: Vec<ResponseItem>,
+    /// `items`, serialized for the request body.
+    encoded: EncodedItems,
     /// Compactions so far: `x-codex-window-id` is `<thread>:<window>`.
     pub window: u64,
     /// Size of the live context.
@@ -355,10 +355,33 @@ impl History {
     pub fn new(items: Vec<ResponseItem>, window: u64) -> Self {
         let tracker = crate::compact::ContextTracker::estimated(&items);
         History {
+            encoded: EncodedItems::from_items(&items),
             items,
             window,
             tracker,
         }
+    }
+
+    /// The items, prefix included.
+    pub fn items(&self) -> &[ResponseItem] {
+        &self.items
+    }
+
+    /// The items as the request body carries them.
+    pub fn encoded(&self) -> &EncodedItems {
+        &self.encoded
+    }
+
+    /// A response arrived with this usage (see [`crate::compact::ContextTracker::on_response`]).
+    pub fn on_response(&mut self, input_tokens: i64, output_tokens: i64) {
+        self.tracker
+            .on_response(input_tokens, output_tokens, &self.items);
+    }
+
+    /// Appends `items` (and their JSON).
+    pub fn extend(&mut self, items: Vec<ResponseItem>) {
+        self.encoded.extend(&items);
+        self.items.extend(items);
     }
 }
 

@@ -146,7 +146,7 @@ async fn run_turn_inner(
     session.approvals.begin_turn();
     history.tracker.on_items_added(&input);
     let input_len = input.len();
-    if let Err(message) = record(&session, &mut history.items, turn_id, input) {
+    if let Err(message) = record(&session, history, turn_id, input) {
         report.outcome = TurnOutcome::Failed(TurnError::internal(message));
         return report;
     }
@@ -221,7 +221,7 @@ async fn run_turn_inner(
                 }
             }
         }
-        let mut prompt = session.prompt(&history.items, turn_id, trigger, history.window);
+        let mut prompt = session.prompt(history, turn_id, trigger);
         if let Some(manager) = &mcp {
             prompt.tools.extend(crate::mcp::tool_specs(manager));
         }
@@ -248,6 +248,9 @@ async fn run_turn_inner(
             }
             result = session.client.stream_with_meta(&prompt, &mut on_event) => result,
         };
+        // The prompt shares the history's encoded bytes: let go of them before the history
+        // grows, so appending does not copy them.
+        drop(prompt);
         let result = result.map(|(outcome, meta)| {
             if let Some(value) = meta
                 .turn_state()
@@ -315,15 +318,11 @@ async fn run_turn_inner(
             .into_iter()
             .filter(|item| !matches!(item, ResponseItem::Other))
             .collect();
-        if let Err(message) = record(&session, &mut history.items, turn_id, received) {
+        if let Err(message) = record(&session, history, turn_id, received) {
             report.outcome = TurnOutcome::Failed(TurnError::internal(message));
             return report;
         }
-        history.tracker.on_response(
-            outcome.usage.input_tokens,
-            outcome.usage.output_tokens,
-            &history.items,
-        );
+        history.on_response(outcome.usage.input_tokens, outcome.usage.output_tokens);
         // One commit per response: the queued turn row, input, tool outputs and these items,
         // together with the goal's charge for the response when there is one.
         if let Some(observer) = &observer {
@@ -366,7 +365,7 @@ async fn run_turn_inner(
             biased;
             _ = cancel.cancelled() => {
                 history.tracker.on_items_added(&aborted);
-                if let Err(message) = record(&session, &mut history.items, turn_id, aborted) {
+                if let Err(message) = record(&session, history, turn_id, aborted) {
                     session.emit(Some(turn_id), EventMsg::Warning(message));
                 }
                 report.outcome = TurnOutcome::Aborted;
@@ -390,7 +389,7 @@ async fn run_turn_inner(
         }
         report.tool_results.extend(results);
         history.tracker.on_items_added(&outputs);
-        if let Err(message) = record(&session, &mut history.items, turn_id, outputs) {
+        if let Err(message) = record(&session, history, turn_id, outputs) {
             report.outcome = TurnOutcome::Failed(TurnError::internal(message));
             return report;
         }
@@ -509,7 +508,7 @@ impl CompactionCtx<'_> {
             None => None,
         };
         let items = compact::rebuild_history(
-            &history.items,
+            history.items(),
             &summary,
             goal.as_ref()
                 .map(|(objective, status)| compact::GoalObjective { objective, status }),
@@ -571,7 +570,7 @@ impl CompactionCtx<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let input = compact::summary_request_input(&history.items, budget);
+            let input = compact::summary_request_input(history.items(), budget);
             let sent_tokens = compact::estimate_tokens(&input);
             let prompt =
                 session.compaction_prompt(input, self.turn_id, self.trigger, history.window);
@@ -766,7 +765,7 @@ pub fn dangling_call_outputs(history: &[ResponseItem]) -> Vec<ResponseItem> {
 
 fn record(
     session: &Session,
-    history: &mut Vec<ResponseItem>,
+    history: &mut History,
     turn_id: TurnId,
     items: Vec<ResponseItem>,
 ) -> Result<(), String> {

@@ -10,6 +10,7 @@ use quest_protocol::{ResponseItem, TokenUsage};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::body::{EncodedItems, request_body};
 use crate::error::ModelError;
 use crate::provider::ModelProviderInfo;
 use crate::retry::{backoff, clamp_delay, retry_after, try_again_in};
@@ -63,7 +64,11 @@ impl Default for ClientOptions {
 pub struct Prompt {
     /// Model slug.
     pub model: String,
-    /// The full history (base instructions are the first `developer` message).
+    /// The history already serialized (a thread's live history, kept encoded as it grows);
+    /// sent first, before `input`.
+    pub encoded_input: EncodedItems,
+    /// The history, or the rest of it after `encoded_input` (base instructions are the first
+    /// `developer` message).
     pub input: Vec<ResponseItem>,
     /// Tool definitions, sent verbatim.
     pub tools: Vec<Value>,
@@ -415,7 +420,7 @@ impl ModelClient {
         let mut http_requests = 0u32;
         let mut retries = 0u32;
         loop {
-            let body = request_body(prompt, &received);
+            let body = bytes::Bytes::from(request_body(prompt, &received));
             let (failure, attempt) =
                 match self.send(prompt, &body, &mut http_requests, on_event).await {
                     Ok((response, attempt)) => {
@@ -552,7 +557,7 @@ impl ModelClient {
     async fn send(
         &self,
         prompt: &Prompt,
-        body: &[u8],
+        body: &bytes::Bytes,
         http_requests: &mut u32,
         on_event: &mut (dyn FnMut(ResponseEvent) + Send),
     ) -> Result<(reqwest::Response, Attempt), (AttemptError, Attempt)> {
@@ -575,7 +580,7 @@ impl ModelClient {
                 .http
                 .post(inner.url.clone())
                 .headers(headers)
-                .body(body.to_vec());
+                .body(body.clone());
             let can_retry = attempt <= max;
             let retry_no = u32::try_from(attempt).unwrap_or(u32::MAX);
             let retry_backoff = || {
@@ -1056,48 +1061,6 @@ fn classify_failed(
         retry: hint.map_or(Retry::Backoff, Retry::After),
         kind: Some(kind),
     }
-}
-
-/// The request body, serialized straight from borrowed prompt parts (no intermediate JSON tree).
-#[derive(serde::Serialize)]
-struct RequestBody<'a> {
-    model: &'a str,
-    input: Vec<&'a ResponseItem>,
-    tools: &'a [Value],
-    tool_choice: &'static str,
-    parallel_tool_calls: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning: Option<&'a Value>,
-    store: bool,
-    stream: bool,
-    include: [&'static str; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_cache_key: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_metadata: Option<&'a Value>,
-}
-
-/// The JSON body of a request: the prompt plus items already received in this call.
-pub fn request_body(prompt: &Prompt, received: &[ResponseItem]) -> Vec<u8> {
-    let body = RequestBody {
-        model: &prompt.model,
-        input: prompt
-            .input
-            .iter()
-            .chain(received)
-            .filter(|item| **item != ResponseItem::Other)
-            .collect(),
-        tools: &prompt.tools,
-        tool_choice: "auto",
-        parallel_tool_calls: prompt.parallel_tool_calls,
-        reasoning: prompt.reasoning.as_ref(),
-        store: false,
-        stream: true,
-        include: ["reasoning.encrypted_content"],
-        prompt_cache_key: prompt.prompt_cache_key.as_deref(),
-        client_metadata: prompt.client_metadata.as_ref(),
-    };
-    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// `<originator>/<version> (<os> <os version>; <arch>)[ <suffix>]`, restricted to characters a

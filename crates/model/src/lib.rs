@@ -10,6 +10,7 @@
 //! limit, and every visible retry is reported through [`ResponseEvent::Retrying`].
 #![warn(missing_docs, unreachable_pub)]
 
+mod body;
 mod client;
 mod error;
 mod long_strings;
@@ -19,9 +20,10 @@ pub mod retry;
 pub mod sse;
 mod trace;
 
+pub use body::{EncodedItems, request_body};
 pub use client::{
     ClientOptions, ModelClient, Prompt, RequestAttempt, ResponseEvent, ResponseMeta,
-    ResponseOutcome, request_body, user_agent,
+    ResponseOutcome, user_agent,
 };
 pub use error::{ModelError, usage_limit_message};
 pub use model_list::{ListedWindow, ModelListError, context_window_from_model_list};
