@@ -8,8 +8,8 @@
 # QUEST_BIN and MOCK_BIN override the binaries (default: target/debug). fsync counts do not
 # depend on the optimisation level. Needs strace.
 set -euo pipefail
-quest=${QUEST_BIN:-target/debug/quest}
-mock=${MOCK_BIN:-target/debug/quest-mock-model}
+quest=$(realpath "${QUEST_BIN:-target/debug/quest}")
+mock=$(realpath "${MOCK_BIN:-target/debug/quest-mock-model}")
 work=$(mktemp -d)
 trap 'kill "$mock_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -36,7 +36,7 @@ count() {
   set +e
   (cd "$home/cwd" && QUEST_HOME="$home" BENCH_API_KEY=sk-bench NO_COLOR=1 \
     strace -f -qq -e trace=fsync,fdatasync -c -o "$home/strace.txt" \
-    "$OLDPWD/$quest" exec --json --skip-git-repo-check \
+    "$quest" exec --json --skip-git-repo-check \
     -c model_provider=bench \
     -c "model_providers.bench={name=\"bench\", base_url=\"http://127.0.0.1:$port/v1\", wire_api=\"responses\", env_key=\"BENCH_API_KEY\"}" \
     -c model=gpt-bench -c 'goals.no_progress_backoff=["1ms"]' \

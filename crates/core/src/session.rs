@@ -191,6 +191,22 @@ impl Session {
         Ok(outcome)
     }
 
+    /// Commits the queued writes and then the goal changes `goals`, in order, in one
+    /// transaction (see [`quest_state::Store::commit_batch_all`]). On failure the queue is kept
+    /// for the next attempt.
+    pub fn commit_with_all(
+        &self,
+        goals: &[quest_state::GoalWrite<'_>],
+    ) -> Result<Vec<Option<quest_state::GoalApplyOutcome>>, quest_state::StateError> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        let mut pending = self.lock_pending();
+        let outcomes = store.commit_batch_all(&pending, goals)?;
+        pending.clear();
+        Ok(outcomes)
+    }
+
     /// Commits the queued writes.
     pub fn commit(&self) -> Result<(), String> {
         self.commit_with(None)

@@ -67,6 +67,12 @@ pub trait TurnObserver: Send + Sync {
     fn goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> Option<ToolResult>;
     /// Called after a model request completed with its usage.
     fn on_usage(&self, turn_id: TurnId, usage: &TokenUsage);
+    /// Called instead of [`TurnObserver::on_usage`] for the response that ends the turn (it
+    /// called no tool): its charge may wait for the turn's end and be committed with it. By
+    /// default it is charged at once.
+    fn on_final_usage(&self, turn_id: TurnId, usage: &TokenUsage) {
+        self.on_usage(turn_id, usage);
+    }
     /// Called after tools executed; may return a steering message to add before the next request.
     fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String>;
     /// The goal objective and wire status a compacted history must restate, if there is a goal.
@@ -323,14 +329,25 @@ async fn run_turn_inner(
             return report;
         }
         history.on_response(outcome.usage.input_tokens, outcome.usage.output_tokens);
-        // One commit per response: the queued turn row, input, tool outputs and these items,
-        // together with the goal's charge for the response when there is one.
-        if let Some(observer) = &observer {
-            on_usage(observer, turn_id, outcome.usage).await;
-        }
-        if let Err(message) = commit(&session).await {
-            report.outcome = TurnOutcome::Failed(TurnError::internal(message));
-            return report;
+        if calls.is_empty() {
+            // This response ends the turn and nothing runs before the turn's end: its items and
+            // its goal charge are committed with the turn end (one commit, not two).
+            if let Some(observer) = &observer {
+                let observer = observer.clone();
+                let usage = outcome.usage;
+                blocking::run(move || observer.on_final_usage(turn_id, &usage)).await;
+            }
+        } else {
+            // One commit per response that runs tools: the queued turn row, input, tool outputs
+            // and these items, with the goal's charge for the response when there is one, are
+            // on disk before any tool runs.
+            if let Some(observer) = &observer {
+                on_usage(observer, turn_id, outcome.usage).await;
+            }
+            if let Err(message) = commit(&session).await {
+                report.outcome = TurnOutcome::Failed(TurnError::internal(message));
+                return report;
+            }
         }
         if calls.is_empty() {
             // At the end of a turn: compact now so the next turn starts small. The turn's work

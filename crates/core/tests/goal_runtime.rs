@@ -127,6 +127,45 @@ async fn turn_budget_limits_the_goal() {
     assert_eq!(h.mock.request_count(), 4);
 }
 
+/// A goal turn that runs a tool and then reports costs two commits: the response that asked for
+/// the tool (before the tool runs), and the turn's end (the report, its charge and the
+/// breaker's classification). Measured as the difference between a 3-turn and a 2-turn run, so
+/// that setting up and the last turn cancel out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goal_turn_costs_two_commits() {
+    async fn commits_for(turns: i64) -> u64 {
+        // No heartbeat commit lands inside the run.
+        let h = Harness::new(
+            progress_model("echo {n}"),
+            &["goals.heartbeat_interval=\"25s\""],
+        )
+        .await;
+        let before = quest_state::committed_transactions();
+        let mut t = h.start_goal(
+            "count",
+            GoalBudgets {
+                turns: Some(turns),
+                ..GoalBudgets::default()
+            },
+        );
+        until_idle(&mut t.events).await;
+        let after = quest_state::committed_transactions();
+        let goal = h.goal(&t);
+        assert_eq!(
+            (goal.status, goal.turns_used),
+            (GoalStatus::BudgetLimited, turns)
+        );
+        after - before
+    }
+    let two = commits_for(2).await;
+    let three = commits_for(3).await;
+    assert_eq!(
+        three - two,
+        2,
+        "commits: {two} for 2 turns, {three} for 3 turns"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_pauses_the_goal() {
     let h = Harness::new(

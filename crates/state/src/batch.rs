@@ -5,11 +5,11 @@
 //! change or the turn's end (turn rows, rollout items) and commits them together with that goal
 //! change; a goal change is still committed before it is announced.
 
-use quest_protocol::goal::{Actor, Trigger};
+use quest_protocol::goal::{Actor, GoalStatus, Trigger};
 use quest_protocol::{CompactedHistory, ResponseItem, ThreadId, TokenUsage, TurnId};
 
 use crate::error::StateError;
-use crate::goals::{GoalApplyOutcome, GoalContext, apply_in_tx};
+use crate::goals::{GoalApplyOutcome, GoalContext, apply_in_tx, read_goal};
 use crate::store::{Store, now_ms};
 use crate::threads::{
     TurnStatus, TurnTrigger, append_rollout_tx, begin_turn_tx, encode_compaction, encode_items,
@@ -75,6 +75,9 @@ pub struct GoalWrite<'a> {
     pub actor: Actor,
     /// Attribution and the expected goal id.
     pub ctx: &'a GoalContext,
+    /// Apply only if the goal has this status when the change's turn in the batch comes
+    /// (after the changes before it); otherwise skip it.
+    pub only_if: Option<GoalStatus>,
 }
 
 impl Store {
@@ -86,8 +89,26 @@ impl Store {
         writes: &[PendingWrite],
         goal: Option<GoalWrite<'_>>,
     ) -> Result<Option<GoalApplyOutcome>, StateError> {
-        if writes.is_empty() && goal.is_none() {
-            return Ok(None);
+        let goals: Vec<GoalWrite<'_>> = goal.into_iter().collect();
+        Ok(self
+            .commit_batch_all(writes, &goals)?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+
+    /// [`Store::commit_batch`] with several goal changes, applied in order after `writes` in
+    /// the same transaction, each to the goal as the one before it left it (so a turn's charge
+    /// and its classification cost one commit). Returns one entry per change: its outcome, or
+    /// `None` when its `only_if` status did not match and it was skipped. A refused change
+    /// rolls the whole batch back.
+    pub fn commit_batch_all(
+        &self,
+        writes: &[PendingWrite],
+        goals: &[GoalWrite<'_>],
+    ) -> Result<Vec<Option<GoalApplyOutcome>>, StateError> {
+        if writes.is_empty() && goals.is_empty() {
+            return Ok(Vec::new());
         }
         let mut encoded = Vec::with_capacity(writes.len());
         for write in writes {
@@ -155,17 +176,25 @@ impl Store {
                     ) => {}
                 }
             }
-            match goal {
-                Some(goal) => Ok(Some(apply_in_tx(
+            let mut outcomes = Vec::with_capacity(goals.len());
+            for goal in goals {
+                let thread = goal.thread_id.to_string();
+                if let Some(status) = goal.only_if
+                    && read_goal(tx, &thread)?.map(|g| g.status) != Some(status)
+                {
+                    outcomes.push(None);
+                    continue;
+                }
+                outcomes.push(Some(apply_in_tx(
                     tx,
-                    &goal.thread_id.to_string(),
+                    &thread,
                     goal.trigger,
                     goal.actor,
                     goal.ctx,
                     now,
-                )?)),
-                None => Ok(None),
+                )?));
             }
+            Ok(outcomes)
         })
     }
 }

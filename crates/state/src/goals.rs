@@ -165,7 +165,10 @@ fn event_from_row(row: &Row<'_>) -> Result<GoalEvent, StateError> {
     })
 }
 
-fn read_goal(tx: &Transaction<'_>, thread_id: &str) -> Result<Option<GoalState>, StateError> {
+pub(crate) fn read_goal(
+    tx: &Transaction<'_>,
+    thread_id: &str,
+) -> Result<Option<GoalState>, StateError> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {GOAL_COLUMNS} FROM thread_goals WHERE thread_id = ?1"
     ))?;

@@ -28,6 +28,7 @@ pub use goals::{GoalApplyOutcome, GoalContext, GoalEventPage};
 pub use lease::{LEASE_HEARTBEAT_INTERVAL_MS, LEASE_STALE_AFTER_MS, Lease, LeaseAcquire};
 pub use quest_protocol::transcript::{TranscriptEntry, TranscriptItem};
 pub use store::{
-    SCHEMA_VERSION, STATE_DB_FILE_NAME, Store, create_private_dir, now_ms, set_call_check,
+    SCHEMA_VERSION, STATE_DB_FILE_NAME, Store, committed_transactions, create_private_dir, now_ms,
+    set_call_check,
 };
 pub use threads::{NewThread, ThreadRecord, TurnRecord, TurnStatus, TurnTrigger};

@@ -127,8 +127,18 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
+        COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(value)
     }
+}
+
+static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Write transactions committed by this process so far, through every [`Store`] (each is one
+/// fsync of the write-ahead log with `synchronous = FULL`). Tests use it to count a turn's
+/// commits.
+pub fn committed_transactions() -> u64 {
+    COMMITS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 static CALL_CHECK: std::sync::OnceLock<fn(&'static str)> = std::sync::OnceLock::new();

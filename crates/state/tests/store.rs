@@ -237,6 +237,7 @@ fn batch_commits_turn_rows_items_compaction_and_goal_change_all_or_nothing() {
             trigger: &set_status(GoalStatus::Paused),
             actor: Actor::User,
             ctx: &GoalContext::default(),
+            only_if: None,
         }),
     );
     assert!(refused.is_err(), "{refused:?}");
@@ -254,6 +255,7 @@ fn batch_commits_turn_rows_items_compaction_and_goal_change_all_or_nothing() {
                     expected_goal_id: Some(goal_id),
                     ..GoalContext::default()
                 },
+                only_if: None,
             }),
         )
         .unwrap()
@@ -293,6 +295,74 @@ fn batch_commits_turn_rows_items_compaction_and_goal_change_all_or_nothing() {
     assert_eq!(
         store.load_history(&thread).unwrap().items,
         vec![item(100), item(2)]
+    );
+}
+
+/// Several goal changes in one batch apply in order, each to the goal the one before it left,
+/// and a change whose `only_if` status no longer holds is skipped: a turn's charge that trips
+/// the budget leaves its classification out, in the same single commit.
+#[test]
+fn batch_applies_goal_changes_in_order_and_skips_those_whose_status_changed() {
+    use quest_protocol::goal::transition::{BreakerThresholds, TurnOutcome};
+    use quest_state::GoalWrite;
+    let (_dir, store) = temp_store();
+    let thread = new_thread(&store);
+    let mut create = CreateGoal::new(thread.to_string(), "budgeted");
+    create.token_budget = Some(10);
+    store
+        .apply_goal(&thread, &Trigger::Create(create), Actor::User, &user())
+        .unwrap();
+    let classify = Trigger::TurnClassified {
+        outcome: TurnOutcome::NoProgress { blocker: None },
+        thresholds: BreakerThresholds {
+            max_no_progress_turns: 5,
+            max_repeated_blocker_turns: 3,
+        },
+    };
+    let ctx = GoalContext::default();
+    let turn_end = |charge: &Trigger| {
+        store.commit_batch_all(
+            &[],
+            &[
+                GoalWrite {
+                    thread_id: &thread,
+                    trigger: charge,
+                    actor: Actor::System,
+                    ctx: &ctx,
+                    only_if: None,
+                },
+                GoalWrite {
+                    thread_id: &thread,
+                    trigger: &classify,
+                    actor: Actor::System,
+                    ctx: &ctx,
+                    only_if: Some(GoalStatus::Active),
+                },
+            ],
+        )
+    };
+    let outcomes = turn_end(&account(7)).unwrap();
+    assert_eq!(outcomes.len(), 2);
+    let charged = outcomes[0].as_ref().unwrap().goal.as_ref().unwrap();
+    assert_eq!((charged.tokens_used, charged.no_progress_streak), (7, 0));
+    let classified = outcomes[1].as_ref().unwrap().goal.as_ref().unwrap();
+    assert_eq!(
+        (classified.tokens_used, classified.no_progress_streak),
+        (7, 1)
+    );
+    // This charge exhausts the budget: the goal is no longer active, so no classification.
+    let outcomes = turn_end(&account(5)).unwrap();
+    let limited = outcomes[0].as_ref().unwrap().goal.as_ref().unwrap();
+    assert_eq!(limited.status, GoalStatus::BudgetLimited);
+    assert!(outcomes[1].is_none(), "{outcomes:?}");
+    let stored = Store::open(store.path())
+        .unwrap()
+        .get_goal(&thread)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.status, stored.tokens_used, stored.no_progress_streak),
+        (GoalStatus::BudgetLimited, 12, 1)
     );
 }
 

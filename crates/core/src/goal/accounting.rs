@@ -51,24 +51,32 @@ impl GoalRuntime {
         turn_id: Option<TurnId>,
         time_alone: bool,
     ) {
+        if let Some((trigger, expected)) = self.take_charge(mode, turns, time_alone) {
+            self.charge(trigger, expected, turn_id);
+        }
+    }
+
+    /// Takes what [`Self::flush_with`] would write (pending tokens, whole active seconds and
+    /// `turns`) as an `AccountUsage` trigger with the goal id it is aimed at; `None` when there
+    /// is nothing to charge.
+    fn take_charge(
+        &self,
+        mode: AccountingMode,
+        turns: i64,
+        time_alone: bool,
+    ) -> Option<(Trigger, Option<String>)> {
         let (tokens, seconds, expected, turns) = {
             let mut inner = self.inner();
             let turns = turns.saturating_add(std::mem::take(&mut inner.pending_turns));
             let tokens = std::mem::take(&mut inner.pending_tokens);
             if tokens == 0 && turns == 0 && !time_alone {
-                return;
+                return None;
             }
             let seconds = inner.take_whole_seconds();
-            // A goal replaced or cleared since the turn started must not be charged for it.
-            let expected = if inner.goal_turn {
-                inner.turn_goal_id.clone()
-            } else {
-                None
-            };
-            (tokens, seconds, expected, turns)
+            (tokens, seconds, inner.turn_expected_goal(), turns)
         };
         if tokens == 0 && seconds == 0 && turns == 0 {
-            return;
+            return None;
         }
         let trigger = Trigger::AccountUsage {
             tokens,
@@ -76,11 +84,71 @@ impl GoalRuntime {
             turns,
             mode,
         };
+        Some((trigger, expected))
+    }
+
+    /// Commits a charge on its own; a failure is reported as a warning.
+    fn charge(&self, trigger: Trigger, expected: Option<String>, turn_id: Option<TurnId>) {
         if let Err(err) = self.apply_expecting(trigger, Actor::System, turn_id, expected) {
             self.shared.session.emit(
                 turn_id,
                 EventMsg::Warning(format!("goal accounting failed: {err}")),
             );
+        }
+    }
+
+    /// The end of a completed goal turn: what is left to charge (the last response's tokens,
+    /// active seconds) and, if the goal is still active after that charge, the breaker's
+    /// classification of the turn, committed together with the turn's queued writes. Should
+    /// that commit fail, nothing was written and each change is tried on its own.
+    pub(super) fn end_completed_turn(
+        &self,
+        report: &TurnReport,
+        last_message: Option<&str>,
+        mode: AccountingMode,
+        time_alone: bool,
+    ) {
+        let turn_id = Some(report.turn_id);
+        let outcome = self.classify(report, last_message);
+        let classified = Trigger::TurnClassified {
+            outcome: outcome.clone(),
+            thresholds: self.thresholds(),
+        };
+        let charge = self.take_charge(mode, 0, time_alone);
+        let expected = match &charge {
+            Some((_, expected)) => expected.clone(),
+            None => self.inner().turn_expected_goal(),
+        };
+        let mut changes: Vec<(&Trigger, Option<GoalStatus>)> = Vec::with_capacity(2);
+        if let Some((trigger, _)) = &charge {
+            changes.push((trigger, None));
+        }
+        changes.push((&classified, Some(GoalStatus::Active)));
+        match self.apply_system_changes(&changes, turn_id, expected) {
+            Ok(outcomes) => {
+                if outcomes.last().is_some_and(Option::is_some) {
+                    self.record_classification(&outcome);
+                }
+            }
+            Err(_) => {
+                if let Some((trigger, expected)) = charge {
+                    self.charge(trigger, expected, turn_id);
+                }
+                if self.is_active() {
+                    self.record_classification(&outcome);
+                    self.system_stop(classified, turn_id);
+                }
+            }
+        }
+    }
+
+    fn record_classification(&self, outcome: &GoalTurnOutcome) {
+        if let Some(t) = &self.shared.session.telemetry {
+            t.goal_continuation_turn(match outcome {
+                GoalTurnOutcome::Progress => "progress",
+                GoalTurnOutcome::NoProgress { .. } => "no_progress",
+                GoalTurnOutcome::Waiting => "waiting",
+            });
         }
     }
 
@@ -105,6 +173,15 @@ impl GoalRuntime {
             GoalTurnOutcome::NoProgress {
                 blocker: last_message.map(str::to_string),
             }
+        }
+    }
+
+    /// Adds the tokens of the response that ends a goal turn to the charge the turn's end
+    /// commits ([`Self::end_completed_turn`]).
+    pub(super) fn defer_usage(&self, usage: &TokenUsage) {
+        let mut inner = self.inner();
+        if inner.goal_turn {
+            inner.pending_tokens = inner.pending_tokens.saturating_add(usage.goal_charge());
         }
     }
 

@@ -156,6 +156,16 @@ struct Inner {
 }
 
 impl Inner {
+    /// The goal a running goal turn's writes are aimed at: a goal replaced or cleared since the
+    /// turn started must not be charged or stopped for it.
+    fn turn_expected_goal(&self) -> Option<String> {
+        if self.goal_turn {
+            self.turn_goal_id.clone()
+        } else {
+            None
+        }
+    }
+
     /// Whole active seconds since the clock last moved; the fraction is carried forward.
     fn take_whole_seconds(&mut self) -> i64 {
         match self.clock.as_mut() {
@@ -284,6 +294,7 @@ impl GoalRuntime {
                 trigger: &trigger,
                 actor,
                 ctx: &ctx,
+                only_if: None,
             }))
             .map_err(GoalError::from)?
             .ok_or_else(|| {
@@ -296,6 +307,42 @@ impl GoalRuntime {
         }
         self.announce(&outcome, turn_id);
         Ok(outcome.goal)
+    }
+
+    /// System changes committed in order in one transaction with the queued writes (see
+    /// [`quest_state::Store::commit_batch_all`]), then announced in order. A change with a
+    /// status is skipped (`None`) unless the goal has that status when its turn comes.
+    fn apply_system_changes(
+        &self,
+        changes: &[(&Trigger, Option<GoalStatus>)],
+        turn_id: Option<TurnId>,
+        expected_goal_id: Option<String>,
+    ) -> Result<Vec<Option<quest_state::GoalApplyOutcome>>, GoalError> {
+        let thread_id = self.shared.session.thread_id;
+        let ctx = GoalContext {
+            turn_id: turn_id.map(|t| t.to_string()),
+            expected_goal_id,
+            origin: None,
+        };
+        let writes: Vec<quest_state::GoalWrite<'_>> = changes
+            .iter()
+            .map(|(trigger, only_if)| quest_state::GoalWrite {
+                thread_id: &thread_id,
+                trigger,
+                actor: Actor::System,
+                ctx: &ctx,
+                only_if: *only_if,
+            })
+            .collect();
+        let outcomes = self
+            .shared
+            .session
+            .commit_with_all(&writes)
+            .map_err(GoalError::from)?;
+        for outcome in outcomes.iter().flatten() {
+            self.announce(outcome, turn_id);
+        }
+        Ok(outcomes)
     }
 
     /// Creates (or, for the user, replaces a finished) goal with budgets; user actor. With
@@ -372,13 +419,10 @@ impl GoalRuntime {
     /// Runs a system stop; if it cannot be persisted, suspends continuation in this process.
     fn system_stop(&self, trigger: Trigger, turn_id: Option<TurnId>) {
         // A stop that belongs to a turn applies only to the goal that turn worked on.
-        let expected = {
-            let inner = self.inner();
-            if turn_id.is_some() && inner.goal_turn {
-                inner.turn_goal_id.clone()
-            } else {
-                None
-            }
+        let expected = if turn_id.is_some() {
+            self.inner().turn_expected_goal()
+        } else {
+            None
         };
         if let Err(err) = self.apply_expecting(trigger, Actor::System, turn_id, expected) {
             let message = format!("could not record the goal stop ({err}); continuation suspended");
@@ -422,6 +466,10 @@ impl TurnObserver for GoalRuntime {
 
     fn on_usage(&self, turn_id: TurnId, usage: &TokenUsage) {
         self.charge_usage(turn_id, usage);
+    }
+
+    fn on_final_usage(&self, _turn_id: TurnId, usage: &TokenUsage) {
+        self.defer_usage(usage);
     }
 
     fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String> {
@@ -496,12 +544,13 @@ impl IdlePolicy for GoalRuntime {
                 inner.charge_mode.unwrap_or(AccountingMode::ActiveOnly),
             )
         };
-        if goal_turn {
-            let mode = match &report.outcome {
-                TurnOutcome::Failed(_) => AccountingMode::ActiveOrStopped,
-                _ => mode,
-            };
-            let time_budgeted = self.inner().time_budgeted;
+        let mode = match &report.outcome {
+            TurnOutcome::Failed(_) => AccountingMode::ActiveOrStopped,
+            _ => mode,
+        };
+        let time_budgeted = self.inner().time_budgeted;
+        // A completed turn's charge is committed with its classification, below.
+        if goal_turn && !matches!(report.outcome, TurnOutcome::Completed { .. }) {
             self.flush_with(mode, 0, turn_id, time_budgeted);
         }
         match &report.outcome {
@@ -544,20 +593,8 @@ impl IdlePolicy for GoalRuntime {
             TurnOutcome::Failed(_) => {}
             TurnOutcome::Aborted => self.inner().interrupted = true,
             TurnOutcome::Completed { last_message } => {
-                if goal_turn && self.is_active() {
-                    let outcome = self.classify(report, last_message.as_deref());
-                    if let Some(t) = &self.shared.session.telemetry {
-                        t.goal_continuation_turn(match outcome {
-                            GoalTurnOutcome::Progress => "progress",
-                            GoalTurnOutcome::NoProgress { .. } => "no_progress",
-                            GoalTurnOutcome::Waiting => "waiting",
-                        });
-                    }
-                    let trigger = Trigger::TurnClassified {
-                        outcome,
-                        thresholds: self.thresholds(),
-                    };
-                    self.system_stop(trigger, turn_id);
+                if goal_turn {
+                    self.end_completed_turn(report, last_message.as_deref(), mode, time_budgeted);
                 }
             }
         }
