@@ -1588,6 +1588,14 @@ impl App {
             self.interrupt();
         } else if self.show_goal_panel {
             self.show_goal_panel = false;
+        } else if self
+            .goal
+            .as_ref()
+            .is_some_and(|g| g.status == GoalStatus::Active)
+        {
+            // Between two continuation turns the next one is a moment away: Esc stops the goal
+            // there too, not only while a turn runs.
+            self.goal_status("paused", GoalAction::Pause);
         }
     }
 

@@ -76,6 +76,33 @@ fn a_failed_pause_is_reported_and_the_turn_still_interrupted() {
 }
 
 #[test]
+fn esc_between_goal_turns_pauses_the_goal() {
+    let mut app = started();
+    set_goal(&mut app, goal("active", json!({})));
+    turn_started(&mut app, "turn-1");
+    turn_completed(&mut app, "turn-1", "completed");
+    assert!(app.turn.is_none());
+    key(&mut app, KeyCode::Esc);
+    let out = sent(&mut app);
+    assert_eq!(methods(&out), ["thread/goal/set"]);
+    assert_eq!(out[0]["params"]["status"], "paused");
+    assert_eq!(out[0]["params"]["origin"], "user");
+    respond(
+        &mut app,
+        &out[0],
+        json!({"goal": goal("paused", json!({}))}),
+    );
+    assert!(sent(&mut app).is_empty(), "no turn to interrupt");
+    assert_eq!(
+        app.goal.as_ref().unwrap().status,
+        quest_protocol::goal::GoalStatus::Paused
+    );
+    // Idle with a paused goal, Esc asks nothing.
+    key(&mut app, KeyCode::Esc);
+    assert!(sent(&mut app).is_empty());
+}
+
+#[test]
 fn esc_without_a_goal_interrupts_at_once() {
     let mut app = started();
     turn_started(&mut app, "turn-9");
