@@ -1,6 +1,7 @@
 //! The UI's loop ([`quest_tui::event_loop`]) with a scripted server on the other end of a channel
 //! transport: frames are coalesced (a burst of deltas costs one frame, not one per delta), and a
-//! closed connection is shown once and then waited on, not polled in a busy loop.
+//! closed connection is shown once and then waited on, not polled in a busy loop, and the loop
+//! ends when the terminal input is gone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -170,4 +171,31 @@ async fn a_closed_connection_is_shown_and_waited_on_not_polled() {
         "revision {} after a disconnection: the loop kept polling the closed connection",
         app.revision
     );
+}
+
+#[tokio::test]
+async fn the_loop_ends_when_the_terminal_input_is_gone() {
+    let (server_tx, incoming) = mpsc::unbounded_channel();
+    let (outgoing, _requests) = mpsc::unbounded_channel();
+    let mut transport = Transport { outgoing, incoming };
+    for m in session_answers() {
+        server_tx.send(m).unwrap();
+    }
+    // The input reader stopped (its terminal went away): nobody can press anything any more.
+    let (keys, mut input) = mpsc::unbounded_channel::<Event>();
+    drop(keys);
+    let mut app = App::new(options(Startup::New), NOW_MS);
+    let mut frames = 0;
+    tokio::time::timeout(
+        TIMEOUT,
+        event_loop(&mut app, &mut transport, &mut input, |_| {
+            frames += 1;
+            Ok(())
+        }),
+    )
+    .await
+    .expect("the loop kept running with no input")
+    .unwrap();
+    assert!(frames >= 1);
+    drop(server_tx);
 }
