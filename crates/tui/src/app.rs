@@ -272,14 +272,24 @@ enum Pending {
     Initialize,
     ThreadStart,
     ThreadResume,
-    ThreadList { last: bool },
+    ThreadList {
+        last: bool,
+    },
     TurnStart,
     Interrupt,
-    GoalGet { offer_resume: bool },
+    GoalGet {
+        offer_resume: bool,
+    },
     GoalSet(GoalAction),
-    GoalClear { then_objective: Option<String> },
-    GoalLog { panel: bool },
-    PauseBeforeInterrupt { turn_id: String },
+    GoalClear {
+        then_objective: Option<String>,
+    },
+    GoalLog {
+        panel: bool,
+    },
+    /// Esc / Ctrl-C with an active goal: once the goal is paused, the turn running then is
+    /// interrupted.
+    PauseBeforeInterrupt,
     Other,
 }
 
@@ -1175,12 +1185,21 @@ impl App {
                     self.error(format!("Failed to interrupt: {e}"));
                 }
             }
-            Pending::PauseBeforeInterrupt { turn_id } => {
+            Pending::PauseBeforeInterrupt => {
                 match outcome {
                     Ok(result) => self.goal_from_result(&result),
                     Err(e) => self.error(format!("Failed to pause task goal: {e}")),
                 }
-                self.send_interrupt(&turn_id);
+                // The turn running now: the one Esc met, or a continuation that started while
+                // the pause was on its way. None when Esc came between turns and none followed.
+                if let Some(turn_id) = self
+                    .turn
+                    .as_ref()
+                    .map(|t| t.id.clone())
+                    .filter(|id| !id.is_empty())
+                {
+                    self.send_interrupt(&turn_id);
+                }
             }
             Pending::GoalGet { offer_resume } => match outcome {
                 Ok(result) => {
@@ -1584,43 +1603,42 @@ impl App {
             self.composer.clear();
             return;
         }
-        if self.turn.is_some() {
+        // Between two turns of a pursued goal (the next continuation is on its way) Esc pauses
+        // the goal too: the user saw it working a moment ago and means "stop".
+        if self.turn.is_some() || self.goal_active() {
             self.interrupt();
         } else if self.show_goal_panel {
             self.show_goal_panel = false;
-        } else if self
-            .goal
-            .as_ref()
-            .is_some_and(|g| g.status == GoalStatus::Active)
-        {
-            // Between two continuation turns the next one is a moment away: Esc stops the goal
-            // there too, not only while a turn runs.
-            self.goal_status("paused", GoalAction::Pause);
         }
     }
 
-    /// Esc / Ctrl-C during a turn: an active goal is paused first, then the turn interrupted.
-    fn interrupt(&mut self) {
-        let Some(turn) = self.turn.clone() else {
-            return;
-        };
-        let (Some(thread), true) = (self.thread_id.clone(), !turn.id.is_empty()) else {
-            return;
-        };
-        if self
-            .goal
+    fn goal_active(&self) -> bool {
+        self.goal
             .as_ref()
             .is_some_and(|g| g.status == GoalStatus::Active)
-        {
+    }
+
+    /// Esc / Ctrl-C during a turn: an active goal is paused first, then the running turn
+    /// interrupted.
+    fn interrupt(&mut self) {
+        let Some(thread) = self.thread_id.clone() else {
+            return;
+        };
+        let turn_id = self.turn.as_ref().map(|t| t.id.clone()).unwrap_or_default();
+        if self.goal_active() {
             self.request(
                 "thread/goal/set",
                 json!({"threadId": thread, "status": "paused", "origin": "user"}),
-                Pending::PauseBeforeInterrupt { turn_id: turn.id },
+                Pending::PauseBeforeInterrupt,
             );
+        } else if !turn_id.is_empty() {
+            self.send_interrupt(&turn_id);
         } else {
-            self.send_interrupt(&turn.id);
+            return;
         }
-        self.hint = Some("Interrupting…".to_string());
+        if self.turn.is_some() {
+            self.hint = Some("Interrupting…".to_string());
+        }
     }
 
     fn send_interrupt(&mut self, turn_id: &str) {

@@ -431,3 +431,29 @@ fn slash_popup_completes_and_history_recalls() {
         matches!(app.cells.last(), Some(Cell::Info { kind: InfoKind::Error, title, .. }) if title.starts_with("Unknown command /bogus"))
     );
 }
+
+#[test]
+fn a_continuation_that_starts_while_the_pause_is_on_its_way_is_interrupted() {
+    let mut app = started();
+    set_goal(&mut app, goal("active", json!({})));
+    key(&mut app, KeyCode::Esc);
+    let out = sent(&mut app);
+    assert_eq!(methods(&out), ["thread/goal/set"]);
+    // The server had already started the next turn when the pause arrived.
+    turn_started(&mut app, "turn-2");
+    respond(
+        &mut app,
+        &out[0],
+        json!({"goal": goal("paused", json!({}))}),
+    );
+    let out = sent(&mut app);
+    assert_eq!(methods(&out), ["turn/interrupt"]);
+    assert_eq!(out[0]["params"]["turnId"], "turn-2");
+}
+
+#[test]
+fn esc_with_no_goal_and_no_turn_sends_nothing() {
+    let mut app = started();
+    key(&mut app, KeyCode::Esc);
+    assert!(sent(&mut app).is_empty());
+}
