@@ -25,10 +25,21 @@ fn turns() -> usize {
     quest_bench::env_count("QUEST_BENCH_TURNS", 200)
 }
 
-/// One cheap argv tool call, then a short report, every goal turn.
+/// One cheap argv tool call, then a short report, every goal turn. The last turn's report
+/// answers the budget wind-down message that follows its tool output.
 fn script() -> Script {
     let usage = Usage::new(2000, 1800, 20, 0);
     Script::new([])
+        .with_rule(Rule {
+            name: Some("wind-down".into()),
+            when: Condition {
+                last_user_text_contains: Some("budget has been reached".into()),
+                ..Condition::default()
+            },
+            then: Step::message("Wrapping up.").with_usage(usage),
+            max_matches: None,
+            verbatim: false,
+        })
         .with_rule(Rule {
             name: Some("report".into()),
             when: Condition {

@@ -134,7 +134,11 @@ pub fn request_body(prompt: &Prompt, received: &[ResponseItem]) -> Vec<u8> {
         return Vec::new();
     };
     let encoded = prompt.encoded_input.as_bytes();
-    let mut body = Vec::with_capacity(head.len() + encoded.len() + tail.len() + 4096);
+    // Rounded up to a power of two: a history's bodies grow a little with every request, and a
+    // body of a size the allocator has just seen freed reuses memory that is already mapped
+    // instead of mapping (and faulting in) fresh pages every time.
+    let capacity = (head.len() + encoded.len() + tail.len() + 4096).next_power_of_two();
+    let mut body = Vec::with_capacity(capacity);
     body.extend_from_slice(head);
     body.extend_from_slice(b",\"input\":[");
     body.extend_from_slice(encoded);
