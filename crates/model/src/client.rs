@@ -644,8 +644,8 @@ impl ModelClient {
     }
 }
 
-fn transport_message(err: &reqwest::Error) -> String {
-    use std::error::Error as _;
+/// An error with its sources (reqwest's own message says little: "error sending request").
+pub(crate) fn transport_message(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use http::{HeaderValue, header};
 use serde_json::Value;
 
-use crate::client::ModelClient;
+use crate::client::{ModelClient, transport_message};
 
 /// Largest model list read (OpenRouter's full list is a few MB).
 const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
@@ -153,7 +153,7 @@ impl ModelClient {
             .headers(headers)
             .send()
             .await
-            .map_err(|e| ModelListError::Connection(error_chain(&e)))?;
+            .map_err(|e| ModelListError::Connection(transport_message(&e)))?;
         let status = response.status();
         if !status.is_success() {
             return Err(ModelListError::Status(status.as_u16()));
@@ -161,7 +161,7 @@ impl ModelClient {
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ModelListError::Connection(error_chain(&e)))?;
+            let chunk = chunk.map_err(|e| ModelListError::Connection(transport_message(&e)))?;
             if body.len() + chunk.len() > MAX_LIST_BYTES {
                 return Err(ModelListError::Invalid(format!(
                     "the answer is larger than {} MB",
@@ -172,18 +172,6 @@ impl ModelClient {
         }
         Ok(body)
     }
-}
-
-/// An error with its sources (reqwest's own message says little: "error sending request").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
