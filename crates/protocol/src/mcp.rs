@@ -141,13 +141,12 @@ mod tests {
         assert_eq!(back, failed);
     }
 
-    /// Checks the item against Codex's published schema (`McpToolCallThreadItem` in
-    /// `spec/app-server-schema`): required keys, property names, the status enum.
+    /// Checks the item against Codex's published schema (`McpToolCallThreadItem` in the copy
+    /// vendored for the app-server's tests): required keys, property names, the status enum.
     #[test]
     fn matches_the_published_schema() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
-            "../../../shared/spec/app-server-schema/codex_app_server_protocol.v2.schemas.json",
-        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../app-server/tests/schema/codex_app_server_protocol.v2.schemas.json");
         let Ok(text) = std::fs::read_to_string(&path) else {
             panic!("{} is missing", path.display());
         };
