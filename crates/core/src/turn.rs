@@ -725,7 +725,6 @@ fn stream_event_handler(
     }
 }
 
-/// Commits the session's queued writes off the async workers.
 /// The compaction settings for the decision before a request; `None` when the turn was
 /// interrupted while waiting for the provider's model list.
 async fn compaction_settings(
@@ -740,6 +739,7 @@ async fn compaction_settings(
     }
 }
 
+/// Commits the session's queued writes off the async workers.
 async fn commit(session: &Arc<Session>) -> Result<(), String> {
     let session = session.clone();
     blocking::run(move || session.commit()).await
