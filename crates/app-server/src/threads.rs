@@ -120,6 +120,34 @@ struct Outgoing {
     requests: Vec<(RequestId, &'static str, Value)>,
 }
 
+impl Outgoing {
+    /// Queues `item/started` for `item`.
+    fn item_started(&mut self, thread: &str, turn: &str, item: ThreadItem, now: i64) {
+        self.notifications.push((
+            "item/started",
+            value(&ItemStartedNotification {
+                item,
+                thread_id: thread.to_string(),
+                turn_id: turn.to_string(),
+                started_at_ms: now,
+            }),
+        ));
+    }
+
+    /// Queues `item/completed` for `item`.
+    fn item_completed(&mut self, thread: &str, turn: &str, item: ThreadItem, now: i64) {
+        self.notifications.push((
+            "item/completed",
+            value(&ItemCompletedNotification {
+                item,
+                thread_id: thread.to_string(),
+                turn_id: turn.to_string(),
+                completed_at_ms: now,
+            }),
+        ));
+    }
+}
+
 impl ThreadHub {
     /// Wraps a started thread and spawns the task that forwards its events.
     pub(crate) fn spawn(
@@ -456,24 +484,8 @@ impl HubState {
                         client_id: pending.client_message_id,
                         content: pending.input,
                     };
-                    out.notifications.push((
-                        "item/started",
-                        value(&ItemStartedNotification {
-                            item: item.clone(),
-                            thread_id: thread.clone(),
-                            turn_id: id.clone(),
-                            started_at_ms: now,
-                        }),
-                    ));
-                    out.notifications.push((
-                        "item/completed",
-                        value(&ItemCompletedNotification {
-                            item: item.clone(),
-                            thread_id: thread.clone(),
-                            turn_id: id,
-                            completed_at_ms: now,
-                        }),
-                    ));
+                    out.item_started(&thread, &id, item.clone(), now);
+                    out.item_completed(&thread, &id, item.clone(), now);
                     current.items.push(item);
                 }
                 self.current = Some(current);
@@ -507,16 +519,7 @@ impl HubState {
                 let opened = self.current.as_mut().and_then(|c| c.open_message.take());
                 let item_id = self.message_id(&mut out, &thread, &turn, opened, now);
                 let item = ThreadItem::agent_message(item_id, text);
-                self.push_item(&item);
-                out.notifications.push((
-                    "item/completed",
-                    value(&ItemCompletedNotification {
-                        item,
-                        thread_id: thread.clone(),
-                        turn_id: turn,
-                        completed_at_ms: now,
-                    }),
-                ));
+                self.complete_item(&mut out, &thread, &turn, item, now);
             }
             EventMsg::Reasoning(text) => {
                 let Some(turn) = turn_id else {
@@ -557,15 +560,12 @@ impl HubState {
                         .commands
                         .insert(call_id.clone(), (command.clone(), now));
                 }
-                out.notifications.push((
-                    "item/started",
-                    value(&ItemStartedNotification {
-                        item: command_item(&call_id, &command, &cwd, None, None, None),
-                        thread_id: thread.clone(),
-                        turn_id: turn,
-                        started_at_ms: now,
-                    }),
-                ));
+                out.item_started(
+                    &thread,
+                    &turn,
+                    command_item(&call_id, &command, &cwd, None, None, None),
+                    now,
+                );
             }
             EventMsg::ExecCommandEnd {
                 call_id,
@@ -589,15 +589,12 @@ impl HubState {
                     .and_then(|c| c.commands.remove(&call_id))
                     .map(|(_, at)| at);
                 if started.is_none() {
-                    out.notifications.push((
-                        "item/started",
-                        value(&ItemStartedNotification {
-                            item: command_item(&call_id, &command, &cwd, None, None, None),
-                            thread_id: thread.clone(),
-                            turn_id: turn.clone(),
-                            started_at_ms: now,
-                        }),
-                    ));
+                    out.item_started(
+                        &thread,
+                        &turn,
+                        command_item(&call_id, &command, &cwd, None, None, None),
+                        now,
+                    );
                 }
                 if !output.is_empty() {
                     out.notifications.push((
@@ -623,16 +620,7 @@ impl HubState {
                     exit_code,
                     started.map(|at| now - at),
                 );
-                self.push_item(&item);
-                out.notifications.push((
-                    "item/completed",
-                    value(&ItemCompletedNotification {
-                        item,
-                        thread_id: thread.clone(),
-                        turn_id: turn,
-                        completed_at_ms: now,
-                    }),
-                ));
+                self.complete_item(&mut out, &thread, &turn, item, now);
             }
             EventMsg::PatchApplied {
                 call_id,
@@ -667,15 +655,7 @@ impl HubState {
                         changes: changes.clone(),
                         status: ExecutionStatus::InProgress,
                     };
-                    out.notifications.push((
-                        "item/started",
-                        value(&ItemStartedNotification {
-                            item: started,
-                            thread_id: thread.clone(),
-                            turn_id: turn.clone(),
-                            started_at_ms: now,
-                        }),
-                    ));
+                    out.item_started(&thread, &turn, started, now);
                 }
                 let item = ThreadItem::FileChange {
                     id: call_id,
@@ -685,16 +665,7 @@ impl HubState {
                         PatchApplyStatus::Failed => ExecutionStatus::Failed,
                     },
                 };
-                self.push_item(&item);
-                out.notifications.push((
-                    "item/completed",
-                    value(&ItemCompletedNotification {
-                        item,
-                        thread_id: thread.clone(),
-                        turn_id: turn,
-                        completed_at_ms: now,
-                    }),
-                ));
+                self.complete_item(&mut out, &thread, &turn, item, now);
             }
             EventMsg::ExecApprovalRequest(request) => {
                 let Some(turn) = turn_id else {
@@ -711,22 +682,12 @@ impl HubState {
                             .commands
                             .insert(request.call_id.clone(), (request.command.clone(), now));
                     }
-                    out.notifications.push((
-                        "item/started",
-                        value(&ItemStartedNotification {
-                            item: command_item(
-                                &request.call_id,
-                                &request.command,
-                                &cwd,
-                                None,
-                                None,
-                                None,
-                            ),
-                            thread_id: thread.clone(),
-                            turn_id: turn.clone(),
-                            started_at_ms: now,
-                        }),
-                    ));
+                    out.item_started(
+                        &thread,
+                        &turn,
+                        command_item(&request.call_id, &request.command, &cwd, None, None, None),
+                        now,
+                    );
                 }
                 let params = value(&CommandExecutionRequestApprovalParams {
                     thread_id: thread.clone(),
@@ -759,19 +720,16 @@ impl HubState {
                         .started_patches
                         .insert(request.call_id.clone(), changes.clone());
                 }
-                out.notifications.push((
-                    "item/started",
-                    value(&ItemStartedNotification {
-                        item: ThreadItem::FileChange {
-                            id: request.call_id.clone(),
-                            changes,
-                            status: ExecutionStatus::InProgress,
-                        },
-                        thread_id: thread.clone(),
-                        turn_id: turn.clone(),
-                        started_at_ms: now,
-                    }),
-                ));
+                out.item_started(
+                    &thread,
+                    &turn,
+                    ThreadItem::FileChange {
+                        id: request.call_id.clone(),
+                        changes,
+                        status: ExecutionStatus::InProgress,
+                    },
+                    now,
+                );
                 let params = value(&FileChangeRequestApprovalParams {
                     thread_id: thread.clone(),
                     turn_id: turn,
@@ -858,15 +816,7 @@ impl HubState {
                 if let Some(current) = self.current.as_mut() {
                     current.mcp_calls.insert(call_id, item.clone());
                 }
-                out.notifications.push((
-                    "item/started",
-                    value(&ItemStartedNotification {
-                        item: item.into(),
-                        thread_id: thread.clone(),
-                        turn_id: turn,
-                        started_at_ms: now,
-                    }),
-                ));
+                out.item_started(&thread, &turn, item.into(), now);
             }
             EventMsg::McpToolCallEnd {
                 call_id,
@@ -891,16 +841,7 @@ impl HubState {
                 let item: ThreadItem = started
                     .finished(result.as_ref(), is_error, error.as_deref(), duration_ms)
                     .into();
-                self.push_item(&item);
-                out.notifications.push((
-                    "item/completed",
-                    value(&ItemCompletedNotification {
-                        item,
-                        thread_id: thread.clone(),
-                        turn_id: turn,
-                        completed_at_ms: now,
-                    }),
-                ));
+                self.complete_item(&mut out, &thread, &turn, item, now);
             }
             EventMsg::McpApprovalRequest(request) => {
                 let Some(turn) = turn_id else {
@@ -1057,16 +998,7 @@ impl HubState {
                 }
             }
         };
-        self.push_item(&item);
-        out.notifications.push((
-            "item/completed",
-            value(&ItemCompletedNotification {
-                item,
-                thread_id: thread.to_string(),
-                turn_id: turn.to_string(),
-                completed_at_ms: now,
-            }),
-        ));
+        self.complete_item(out, thread, turn, item, now);
     }
 
     /// The id of the agent message being streamed (`opened`), or of a new one announced with
@@ -1083,16 +1015,21 @@ impl HubState {
             return id;
         }
         let id = self.item_id("msg");
-        out.notifications.push((
-            "item/started",
-            value(&ItemStartedNotification {
-                item: ThreadItem::agent_message(&id, ""),
-                thread_id: thread.to_string(),
-                turn_id: turn.to_string(),
-                started_at_ms: now,
-            }),
-        ));
+        out.item_started(thread, turn, ThreadItem::agent_message(&id, ""), now);
         id
+    }
+
+    /// Records a finished item in the turn and queues its `item/completed`.
+    fn complete_item(
+        &mut self,
+        out: &mut Outgoing,
+        thread: &str,
+        turn: &str,
+        item: ThreadItem,
+        now: i64,
+    ) {
+        self.push_item(&item);
+        out.item_completed(thread, turn, item, now);
     }
 
     fn push_item(&mut self, item: &ThreadItem) {
@@ -1109,25 +1046,8 @@ impl HubState {
         item: ThreadItem,
         now: i64,
     ) {
-        out.notifications.push((
-            "item/started",
-            value(&ItemStartedNotification {
-                item: item.clone(),
-                thread_id: thread.to_string(),
-                turn_id: turn.to_string(),
-                started_at_ms: now,
-            }),
-        ));
-        self.push_item(&item);
-        out.notifications.push((
-            "item/completed",
-            value(&ItemCompletedNotification {
-                item,
-                thread_id: thread.to_string(),
-                turn_id: turn.to_string(),
-                completed_at_ms: now,
-            }),
-        ));
+        out.item_started(thread, turn, item.clone(), now);
+        self.complete_item(out, thread, turn, item, now);
     }
 
     fn usage_notification(
@@ -1173,15 +1093,7 @@ impl HubState {
             // A stream that ended without its final message still closes the item it opened.
             let item = ThreadItem::agent_message(id, text);
             current.items.push(item.clone());
-            out.notifications.push((
-                "item/completed",
-                value(&ItemCompletedNotification {
-                    item,
-                    thread_id: thread.to_string(),
-                    turn_id: current.id.clone(),
-                    completed_at_ms: now,
-                }),
-            ));
+            out.item_completed(thread, &current.id, item, now);
         }
         // Commands still running when the turn ends (an interrupt) end with it, before
         // `turn/completed`.
@@ -1197,15 +1109,7 @@ impl HubState {
                 Some(now - started),
             );
             current.items.push(item.clone());
-            out.notifications.push((
-                "item/completed",
-                value(&ItemCompletedNotification {
-                    item,
-                    thread_id: thread.to_string(),
-                    turn_id: current.id.clone(),
-                    completed_at_ms: now,
-                }),
-            ));
+            out.item_completed(thread, &current.id, item, now);
         }
         self.status = if status == TurnStatus::Failed {
             ThreadStatus::SystemError
