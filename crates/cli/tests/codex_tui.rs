@@ -9,74 +9,37 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-
+use common::servers::{ListeningServer, QUEST_LISTENING, codex_bin, work_requests};
 use common::tmux::Tmux;
 use common::{TestEnv, provider_args};
 use quest_mock_model::{Condition, MockModel, Rule, Script, Step};
 
-fn codex_bin() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/codex-tui");
-    let bin = dir.join("node_modules/@openai/codex/bin/codex.js");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `npm ci --prefix {}` (as .ci/run does)",
-        bin.display(),
-        dir.display()
-    );
-    bin
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(env: &TestEnv, mock: &MockModel) -> Server {
+fn start_server(env: &TestEnv, mock: &MockModel) -> ListeningServer {
     start_server_with(env, mock, &[])
 }
 
 /// Starts `quest app-server` with extra `-c` overrides.
-fn start_server_with(env: &TestEnv, mock: &MockModel, overrides: &[&str]) -> Server {
-    let mut child = env
-        .quest_bare()
-        .arg("app-server")
-        .args(["--listen", "ws://127.0.0.1:0"])
-        .args(provider_args(&mock.uri()))
-        .args(["-c", "goals.no_progress_backoff=[\"2s\"]"])
-        .args(overrides.iter().flat_map(|o| ["-c", o]))
-        .arg("-C")
-        .arg(env.work())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("quest app-server exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("quest app-server listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+fn start_server_with(env: &TestEnv, mock: &MockModel, overrides: &[&str]) -> ListeningServer {
+    ListeningServer::spawn(
+        env.quest_bare()
+            .arg("app-server")
+            .args(["--listen", "ws://127.0.0.1:0"])
+            .args(provider_args(&mock.uri()))
+            .args(["-c", "goals.no_progress_backoff=[\"2s\"]"])
+            .args(overrides.iter().flat_map(|o| ["-c", o]))
+            .arg("-C")
+            .arg(env.work()),
+        QUEST_LISTENING,
+    )
 }
 
 /// Codex's TUI in a tmux pane, attached to `server`, with a Codex home of its own (returned so it
 /// lives as long as the pane), once it shows the model.
-fn open_codex_tui(env: &TestEnv, server: &Server, name: &str) -> (Tmux, tempfile::TempDir) {
+fn open_codex_tui(
+    env: &TestEnv,
+    server: &ListeningServer,
+    name: &str,
+) -> (Tmux, tempfile::TempDir) {
     let codex = codex_bin();
     let codex_home = tempfile::tempdir().unwrap();
     let session = format!("{name}-{}", std::process::id());
@@ -89,20 +52,6 @@ fn open_codex_tui(env: &TestEnv, server: &Server, name: &str) -> (Tmux, tempfile
     let tui = Tmux::start(&session, env.work(), &command, (160, 50));
     tui.wait_for("gpt-test");
     (tui, codex_home)
-}
-
-/// Requests for the thread's own turns. Codex's TUI also asks the server, on threads of its own,
-/// for a short title after a user message; those come and go on the TUI's schedule.
-fn work_requests(mock: &MockModel) -> usize {
-    mock.requests()
-        .iter()
-        .filter(|r| {
-            !r.input().iter().any(|item| {
-                item.to_string()
-                    .contains("Generate a concise, single-line task title")
-            })
-        })
-        .count()
 }
 
 #[test]

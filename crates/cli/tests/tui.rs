@@ -13,11 +13,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::servers::{ListeningServer, QUEST_LISTENING, codex_bin, work_requests};
 use common::tmux::Tmux;
 use common::{TestEnv, provider_args};
 use quest_mock_model::{Condition, MockModel, Rule, Script, Step};
@@ -193,46 +192,20 @@ fn tui_goal_pause_on_esc_and_usage_limit_in_process() {
     assert_eq!(mock.request_count(), requests);
 }
 
-struct AppServer {
-    child: Child,
-    url: String,
-}
-
-impl Drop for AppServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn tui_goal_pause_on_esc_and_usage_limit_over_remote() {
     let env = TestEnv::new();
     let mock = MockModel::start_blocking(script(now_s() + 3600));
-    let mut child = env
-        .quest_bare()
-        .arg("app-server")
-        .args(["--listen", "ws://127.0.0.1:0"])
-        .args(provider_args(&mock.uri()))
-        .args(goal_config())
-        .arg("-C")
-        .arg(env.work())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("quest app-server exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("quest app-server listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let server = AppServer { child, url };
+    let server = ListeningServer::spawn(
+        env.quest_bare()
+            .arg("app-server")
+            .args(["--listen", "ws://127.0.0.1:0"])
+            .args(provider_args(&mock.uri()))
+            .args(goal_config())
+            .arg("-C")
+            .arg(env.work()),
+        QUEST_LISTENING,
+    );
     let launch = launcher(&env, &["--remote".to_string(), server.url.clone()]);
     let tui = Tmux::start(
         &format!("quest-tui-remote-{}", std::process::id()),
@@ -243,31 +216,6 @@ fn tui_goal_pause_on_esc_and_usage_limit_over_remote() {
     goal_flow(&tui, &mock);
     tui.wait_exit();
     drop(server);
-}
-
-fn codex_bin() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/codex-tui");
-    let bin = dir.join("node_modules/@openai/codex/bin/codex.js");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `npm ci --prefix {}` (as .ci/run does)",
-        bin.display(),
-        dir.display()
-    );
-    bin
-}
-
-/// Requests for the thread's own turns (Codex also asks the model for thread titles).
-fn work_requests(mock: &MockModel) -> usize {
-    mock.requests()
-        .iter()
-        .filter(|r| {
-            !r.input().iter().any(|item| {
-                item.to_string()
-                    .contains("Generate a concise, single-line task title")
-            })
-        })
-        .count()
 }
 
 #[test]
@@ -297,33 +245,20 @@ fn tui_chats_and_pauses_a_goal_on_a_codex_app_server() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new("node")
-        .arg(&codex)
-        .args(["app-server", "--listen", "ws://127.0.0.1:0"])
-        .env("CODEX_HOME", codex_home.path())
-        .env("HOME", env.user_home.path())
-        .env("TEST_API_KEY", "sk-test")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("CODEX_API_KEY")
-        .current_dir(env.work())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node ({e})"));
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("codex app-server exited before listening")
-            .unwrap();
-        if let Some(url) = line.trim().strip_prefix("listening on: ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let server = AppServer { child, url };
+    let server = ListeningServer::spawn(
+        std::process::Command::new("node")
+            .arg(&codex)
+            .args(["app-server", "--listen", "ws://127.0.0.1:0"])
+            .env("CODEX_HOME", codex_home.path())
+            .env("HOME", env.user_home.path())
+            .env("TEST_API_KEY", "sk-test")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("CODEX_API_KEY")
+            .current_dir(env.work())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+        "listening on: ",
+    );
     let launch = launcher(&env, &["--remote".to_string(), server.url.clone()]);
     let tui = Tmux::start(
         &format!("quest-tui-codex-{}", std::process::id()),

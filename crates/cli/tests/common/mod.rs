@@ -2,6 +2,7 @@
 //! everything on failure.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod servers;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
