@@ -97,13 +97,19 @@ fn plan(cwd: &Path, patch: &Patch) -> Result<(Staging, Vec<PatchFileChange>), Pa
 }
 
 /// A unified diff of `old` to `new` with three lines of context and no file header, as front-ends
-/// render an updated file (`@@ -12,7 +12,8 @@` hunks).
+/// render an updated file (`@@ -12,7 +12,8 @@` hunks). Diffing is quadratic in the worst case (a
+/// large file rewritten throughout); past the deadline the diff is coarser, never slower.
 fn unified_diff(old: &str, new: &str) -> String {
-    similar::TextDiff::from_lines(old, new)
+    similar::TextDiff::configure()
+        .timeout(DIFF_TIMEOUT)
+        .diff_lines(old, new)
         .unified_diff()
         .context_radius(3)
         .to_string()
 }
+
+/// How long computing one file's diff for display may take.
+const DIFF_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Resolves a patch path against the (canonical) working directory, refusing anything that
 /// leaves it. The result has a canonical parent, so two spellings of one file map to one key.
