@@ -15,3 +15,6 @@ pub mod process;
 pub mod read_only;
 pub mod sandbox;
 pub mod shell;
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod spawn;

@@ -38,9 +38,18 @@ pub fn supervise_children() -> std::io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
 }
 
-pub(crate) fn register(pid: i32) {
+/// Runs `spawn` and registers the child it returns (a command's direct child, leading its own
+/// process group) while holding the list [`reap_orphans`] consults, so that it can never take
+/// the new child's exit status before the child is known.
+pub(crate) fn register_spawned(
+    spawn: impl FnOnce() -> std::io::Result<i32>,
+) -> std::io::Result<i32> {
+    let mut running = lock(&RUNNING);
+    let pid = spawn()?;
+    running.insert(pid);
+    drop(running);
     lock(&GROUPS).insert(pid);
-    lock(&RUNNING).insert(pid);
+    Ok(pid)
 }
 
 /// How many command process groups are registered (running, or with members left behind).
@@ -200,6 +209,10 @@ pub fn kill_all() {
 /// started by a command. Direct children of running commands are left to their own `wait`, and
 /// so are Quest's other children, whose spawners wait for them.
 pub fn reap_orphans() {
+    // Almost always no child at all has exited: one `waitid` that collects nothing tells.
+    if !a_child_has_exited() {
+        return;
+    }
     let me = std::process::id() as i32;
     let my_group = nix::unistd::getpgrp().as_raw();
     let running = lock(&RUNNING).clone();
@@ -219,6 +232,19 @@ pub fn reap_orphans() {
             let _ = waitpid(Pid::from_raw(p.pid), Some(WaitPidFlag::WNOHANG));
         }
     }
+}
+
+/// Whether one of Quest's children is a zombie waiting to be collected (none when Quest has no
+/// children at all).
+fn a_child_has_exited() -> bool {
+    use nix::sys::wait::{Id, WaitStatus, waitid};
+    !matches!(
+        waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
+        ),
+        Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD)
+    )
 }
 
 #[cfg(test)]

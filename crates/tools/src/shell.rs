@@ -18,9 +18,10 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,12 +29,12 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::process;
 use crate::sandbox::{ChildSetup, Sandbox, SandboxError, SandboxMode};
+use crate::spawn::{self, SpawnRequest};
 
 /// Time between `SIGTERM` and `SIGKILL` when a command is stopped.
 pub const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -354,34 +355,24 @@ pub async fn run_command(
         source,
     };
     let (reader, writer) = io::pipe().map_err(io_err)?;
-    let writer_err = writer.try_clone().map_err(io_err)?;
-
-    let mut cmd = Command::new(&program);
-    if req.clear_env {
-        cmd.env_clear();
-    }
-    cmd.args(&argv[1..])
-        .current_dir(&req.cwd)
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer_err))
-        .process_group(0)
-        .kill_on_drop(true);
-    match req.stdin {
-        Stdin::Null => cmd.stdin(Stdio::null()),
+    let stdin = match req.stdin {
+        Stdin::Null => std::fs::File::open("/dev/null").map_err(io_err)?,
     };
-    child_setup.install(&mut cmd);
-
+    let spawn_req = SpawnRequest {
+        program: &program,
+        argv: &argv,
+        cwd: &req.cwd,
+        clear_env: req.clear_env,
+        env: &req.env,
+        stdio: [stdin.as_raw_fd(), writer.as_raw_fd(), writer.as_raw_fd()],
+    };
     let started = Instant::now();
-    let spawned = cmd.spawn();
-    // The command holds our copies of the pipe's write end; drop it so the pipe reaches end of
-    // file once the process group is done writing.
-    drop(cmd);
+    let spawned = spawn::spawn(&spawn_req, &child_setup);
+    // The child has its own copies now; drop ours of the pipe's write end so the pipe reaches
+    // end of file once the process group is done writing.
+    drop((stdin, writer, child_setup));
     let mut child = spawned.map_err(|source| spawn_error(&program, confined, source))?;
-    let pid = child.id().and_then(|id| i32::try_from(id).ok());
-    if let Some(pid) = pid {
-        process::register(pid);
-    }
+    let pid = Some(child.id());
     let mut guard = GroupGuard {
         pgid: pid.map(Pid::from_raw),
         armed: true,

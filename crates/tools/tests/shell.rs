@@ -407,3 +407,71 @@ async fn kill_running_commands_kills_every_running_group() {
     // Finished commands are forgotten.
     assert_eq!(quest_tools::shell::kill_running_commands(), 0);
 }
+
+/// Quest ignores `SIGPIPE` (as every Rust program does) and blocks every signal while it starts a
+/// command; the command must get neither.
+#[tokio::test]
+async fn a_command_starts_with_sigpipe_default_and_no_signal_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(ExecRequest::new(
+        CommandLine::Argv(vec!["cat".into(), "/proc/self/status".into()]),
+        dir.path(),
+    ))
+    .await;
+    let field = |name: &str| {
+        let line = out
+            .aggregated_output
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {}", out.aggregated_output));
+        u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+    };
+    assert_eq!(field("SigBlk:"), 0);
+    // SIGPIPE is signal 13: bit 12 of the mask.
+    assert_eq!(field("SigIgn:") & (1 << 12), 0);
+    // Through a pipe that closes early, the writer dies of SIGPIPE instead of looping on EPIPE.
+    let out = run(sh("yes | head -n 1; echo done", dir.path())).await;
+    assert_eq!(out.aggregated_output, "y\ndone\n");
+}
+
+/// `PATH` is searched as `execvp` does: in the command's own environment, past entries that do
+/// not have the program or may not run it, and a script without `#!` runs with `/bin/sh`.
+#[tokio::test]
+async fn programs_are_looked_up_in_the_commands_path_like_execvp() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    std::fs::create_dir(&first).unwrap();
+    std::fs::create_dir(&second).unwrap();
+    // Not executable in the first entry, a script without `#!` in the second.
+    std::fs::write(first.join("quest-tool"), "echo wrong\n").unwrap();
+    std::fs::write(second.join("quest-tool"), "echo \"from second: $1\"\n").unwrap();
+    std::fs::set_permissions(
+        second.join("quest-tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        first.display(),
+        dir.path().join("missing").display()
+    );
+    let mut req = ExecRequest::new(
+        CommandLine::Argv(vec!["quest-tool".into(), "arg".into()]),
+        dir.path(),
+    );
+    req.env = vec![("PATH".into(), path.clone())];
+    let err = run_command(req.clone(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "permission denied executing quest-tool");
+    req.env = vec![("PATH".into(), format!("{path}:{}", second.display()))];
+    let out = run(req.clone()).await;
+    assert_eq!(out.aggregated_output, "from second: arg\n");
+    assert_eq!(out.exit_code, Some(0));
+    // With no PATH at all, execvp's default (/bin:/usr/bin) still finds system programs.
+    req.clear_env = true;
+    req.env = Vec::new();
+    req.command = CommandLine::Argv(vec!["echo".into(), "default path".into()]);
+    assert_eq!(run(req).await.aggregated_output, "default path\n");
+}

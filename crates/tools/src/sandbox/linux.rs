@@ -1,10 +1,10 @@
-//! The Linux enforcement: everything that runs in the child between `fork` and `exec`.
+//! The Linux enforcement: everything that runs in the child between `clone` and `exec`.
 //!
-//! This is the one module of Quest that uses `unsafe`: a `pre_exec` hook and the raw system
-//! calls Landlock detection, namespaces and mounts need. Everything that allocates or can fail
+//! With [`crate::spawn`], this is where Quest uses `unsafe`: the child's setup and the raw
+//! system calls Landlock detection, namespaces and mounts need. Everything that allocates or can fail
 //! for a reason other than the kernel (paths, rules, the BPF program) is built in the parent by
-//! [`prepare`]; the child only makes system calls on memory prepared for it, because after
-//! `fork` in a multi-threaded process only async-signal-safe work is sound.
+//! [`prepare`]; the child only makes system calls on memory prepared for it: it runs inside Quest's memory
+//! (see [`crate::spawn`]), where only async-signal-safe work that writes nothing is sound.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -224,7 +224,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 /// Writes `content` to the file at `path`.
 ///
 /// # Safety
-/// Called only in the child after `fork`: it makes `open`, `write` and `close` system calls on
+/// Called only in the spawned child before `exec`: it makes `open`, `write` and `close` system calls on
 /// the given buffers and nothing else.
 unsafe fn write_proc_file(path: &CStr, content: &CStr) -> io::Result<()> {
     // SAFETY: `path` is NUL-terminated and outlives the call.
@@ -274,7 +274,7 @@ impl ChildSetup {
     /// every protected path a read-only bind mount of itself.
     ///
     /// # Safety
-    /// Child only, between `fork` and `exec`: system calls on prepared buffers, no allocation.
+    /// Child only, between `clone` and `exec`: system calls on prepared buffers, no allocation.
     unsafe fn bind_read_only(&self) -> io::Result<()> {
         // SAFETY: unshare takes flags only.
         let own_ns = unsafe { libc::unshare(libc::CLONE_NEWNS) };
@@ -336,25 +336,31 @@ impl ChildSetup {
         check(unsafe { libc::chdir(self.cwd.as_ptr()) })
     }
 
-    /// Runs in the child between `fork` and `exec`: death signal, read-only binds, Landlock,
+    /// Runs in the child between `clone` and `exec`: death signal, read-only binds, Landlock,
     /// seccomp, in that order (mounts are impossible once Landlock is on).
     ///
     /// # Safety
-    /// Child only: everything it touches was prepared by [`prepare`]; it makes system calls
-    /// and does not allocate.
-    unsafe fn enter(&mut self) -> io::Result<()> {
+    /// Only in the child of [`crate::spawn`], which shares Quest's memory: everything it touches
+    /// was prepared by [`prepare`]; it makes system calls, does not allocate, and writes nothing
+    /// of Quest's.
+    pub(crate) unsafe fn enter(&self) -> io::Result<()> {
         // SAFETY: prctl with integer arguments only.
         check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
         // SAFETY: getppid cannot fail.
         if unsafe { libc::getppid() } != self.parent_pid {
-            // Quest died between fork and prctl: the death signal will never come.
+            // Quest died between the clone and prctl: the death signal will never come.
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         if !self.binds.is_empty() {
             // SAFETY: we are in the child (caller's contract).
             unsafe { self.bind_read_only()? };
         }
-        if let Some(ruleset) = self.ruleset.take() {
+        if let Some(ruleset) = &self.ruleset {
+            // SAFETY: a bitwise copy that `restrict_self` consumes and drops here. The ruleset
+            // owns no heap memory, only its descriptor, and the child has its own descriptor
+            // table: dropping the copy closes the child's descriptor, never Quest's, and Quest's
+            // original is left untouched.
+            let ruleset = unsafe { std::ptr::read(ruleset) };
             match ruleset.restrict_self() {
                 Ok(status) if status.ruleset == RulesetStatus::FullyEnforced => {}
                 Ok(_) => return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
@@ -366,20 +372,6 @@ impl ChildSetup {
                 .map_err(|_| io::Error::from_raw_os_error(libc::EPERM))?;
         }
         Ok(())
-    }
-
-    /// Installs this setup as the command's `pre_exec` hook.
-    pub(crate) fn install(mut self, cmd: &mut tokio::process::Command) {
-        let hook = move || {
-            // SAFETY: this closure only ever runs as the `pre_exec` hook, in the child between
-            // fork and exec, which is what `enter` requires.
-            unsafe { self.enter() }
-        };
-        // SAFETY: the hook only makes system calls on memory prepared here in the parent (see
-        // `prepare`) and does not allocate, which is what `pre_exec` requires after a fork.
-        unsafe {
-            cmd.pre_exec(hook);
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The sandbox that confines commands, enforced by the kernel on the child process between `fork`
+//! The sandbox that confines commands, enforced by the kernel on the child process between `clone`
 //! and `exec`; no helper binary.
 //!
 //! On Linux a confined command gets, in this order:
@@ -242,7 +242,7 @@ impl Sandbox {
 
     /// Checks that the kernel can enforce this sandbox and builds everything the child needs
     /// (Landlock ruleset, seccomp program, mount plan), so that nothing but system calls is left
-    /// for the child between `fork` and `exec`.
+    /// for the child between `clone` and `exec`.
     ///
     /// # Errors
     /// [`SandboxError::Unsupported`] when the kernel lacks what the mode needs,
