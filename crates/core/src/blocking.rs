@@ -7,6 +7,7 @@
 //! from async code.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 thread_local! {
     static IN_BLOCKING: Cell<bool> = const { Cell::new(false) };
@@ -39,6 +40,7 @@ where
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return f();
     };
+    HANDOFFS.fetch_add(1, Ordering::Relaxed);
     match handle
         .spawn_blocking(move || {
             let _marked = Marked::enter();
@@ -53,6 +55,14 @@ where
             Err(err) => panic!("a store call was cancelled by the runtime shutting down: {err}"),
         },
     }
+}
+
+static HANDOFFS: AtomicU64 = AtomicU64::new(0);
+
+/// Calls [`run`] handed to the blocking pool by this process so far (each costs a thread wake-up
+/// there and another one back). Tests use it to count a turn's hand-offs.
+pub fn handoffs() -> u64 {
+    HANDOFFS.load(Ordering::Relaxed)
 }
 
 /// True when the calling code runs inside a tokio runtime (on a worker, or in `block_on`) and

@@ -197,10 +197,14 @@ impl Actor {
                     }
                 } => {
                     let Some(running) = self.running.take() else { continue };
-                    match joined {
+                    // With nothing queued, the next hidden turn is decided in the same trip to
+                    // the blocking pool as the turn's end (nothing can be queued meanwhile: ops
+                    // wait while this branch runs).
+                    let schedule = !shutting_down && self.queue.is_empty();
+                    let next = match joined {
                         Ok((history, report)) => {
                             self.history = Some(history);
-                            self.finish_turn(report).await;
+                            self.finish_turn(report, schedule).await
                         }
                         Err(err) => {
                             // A panic (or an abort) inside the turn task still ends the turn
@@ -218,17 +222,17 @@ impl Actor {
                                 model_requests: 0,
                                 kind: running.kind,
                                 compactions: 0,
-                            })
-                            .await;
+                            }, schedule)
+                            .await
                         }
-                    }
+                    };
                     if shutting_down {
                         break;
                     }
                     if !self.queue.is_empty() {
                         self.start_next_user_turn().await;
                     } else {
-                        continuation = self.schedule_continuation().await;
+                        continuation = next.map(|delay| Box::pin(tokio::time::sleep(delay)));
                         if continuation.is_none() {
                             self.session.emit(None, EventMsg::Idle);
                         }
@@ -241,14 +245,10 @@ impl Actor {
                     }
                 } => {
                     continuation = None;
-                    // Re-read right before starting: another process may have paused the goal.
-                    let input = self
-                        .with_policy(|policy| policy.confirm_continuation())
-                        .await
-                        .flatten();
-                    match input {
-                        Some(input) => self.start_turn(TurnTrigger::Goal, input).await,
-                        None => self.session.emit(None, EventMsg::Idle),
+                    // Re-read right before starting (another process may have paused the goal),
+                    // in the same trip to the blocking pool as the turn's start.
+                    if !self.start_goal_turn().await {
+                        self.session.emit(None, EventMsg::Idle);
                     }
                 },
             }
@@ -317,6 +317,53 @@ impl Actor {
         input: Vec<ResponseItem>,
     ) {
         let turn_id = TurnId::new();
+        let span = turn_span(&self.session, turn_id, trigger);
+        let policy_span = span.clone();
+        let status = self
+            .with_policy(move |policy| policy.on_turn_start(turn_id, kind, trigger, &policy_span))
+            .await
+            .flatten();
+        self.launch_turn(turn_id, kind, trigger, input, span, status);
+    }
+
+    /// Starts the hidden goal turn whose wait is over, if the policy confirms it (false: the
+    /// goal stopped meanwhile, nothing started). The confirmation and the turn's start share
+    /// one trip to the blocking pool.
+    async fn start_goal_turn(&mut self) -> bool {
+        let turn_id = TurnId::new();
+        let trigger = TurnTrigger::Goal;
+        let kind = TurnKind::Regular;
+        let session = self.session.clone();
+        let started = self
+            .with_policy(move |policy| {
+                let input = policy.confirm_continuation()?;
+                // The span exists only for a turn that starts.
+                let span = turn_span(&session, turn_id, trigger);
+                let status = policy.on_turn_start(turn_id, kind, trigger, &span);
+                Some((input, span, status))
+            })
+            .await
+            .flatten();
+        match started {
+            Some((input, span, status)) => {
+                self.launch_turn(turn_id, kind, trigger, input, span, status);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues the turn's row, announces the turn and spawns its task (the policy has been told
+    /// of the turn's start; `status` is the goal status it reported).
+    fn launch_turn(
+        &mut self,
+        turn_id: TurnId,
+        kind: TurnKind,
+        trigger: TurnTrigger,
+        input: Vec<ResponseItem>,
+        span: tracing::Span,
+        status: Option<&'static str>,
+    ) {
         // The turn row reaches the disk with the turn's first commit (its first response, or
         // at once for a user turn, whose prompt must not be lost).
         self.session.queue(quest_state::PendingWrite::BeginTurn {
@@ -328,33 +375,7 @@ impl Actor {
             },
             at_ms: quest_state::now_ms(),
         });
-        let span = tracing::info_span!(
-            target: "quest::turn",
-            parent: None,
-            "invoke_agent",
-            otel.name = "invoke_agent quest",
-            otel.kind = "internal",
-            otel.status_code = tracing::field::Empty,
-            gen_ai.operation.name = "invoke_agent",
-            gen_ai.agent.name = "quest",
-            gen_ai.provider.name = %self.session.provider_name(),
-            gen_ai.request.model = %self.session.config.model,
-            gen_ai.conversation.id = %self.session.thread_id,
-            quest.turn.id = %turn_id,
-            quest.turn.trigger = trigger.as_str(),
-            quest.goal.id = tracing::field::Empty,
-            quest.goal.status = tracing::field::Empty,
-            quest.turn.outcome = tracing::field::Empty,
-        );
-        if let Some(parent) = quest_otel::traceparent_context_from_env() {
-            quest_otel::set_parent_from_context(&span, parent);
-        }
-        let policy_span = span.clone();
-        if let Some(status) = self
-            .with_policy(move |policy| policy.on_turn_start(turn_id, kind, trigger, &policy_span))
-            .await
-            .flatten()
-        {
+        if let Some(status) = status {
             span.record("quest.goal.status", status);
         }
         self.session
@@ -406,7 +427,13 @@ impl Actor {
         });
     }
 
-    async fn finish_turn(&mut self, report: TurnReport) {
+    /// Records the turn's end and announces it; with `schedule`, also asks the policy (in the
+    /// same trip to the blocking pool) after how long the next hidden turn should start.
+    async fn finish_turn(
+        &mut self,
+        report: TurnReport,
+        schedule: bool,
+    ) -> Option<std::time::Duration> {
         use quest_state::TurnStatus;
         let (status, error) = match &report.outcome {
             TurnOutcome::Completed { .. } => (TurnStatus::Completed, None),
@@ -424,12 +451,16 @@ impl Actor {
         // The goal's end-of-turn change commits the queue with it; what is left commits alone.
         let session = self.session.clone();
         let mut policy = self.policy.take();
-        let (policy, report, committed) = blocking::run(move || {
+        let (policy, report, committed, next) = blocking::run(move || {
             if let Some(policy) = policy.as_mut() {
                 policy.on_turn_end(&report);
             }
             let committed = session.commit();
-            (policy, report, committed)
+            let next = match policy.as_mut() {
+                Some(policy) if schedule => policy.next_continuation(),
+                _ => None,
+            };
+            (policy, report, committed, next)
         })
         .await;
         self.policy = policy;
@@ -451,6 +482,7 @@ impl Actor {
             TurnOutcome::Aborted => EventMsg::TurnAborted,
         };
         self.session.emit(Some(report.turn_id), msg);
+        next
     }
 
     /// After a crashed turn task: what the turn recorded before it died is history, and the
@@ -477,6 +509,32 @@ impl Actor {
     }
 }
 
+/// The root span of a turn.
+fn turn_span(session: &Session, turn_id: TurnId, trigger: TurnTrigger) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "quest::turn",
+        parent: None,
+        "invoke_agent",
+        otel.name = "invoke_agent quest",
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = "quest",
+        gen_ai.provider.name = %session.provider_name(),
+        gen_ai.request.model = %session.config.model,
+        gen_ai.conversation.id = %session.thread_id,
+        quest.turn.id = %turn_id,
+        quest.turn.trigger = trigger.as_str(),
+        quest.goal.id = tracing::field::Empty,
+        quest.goal.status = tracing::field::Empty,
+        quest.turn.outcome = tracing::field::Empty,
+    );
+    if let Some(parent) = quest_otel::traceparent_context_from_env() {
+        quest_otel::set_parent_from_context(&span, parent);
+    }
+    span
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -491,7 +549,8 @@ mod tests {
     use crate::tools::{ToolCall, ToolResult};
     use crate::turn::TurnObserver;
 
-    /// The goal runtime, except that the turn's observer panics when usage arrives: a stand-in
+    /// The goal runtime, except that the turn's observer panics when usage arrives (on the
+    /// blocking pool for a response that runs tools, in the turn task for the last one): a stand-in
     /// for any bug that panics inside a turn task.
     struct PanicsInTurn(GoalRuntime);
 
@@ -502,6 +561,9 @@ mod tests {
             self.0.goal_tool(turn_id, call)
         }
         fn on_usage(&self, _turn_id: TurnId, _usage: &TokenUsage) {
+            panic!("a bug inside the turn");
+        }
+        fn on_final_usage(&self, _turn_id: TurnId, _usage: &TokenUsage) {
             panic!("a bug inside the turn");
         }
         fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String> {

@@ -63,16 +63,22 @@ pub enum TurnKind {
 
 /// Hooks the goal runtime plugs into a running turn.
 pub trait TurnObserver: Send + Sync {
+    /// Whether [`TurnObserver::goal_tool`] may handle a call of the tool `name` (answered on
+    /// the async worker, without a store call: a `false` spares the call its hand-off to the
+    /// blocking pool).
+    fn handles_tool(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
     /// Handles a goal tool call; `None` when the tool is not a goal tool.
     fn goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> Option<ToolResult>;
-    /// Called after a model request completed with its usage.
+    /// Called after a model request completed with its usage (the turn's queued writes are
+    /// committed right after it, in the same trip to the blocking pool).
     fn on_usage(&self, turn_id: TurnId, usage: &TokenUsage);
     /// Called instead of [`TurnObserver::on_usage`] for the response that ends the turn (it
-    /// called no tool): its charge may wait for the turn's end and be committed with it. By
-    /// default it is charged at once.
-    fn on_final_usage(&self, turn_id: TurnId, usage: &TokenUsage) {
-        self.on_usage(turn_id, usage);
-    }
+    /// called no tool): its charge waits for the turn's end and is committed with it. Called on
+    /// the async worker: it must not block (no store call).
+    fn on_final_usage(&self, turn_id: TurnId, usage: &TokenUsage);
     /// Called after tools executed; may return a steering message to add before the next request.
     fn after_tools(&self, turn_id: TurnId, results: &[ToolResult]) -> Option<String>;
     /// The goal objective and wire status a compacted history must restate, if there is a goal.
@@ -333,18 +339,15 @@ async fn run_turn_inner(
             // This response ends the turn and nothing runs before the turn's end: its items and
             // its goal charge are committed with the turn end (one commit, not two).
             if let Some(observer) = &observer {
-                let observer = observer.clone();
-                let usage = outcome.usage;
-                blocking::run(move || observer.on_final_usage(turn_id, &usage)).await;
+                observer.on_final_usage(turn_id, &outcome.usage);
             }
         } else {
             // One commit per response that runs tools: the queued turn row, input, tool outputs
             // and these items, with the goal's charge for the response when there is one, are
-            // on disk before any tool runs.
-            if let Some(observer) = &observer {
-                on_usage(observer, turn_id, outcome.usage).await;
-            }
-            if let Err(message) = commit(&session).await {
+            // on disk before any tool runs (one trip to the blocking pool for both).
+            if let Err(message) =
+                charge_and_commit(&session, observer.as_ref(), turn_id, outcome.usage).await
+            {
                 report.outcome = TurnOutcome::Failed(TurnError::internal(message));
                 return report;
             }
@@ -745,6 +748,25 @@ async fn commit(session: &Arc<Session>) -> Result<(), String> {
     blocking::run(move || session.commit()).await
 }
 
+/// Reports a response's usage to the observer (a goal charge is a store write), then commits the
+/// session's queued writes, both off the async workers in one hand-off.
+async fn charge_and_commit(
+    session: &Arc<Session>,
+    observer: Option<&Arc<dyn TurnObserver>>,
+    turn_id: TurnId,
+    usage: TokenUsage,
+) -> Result<(), String> {
+    let session = session.clone();
+    let observer = observer.cloned();
+    blocking::run(move || {
+        if let Some(observer) = observer {
+            observer.on_usage(turn_id, &usage);
+        }
+        session.commit()
+    })
+    .await
+}
+
 /// Reports a response's usage to the observer (a goal charge is a store write) off the async
 /// workers.
 async fn on_usage(observer: &Arc<dyn TurnObserver>, turn_id: TurnId, usage: TokenUsage) {
@@ -855,13 +877,13 @@ async fn run_calls(
             let span = tool_span(&call, response_id, mcp_call.is_some());
             let started = std::time::Instant::now();
             let goal_result = match observer {
-                Some(observer) => {
+                Some(observer) if observer.handles_tool(&call.name) => {
                     let (observer, span, tool_call) =
                         (observer.clone(), span.clone(), call.clone());
                     blocking::run(move || span.in_scope(|| observer.goal_tool(turn_id, &tool_call)))
                         .await
                 }
-                None => None,
+                _ => None,
             };
             if let Some(result) = goal_result {
                 log_decision(session, &call, None);

@@ -166,6 +166,46 @@ async fn a_goal_turn_costs_two_commits() {
     );
 }
 
+/// A goal turn that runs a tool and then reports hands work to the blocking pool four times:
+/// starting the turn (re-reading the goal), charging and committing the response that asked for
+/// the tool, after the tool, and at the turn's end (which also decides the next turn). Each
+/// hand-off costs thread wake-ups, so store calls that can share one do. Measured like the
+/// commits above, as the difference between a 3-turn and a 2-turn run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goal_turn_costs_four_handoffs_to_the_blocking_pool() {
+    async fn handoffs_for(turns: i64) -> u64 {
+        // No heartbeat lands inside the run.
+        let h = Harness::new(
+            progress_model("echo {n}"),
+            &["goals.heartbeat_interval=\"25s\""],
+        )
+        .await;
+        let before = quest_core::blocking::handoffs();
+        let mut t = h.start_goal(
+            "count",
+            GoalBudgets {
+                turns: Some(turns),
+                ..GoalBudgets::default()
+            },
+        );
+        until_idle(&mut t.events).await;
+        let after = quest_core::blocking::handoffs();
+        let goal = h.goal(&t);
+        assert_eq!(
+            (goal.status, goal.turns_used),
+            (GoalStatus::BudgetLimited, turns)
+        );
+        after - before
+    }
+    let two = handoffs_for(2).await;
+    let three = handoffs_for(3).await;
+    assert_eq!(
+        three - two,
+        4,
+        "hand-offs: {two} for 2 turns, {three} for 3 turns"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_pauses_the_goal() {
     let h = Harness::new(

@@ -476,6 +476,10 @@ impl TurnObserver for GoalRuntime {
         self.flush_after_tools(turn_id, results)
     }
 
+    fn handles_tool(&self, name: &str) -> bool {
+        GOAL_TOOL_NAMES.contains(&name)
+    }
+
     fn goal_tool(&self, turn_id: TurnId, call: &ToolCall) -> Option<ToolResult> {
         if GOAL_TOOL_NAMES.contains(&call.name.as_str()) {
             Some(self.handle_goal_tool(turn_id, call))
