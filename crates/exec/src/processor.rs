@@ -56,7 +56,12 @@ pub struct EventProcessor {
     show_goal_events: bool,
     /// A turn started and has not ended yet.
     turn_open: bool,
+    /// The JSONL line being written, reused from line to line.
+    line: Vec<u8>,
 }
+
+/// Capacity of the JSONL line buffer kept between lines.
+const LINE_BUFFER_KEPT: usize = 64 * 1024;
 
 impl EventProcessor {
     /// A processor for `mode`; `goal` enables `goal.updated` lines.
@@ -69,6 +74,7 @@ impl EventProcessor {
             last_message: None,
             show_goal_events: goal,
             turn_open: false,
+            line: Vec::new(),
         }
     }
 
@@ -450,11 +456,20 @@ impl EventProcessor {
         }
     }
 
-    fn json(&self, event: &ThreadEvent) {
-        if let Ok(line) = serde_json::to_string(event) {
+    /// Prints one JSONL line: encoded into a buffer kept for the next line, written with one
+    /// `write_all` and flushed (consumers read the stream as it comes).
+    fn json(&mut self, event: &ThreadEvent) {
+        let line = &mut self.line;
+        line.clear();
+        if serde_json::to_writer(&mut *line, event).is_ok() {
+            line.push(b'\n');
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
+            let _ = out.write_all(line);
             let _ = out.flush();
+        }
+        // A huge event (a command's whole output) does not keep its memory for good.
+        if line.capacity() > LINE_BUFFER_KEPT {
+            *line = Vec::new();
         }
     }
 
