@@ -322,7 +322,16 @@ async fn run_inner(args: ExecArgs, mode: OutputMode) -> Result<i32, ExecFailure>
     if let Some(telemetry) = &telemetry {
         // Bounded by `[otel] shutdown_timeout_ms`; an unreachable collector cannot hold up exit.
         // What misses the deadline is dropped with one warning on stderr, printed by the provider.
-        tokio::task::block_in_place(|| telemetry.shutdown());
+        // The exports run on the telemetry's own runtime, so waiting here cannot stall them;
+        // `block_in_place` only exists on a multi-thread runtime (`quest exec` has one thread).
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| telemetry.shutdown());
+            }
+            _ => {
+                telemetry.shutdown();
+            }
+        }
     }
     if let Some(path) = &args.output_last_message {
         let text = lock(&processor).last_message.clone().unwrap_or_default();
