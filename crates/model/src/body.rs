@@ -1,9 +1,14 @@
 //! The request body. A thread's history is re-sent with every request, so callers may keep it
-//! serialized ([`EncodedItems`], one serialization per item for the life of the thread) and a
-//! request then copies bytes instead of serializing the whole history again.
+//! serialized ([`EncodedItems`], one serialization per item for the life of the thread), and a
+//! request then sends those bytes as they are: a [`RequestBody`] is a list of shared chunks,
+//! written to the socket without being copied into one buffer first.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use quest_protocol::ResponseItem;
 use serde_json::Value;
 
@@ -11,11 +16,18 @@ use crate::client::Prompt;
 
 /// Items serialized once, in order, sent at the start of a request's `input` (see
 /// [`Prompt::encoded_input`]); [`ResponseItem::Other`] is left out, as in `input`. Cheap to
-/// clone: clones share the bytes until one of them is appended to.
+/// clone: clones share the bytes.
+///
+/// The JSON is kept in runs of consecutive items, each item preceded by a comma. A run is
+/// immutable once made; appending makes a new run for the item and merges it with the last
+/// runs while the last one is at most twice its size. So every run is more than twice the size
+/// of the one after it: a history of any length is a few dozen runs at most, and an item's
+/// bytes are copied a logarithmic number of times over the thread's life, not once per request.
 #[derive(Clone, Default)]
 pub struct EncodedItems {
-    /// The items' JSON joined by commas, without the brackets.
-    json: Arc<Vec<u8>>,
+    runs: Vec<Bytes>,
+    /// Bytes in `runs`.
+    bytes: usize,
     /// Items appended, left-out ones included.
     appended: usize,
 }
@@ -39,16 +51,23 @@ impl EncodedItems {
         if matches!(item, ResponseItem::Other) {
             return;
         }
-        let json = Arc::make_mut(&mut self.json);
-        let start = json.len();
-        if start > 0 {
-            json.push(b',');
-        }
+        let mut run = vec![b','];
         // Serializing an item into memory cannot fail (no map has non-string keys); should it
         // ever, the item is left out rather than half-written.
-        if serde_json::to_writer(&mut *json, item).is_err() {
-            json.truncate(start);
+        if serde_json::to_writer(&mut run, item).is_err() {
+            return;
         }
+        self.bytes += run.len();
+        while let Some(last) = self.runs.last()
+            && last.len() <= 2 * run.len()
+        {
+            let mut merged = Vec::with_capacity(last.len() + run.len());
+            merged.extend_from_slice(last);
+            merged.extend_from_slice(&run);
+            run = merged;
+            self.runs.pop();
+        }
+        self.runs.push(Bytes::from(run));
     }
 
     /// Appends every item of `items`, in order.
@@ -68,9 +87,22 @@ impl EncodedItems {
         self.appended == 0
     }
 
-    /// The encoded items joined by commas (no brackets); empty when there are none.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.json
+    /// The encoded items joined by commas (no brackets), as shared chunks in order; none when
+    /// there are no items.
+    pub fn chunks(&self) -> impl Iterator<Item = Bytes> + '_ {
+        self.runs.iter().enumerate().map(|(i, run)| {
+            if i == 0 {
+                // Only the first item of the array goes without its comma.
+                run.slice(1..)
+            } else {
+                run.clone()
+            }
+        })
+    }
+
+    /// How many runs the items are kept in.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
     }
 }
 
@@ -78,8 +110,69 @@ impl std::fmt::Debug for EncodedItems {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncodedItems")
             .field("items", &self.appended)
-            .field("bytes", &self.json.len())
+            .field("bytes", &self.bytes)
+            .field("runs", &self.runs.len())
             .finish()
+    }
+}
+
+/// A request body: shared chunks sent in order, with a known length (it goes out with
+/// `Content-Length`, like a body in one buffer). Cheap to clone, for retries.
+#[derive(Clone, Debug, Default)]
+pub struct RequestBody {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl RequestBody {
+    fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.len += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Bytes left to send.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is left to send.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole body in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len);
+        for chunk in &self.chunks {
+            all.extend_from_slice(chunk);
+        }
+        all
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.chunks.pop_front().map(|chunk| {
+            this.len -= chunk.len();
+            Ok(http_body::Frame::data(chunk))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.len as u64)
     }
 }
 
@@ -110,8 +203,8 @@ struct Tail<'a> {
 /// received in this call. The bytes are those of serializing one object with the fields
 /// `model`, `input`, `tools`, `tool_choice`, `parallel_tool_calls`, `reasoning`, `store`,
 /// `stream`, `include`, `prompt_cache_key`, `client_metadata` in that order (absent options
-/// left out).
-pub fn request_body(prompt: &Prompt, received: &[ResponseItem]) -> Vec<u8> {
+/// left out). The encoded items are shared, not copied.
+pub fn request_body(prompt: &Prompt, received: &[ResponseItem]) -> RequestBody {
     let head = serde_json::to_vec(&Head {
         model: &prompt.model,
     });
@@ -126,37 +219,37 @@ pub fn request_body(prompt: &Prompt, received: &[ResponseItem]) -> Vec<u8> {
         prompt_cache_key: prompt.prompt_cache_key.as_deref(),
         client_metadata: prompt.client_metadata.as_ref(),
     });
-    let (Ok(head), Ok(tail)) = (head, tail) else {
-        return Vec::new();
+    let (Ok(mut head), Ok(tail)) = (head, tail) else {
+        return RequestBody::default();
     };
     // `{"model":…}` loses its `}` and `{"tools":…}` its `{`; `"input":[…]` goes between.
-    let (Some(head), Some(tail)) = (head.strip_suffix(b"}"), tail.strip_prefix(b"{")) else {
-        return Vec::new();
-    };
-    let encoded = prompt.encoded_input.as_bytes();
-    // Rounded up to a power of two: a history's bodies grow a little with every request, and a
-    // body of a size the allocator has just seen freed reuses memory that is already mapped
-    // instead of mapping (and faulting in) fresh pages every time.
-    let capacity = (head.len() + encoded.len() + tail.len() + 4096).next_power_of_two();
-    let mut body = Vec::with_capacity(capacity);
-    body.extend_from_slice(head);
-    body.extend_from_slice(b",\"input\":[");
-    body.extend_from_slice(encoded);
-    let mut first = encoded.is_empty();
+    if head.pop() != Some(b'}') || tail.first() != Some(&b'{') {
+        return RequestBody::default();
+    }
+    let mut body = RequestBody::default();
+    head.extend_from_slice(b",\"input\":[");
+    body.push(Bytes::from(head));
+    let mut first = true;
+    for chunk in prompt.encoded_input.chunks() {
+        first = false;
+        body.push(chunk);
+    }
+    let mut rest = Vec::new();
     for item in prompt.input.iter().chain(received) {
         if matches!(item, ResponseItem::Other) {
             continue;
         }
         if !first {
-            body.push(b',');
+            rest.push(b',');
         }
         first = false;
-        if serde_json::to_writer(&mut body, item).is_err() {
-            return Vec::new();
+        if serde_json::to_writer(&mut rest, item).is_err() {
+            return RequestBody::default();
         }
     }
-    body.extend_from_slice(b"],");
-    body.extend_from_slice(tail);
+    rest.extend_from_slice(b"],");
+    rest.extend_from_slice(&tail[1..]);
+    body.push(Bytes::from(rest));
     body
 }
 
@@ -276,8 +369,10 @@ mod tests {
                     prompt.encoded_input = EncodedItems::from_items(&items[..encoded]);
                     prompt.input = items[encoded..input].to_vec();
                     let received = &items[input..];
+                    let body = request_body(&prompt, received);
+                    assert_eq!(body.len(), body.to_vec().len());
                     assert_eq!(
-                        String::from_utf8(request_body(&prompt, received)).unwrap(),
+                        String::from_utf8(body.to_vec()).unwrap(),
                         String::from_utf8(reference_body(&prompt, &items[..encoded], received))
                             .unwrap(),
                         "split at {encoded}/{input}"
@@ -287,8 +382,17 @@ mod tests {
         }
     }
 
+    fn joined(encoded: &EncodedItems) -> Vec<u8> {
+        let mut all = b"[".to_vec();
+        for chunk in encoded.chunks() {
+            all.extend_from_slice(&chunk);
+        }
+        all.push(b']');
+        all
+    }
+
     #[test]
-    fn encoded_items_grow_and_share_bytes_until_appended_to() {
+    fn encoded_items_grow_and_clones_keep_their_items() {
         let items = sample_items();
         let mut encoded = EncodedItems::from_items(&items[..3]);
         assert_eq!(encoded.len(), 3);
@@ -297,14 +401,45 @@ mod tests {
         assert_eq!(encoded.len(), items.len());
         assert_eq!(snapshot.len(), 3);
         // The snapshot kept its bytes: the developer and user messages, `Other` left out.
-        let parsed: Value =
-            serde_json::from_slice(&[b"[", snapshot.as_bytes(), b"]"].concat()).unwrap();
+        let parsed: Value = serde_json::from_slice(&joined(&snapshot)).unwrap();
         assert_eq!(parsed.as_array().unwrap().len(), 2);
         assert_eq!(parsed[1]["role"], "user");
-        let all: Value =
-            serde_json::from_slice(&[b"[", encoded.as_bytes(), b"]"].concat()).unwrap();
+        let all: Value = serde_json::from_slice(&joined(&encoded)).unwrap();
         assert_eq!(all.as_array().unwrap().len(), 6);
         assert!(EncodedItems::new().is_empty());
-        assert_eq!(EncodedItems::new().as_bytes(), b"");
+        assert_eq!(EncodedItems::new().chunks().count(), 0);
+    }
+
+    /// Runs more than double from the last to the first, however the item sizes go (growing,
+    /// shrinking, alternating): a long history stays a handful of chunks, and each item is
+    /// copied a logarithmic number of times while the history grows.
+    #[test]
+    fn a_long_history_is_a_few_runs_each_more_than_twice_the_next() {
+        for sizes in [
+            (1..=2000).collect::<Vec<usize>>(),
+            (1..=2000).rev().collect(),
+            (0..2000)
+                .map(|i| if i % 2 == 0 { 5 } else { 3000 })
+                .collect(),
+        ] {
+            let mut encoded = EncodedItems::new();
+            let mut expected = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                let item = ResponseItem::text_message("user", "x".repeat(*size));
+                expected.push(item.clone());
+                encoded.push(&item);
+                let runs: Vec<usize> = encoded.runs.iter().map(Bytes::len).collect();
+                assert!(
+                    runs.windows(2).all(|w| w[0] > 2 * w[1]),
+                    "after item {i}: {runs:?}"
+                );
+            }
+            assert!(encoded.runs() <= 24, "{} runs", encoded.runs());
+            assert_eq!(
+                joined(&encoded),
+                serde_json::to_vec(&expected).unwrap(),
+                "the runs join to the items' array"
+            );
+        }
     }
 }

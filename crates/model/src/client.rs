@@ -10,7 +10,7 @@ use quest_protocol::{ResponseItem, TokenUsage};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::body::{EncodedItems, request_body};
+use crate::body::{EncodedItems, RequestBody, request_body};
 use crate::error::ModelError;
 use crate::provider::ModelProviderInfo;
 use crate::retry::{backoff, clamp_delay, retry_after, try_again_in};
@@ -420,7 +420,7 @@ impl ModelClient {
         let mut http_requests = 0u32;
         let mut retries = 0u32;
         loop {
-            let body = bytes::Bytes::from(request_body(prompt, &received));
+            let body = request_body(prompt, &received);
             let (failure, attempt) =
                 match self.send(prompt, &body, &mut http_requests, on_event).await {
                     Ok((response, attempt)) => {
@@ -557,7 +557,7 @@ impl ModelClient {
     async fn send(
         &self,
         prompt: &Prompt,
-        body: &bytes::Bytes,
+        body: &RequestBody,
         http_requests: &mut u32,
         on_event: &mut (dyn FnMut(ResponseEvent) + Send),
     ) -> Result<(reqwest::Response, Attempt), (AttemptError, Attempt)> {
@@ -580,7 +580,7 @@ impl ModelClient {
                 .http
                 .post(inner.url.clone())
                 .headers(headers)
-                .body(body.clone());
+                .body(reqwest::Body::wrap(body.clone()));
             let can_retry = attempt <= max;
             let retry_no = u32::try_from(attempt).unwrap_or(u32::MAX);
             let retry_backoff = || {
@@ -1121,7 +1121,8 @@ mod tests {
             ..Prompt::default()
         };
         let received = vec![ResponseItem::text_message("assistant", "partial")];
-        let body: Value = serde_json::from_slice(&request_body(&prompt, &received)).unwrap();
+        let body: Value =
+            serde_json::from_slice(&request_body(&prompt, &received).to_vec()).unwrap();
         assert_eq!(body["stream"], true);
         assert_eq!(body["store"], false);
         assert_eq!(body["tool_choice"], "auto");
@@ -1136,7 +1137,8 @@ mod tests {
 
     #[test]
     fn optional_fields_are_omitted() {
-        let body: Value = serde_json::from_slice(&request_body(&Prompt::default(), &[])).unwrap();
+        let body: Value =
+            serde_json::from_slice(&request_body(&Prompt::default(), &[]).to_vec()).unwrap();
         for key in [
             "reasoning",
             "prompt_cache_key",

@@ -20,7 +20,7 @@ pub mod retry;
 pub mod sse;
 mod trace;
 
-pub use body::{EncodedItems, request_body};
+pub use body::{EncodedItems, RequestBody, request_body};
 pub use client::{
     ClientOptions, ModelClient, Prompt, RequestAttempt, ResponseEvent, ResponseMeta,
     ResponseOutcome, user_agent,
