@@ -12,8 +12,8 @@ use crate::error::StateError;
 use crate::goals::{GoalApplyOutcome, GoalContext, apply_in_tx, read_goal};
 use crate::store::{Store, now_ms};
 use crate::threads::{
-    TurnStatus, TurnTrigger, append_rollout_tx, begin_turn_tx, encode_compaction, encode_items,
-    encode_usage, finish_turn_tx,
+    TurnStatus, TurnTrigger, TxThreads, append_rollout_in, begin_turn_in, encode_compaction,
+    encode_items, encode_usage, finish_turn_in,
 };
 
 /// A write waiting for the next commit.
@@ -125,6 +125,7 @@ impl Store {
         }
         let now = now_ms();
         self.write(|tx| {
+            let mut threads = TxThreads::default();
             for (write, encoded) in writes.iter().zip(&encoded) {
                 match (write, encoded) {
                     (
@@ -136,7 +137,7 @@ impl Store {
                         },
                         _,
                     ) => {
-                        begin_turn_tx(tx, thread_id, turn_id, *trigger, *at_ms)?;
+                        begin_turn_in(tx, &mut threads, thread_id, turn_id, *trigger, *at_ms)?;
                     }
                     (
                         PendingWrite::Append {
@@ -147,7 +148,14 @@ impl Store {
                         },
                         Encoded::Items(items),
                     ) => {
-                        append_rollout_tx(tx, thread_id, turn_id.as_ref(), items, now)?;
+                        append_rollout_in(
+                            tx,
+                            &mut threads,
+                            thread_id,
+                            turn_id.as_ref(),
+                            items,
+                            now,
+                        )?;
                     }
                     (
                         PendingWrite::FinishTurn {
@@ -159,8 +167,9 @@ impl Store {
                         },
                         Encoded::Usage(usage),
                     ) => {
-                        finish_turn_tx(
+                        finish_turn_in(
                             tx,
+                            &mut threads,
                             turn_id,
                             *status,
                             usage.as_deref(),
@@ -176,6 +185,7 @@ impl Store {
                     ) => {}
                 }
             }
+            threads.touch_all(tx)?;
             let mut outcomes = Vec::with_capacity(goals.len());
             for goal in goals {
                 let thread = goal.thread_id.to_string();

@@ -487,16 +487,6 @@ impl Store {
     }
 }
 
-fn touch_thread(
-    tx: &rusqlite::Transaction<'_>,
-    thread_id: &ThreadId,
-    now: i64,
-) -> Result<(), StateError> {
-    tx.prepare_cached("UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1")?
-        .execute(params![thread_id.to_string(), now])?;
-    Ok(())
-}
-
 /// Rollout items as stored (JSON text).
 pub(crate) fn encode_items(items: &[ResponseItem]) -> Result<Vec<String>, StateError> {
     items
@@ -528,6 +518,37 @@ pub(crate) fn encode_usage(usage: Option<&TokenUsage>) -> Result<Option<String>,
         })
 }
 
+/// What the writes of one transaction learned about their threads, so that a batch of them
+/// runs fewer statements: where each thread's rollout ends (read once), and the latest time
+/// each thread was touched (written once, by [`TxThreads::touch_all`], before the commit).
+#[derive(Default)]
+pub(crate) struct TxThreads {
+    /// Thread id and the `seq` of its last rollout item.
+    rollout_end: Vec<(String, i64)>,
+    /// Thread id and the latest `updated_at_ms` asked for.
+    touched: Vec<(String, i64)>,
+}
+
+impl TxThreads {
+    fn touch(&mut self, thread: &str, at_ms: i64) {
+        match self.touched.iter_mut().find(|(id, _)| id == thread) {
+            Some((_, latest)) => *latest = (*latest).max(at_ms),
+            None => self.touched.push((thread.to_string(), at_ms)),
+        }
+    }
+
+    /// Writes the touched threads' `updated_at_ms` (never moving it back).
+    pub(crate) fn touch_all(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StateError> {
+        for (thread, at_ms) in &self.touched {
+            tx.prepare_cached(
+                "UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1",
+            )?
+            .execute(params![thread, at_ms])?;
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn begin_turn_tx(
     tx: &rusqlite::Transaction<'_>,
     thread_id: &ThreadId,
@@ -535,21 +556,37 @@ pub(crate) fn begin_turn_tx(
     trigger: TurnTrigger,
     now: i64,
 ) -> Result<i64, StateError> {
+    let mut threads = TxThreads::default();
+    let seq = begin_turn_in(tx, &mut threads, thread_id, turn_id, trigger, now)?;
+    threads.touch_all(tx)?;
+    Ok(seq)
+}
+
+/// [`begin_turn_tx`] within a batch: the thread is touched with the batch.
+pub(crate) fn begin_turn_in(
+    tx: &rusqlite::Transaction<'_>,
+    threads: &mut TxThreads,
+    thread_id: &ThreadId,
+    turn_id: &TurnId,
+    trigger: TurnTrigger,
+    now: i64,
+) -> Result<i64, StateError> {
+    let thread = thread_id.to_string();
     let seq: i64 = tx
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE thread_id = ?1")?
-        .query_row(params![thread_id.to_string()], |r| r.get(0))?;
+        .query_row(params![thread], |r| r.get(0))?;
     tx.prepare_cached(
         "INSERT INTO turns (id, thread_id, seq, turn_trigger, status, started_at_ms)
          VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
     )?
     .execute(params![
         turn_id.to_string(),
-        thread_id.to_string(),
+        thread,
         seq,
         trigger.as_str(),
         now
     ])?;
-    touch_thread(tx, thread_id, now)?;
+    threads.touch(&thread, now);
     Ok(seq)
 }
 
@@ -560,21 +597,47 @@ pub(crate) fn append_rollout_tx(
     encoded: &[String],
     now: i64,
 ) -> Result<i64, StateError> {
+    let mut threads = TxThreads::default();
+    let seq = append_rollout_in(tx, &mut threads, thread_id, turn_id, encoded, now)?;
+    threads.touch_all(tx)?;
+    Ok(seq)
+}
+
+/// [`append_rollout_tx`] within a batch: the thread's existence and the end of its rollout are
+/// read by its first append only, and the thread is touched with the batch.
+pub(crate) fn append_rollout_in(
+    tx: &rusqlite::Transaction<'_>,
+    threads: &mut TxThreads,
+    thread_id: &ThreadId,
+    turn_id: Option<&TurnId>,
+    encoded: &[String],
+    now: i64,
+) -> Result<i64, StateError> {
     let thread = thread_id.to_string();
     let turn = turn_id.map(ToString::to_string);
-    let exists: Option<i64> = tx
-        .prepare_cached("SELECT 1 FROM threads WHERE id = ?1")?
-        .query_row(params![thread], |r| r.get(0))
-        .optional()?;
-    if exists.is_none() {
-        return Err(StateError::NotFound {
-            what: "thread",
-            id: thread,
-        });
-    }
-    let mut seq: i64 = tx
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM rollout_items WHERE thread_id = ?1")?
-        .query_row(params![thread], |r| r.get(0))?;
+    let index = match threads.rollout_end.iter().position(|(id, _)| *id == thread) {
+        Some(index) => index,
+        None => {
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM threads WHERE id = ?1")?
+                .query_row(params![thread], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(StateError::NotFound {
+                    what: "thread",
+                    id: thread,
+                });
+            }
+            let end: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(seq), 0) FROM rollout_items WHERE thread_id = ?1",
+                )?
+                .query_row(params![thread], |r| r.get(0))?;
+            threads.rollout_end.push((thread.clone(), end));
+            threads.rollout_end.len() - 1
+        }
+    };
+    let mut seq = threads.rollout_end[index].1;
     let mut insert = tx.prepare_cached(
         "INSERT INTO rollout_items (thread_id, seq, turn_id, item_json) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -582,12 +645,28 @@ pub(crate) fn append_rollout_tx(
         seq += 1;
         insert.execute(params![thread, seq, turn, json])?;
     }
-    touch_thread(tx, thread_id, now)?;
+    threads.rollout_end[index].1 = seq;
+    threads.touch(&thread, now);
     Ok(seq)
 }
 
 pub(crate) fn finish_turn_tx(
     tx: &rusqlite::Transaction<'_>,
+    turn_id: &TurnId,
+    status: TurnStatus,
+    usage_json: Option<&str>,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StateError> {
+    let mut threads = TxThreads::default();
+    finish_turn_in(tx, &mut threads, turn_id, status, usage_json, error, now)?;
+    threads.touch_all(tx)
+}
+
+/// [`finish_turn_tx`] within a batch: the thread is touched with the batch.
+pub(crate) fn finish_turn_in(
+    tx: &rusqlite::Transaction<'_>,
+    threads: &mut TxThreads,
     turn_id: &TurnId,
     status: TurnStatus,
     usage_json: Option<&str>,
@@ -610,7 +689,6 @@ pub(crate) fn finish_turn_tx(
             id: turn_id.to_string(),
         });
     };
-    tx.prepare_cached("UPDATE threads SET updated_at_ms = MAX(updated_at_ms, ?2) WHERE id = ?1")?
-        .execute(params![thread, now])?;
+    threads.touch(&thread, now);
     Ok(())
 }

@@ -298,6 +298,73 @@ fn batch_commits_turn_rows_items_compaction_and_goal_change_all_or_nothing() {
     );
 }
 
+/// Appends to two threads, interleaved in one batch, number each thread's items on from its own
+/// end, and the next batch carries on from there; each thread's `updated_at_ms` is the latest of
+/// its writes in the batch (written once per thread, at the batch's end).
+#[test]
+fn batch_numbers_each_threads_items_from_its_own_end_and_touches_each_thread() {
+    use quest_state::PendingWrite;
+    let (_dir, store) = temp_store();
+    let a = new_thread(&store);
+    let b = new_thread(&store);
+    store.append_rollout(&b, None, &[item(50)]).unwrap();
+    let turn = TurnId::new();
+    let append =
+        |thread: ThreadId, items: Vec<quest_protocol::ResponseItem>| PendingWrite::Append {
+            thread_id: thread,
+            turn_id: None,
+            items,
+        };
+    let later = 4_000_000_000_000;
+    store
+        .commit_batch(
+            &[
+                PendingWrite::BeginTurn {
+                    thread_id: a,
+                    turn_id: turn,
+                    trigger: TurnTrigger::User,
+                    at_ms: later,
+                },
+                append(a, vec![item(0), item(1)]),
+                append(b, vec![item(51)]),
+                append(a, vec![item(2)]),
+                append(b, vec![item(52), item(53)]),
+                PendingWrite::FinishTurn {
+                    turn_id: turn,
+                    status: TurnStatus::Completed,
+                    usage: None,
+                    error: None,
+                    at_ms: later + 5,
+                },
+            ],
+            None,
+        )
+        .unwrap();
+    store
+        .commit_batch(&[append(a, vec![item(3)]), append(b, vec![item(54)])], None)
+        .unwrap();
+    assert_eq!(
+        store.load_rollout(&a).unwrap(),
+        (0..4).map(item).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.load_rollout(&b).unwrap(),
+        (50..55).map(item).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (
+            store.rollout_len(&a).unwrap(),
+            store.rollout_len(&b).unwrap()
+        ),
+        (4, 5)
+    );
+    let thread_a = store.get_thread(&a).unwrap().unwrap();
+    let thread_b = store.get_thread(&b).unwrap().unwrap();
+    assert_eq!(thread_a.updated_at_ms, later + 5);
+    assert!(thread_b.updated_at_ms < later, "{}", thread_b.updated_at_ms);
+    assert!(thread_b.updated_at_ms >= thread_b.created_at_ms);
+}
+
 /// Several goal changes in one batch apply in order, each to the goal the one before it left,
 /// and a change whose `only_if` status no longer holds is skipped: a turn's charge that trips
 /// the budget leaves its classification out, in the same single commit.
