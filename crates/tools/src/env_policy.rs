@@ -95,16 +95,34 @@ impl ShellEnvironmentPolicy {
 
 /// Case-insensitive glob match of `name` against `pattern` (`*` and `?`).
 pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    // Every command's environment is filtered through these (variables × patterns): the usual
+    // all-ASCII case compares bytes in place instead of building uppercased copies.
+    if pattern.is_ascii() && name.is_ascii() {
+        return wildcard(pattern.as_bytes(), name.as_bytes(), b'*', b'?', |p, n| {
+            p.eq_ignore_ascii_case(&n)
+        });
+    }
     let p: Vec<char> = pattern.chars().flat_map(char::to_uppercase).collect();
     let n: Vec<char> = name.chars().flat_map(char::to_uppercase).collect();
-    // Iterative matcher with backtracking to the last `*`.
+    wildcard(&p, &n, '*', '?', |p, n| p == n)
+}
+
+/// `*` (any run) and `?` (any one) matching of `name` against `pattern`, iteratively, with
+/// backtracking to the last `*`.
+fn wildcard<T: Copy + PartialEq>(
+    p: &[T],
+    n: &[T],
+    star_sym: T,
+    any: T,
+    same: impl Fn(T, T) -> bool,
+) -> bool {
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && (p[pi] == any || same(p[pi], n[ni])) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == star_sym {
             star = Some((pi, ni));
             pi += 1;
         } else if let Some((sp, sn)) = star {
@@ -115,7 +133,7 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == star_sym)
 }
 
 #[cfg(test)]
@@ -207,5 +225,24 @@ mod tests {
         assert!(!glob_matches("?", ""));
         assert!(glob_matches("*", ""));
         assert!(!glob_matches("PATH", "PATHX"));
+        // Outside ASCII, case folds through `to_uppercase` (ß has no one-char uppercase).
+        assert!(glob_matches("*é*", "CAFÉ_TOKEN"));
+        assert!(glob_matches("STRASSE", "straße"));
+    }
+
+    proptest::proptest! {
+        /// The in-place ASCII comparison agrees with matching uppercased copies.
+        #[test]
+        fn ascii_fast_path_matches_the_uppercasing_matcher(
+            pattern in "[a-cA-C*?_]{0,8}",
+            name in "[a-cA-C_?*]{0,10}",
+        ) {
+            let p: Vec<char> = pattern.chars().flat_map(char::to_uppercase).collect();
+            let n: Vec<char> = name.chars().flat_map(char::to_uppercase).collect();
+            proptest::prop_assert_eq!(
+                glob_matches(&pattern, &name),
+                wildcard(&p, &n, '*', '?', |p, n| p == n)
+            );
+        }
     }
 }
