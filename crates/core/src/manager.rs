@@ -480,6 +480,7 @@ impl ThreadManager {
             pending: Default::default(),
             approvals: crate::approval::Approvals::new(options.headless),
             window: crate::window::ThreadWindow::new(window),
+            command_env: Default::default(),
         });
         let goal = store.map(|store| {
             GoalRuntime::new(

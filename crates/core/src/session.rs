@@ -84,6 +84,8 @@ pub struct Session {
     pub approvals: crate::approval::Approvals,
     /// The context window when the configuration has none: the provider's model list.
     pub window: crate::window::ThreadWindow,
+    /// [`Session::command_env`], built by the first command.
+    pub command_env: std::sync::OnceLock<Vec<(String, String)>>,
 }
 
 impl Session {
@@ -114,12 +116,16 @@ impl Session {
     }
 
     /// The environment of this thread's commands: Quest's environment filtered by
-    /// `[shell_environment_policy]`, without the provider's key variable.
-    pub fn command_env(&self) -> Vec<(String, String)> {
-        let env_key = self.config.model_provider.env_key.as_deref();
-        self.config
-            .shell_environment_policy
-            .build(std::env::vars(), env_key.as_slice())
+    /// `[shell_environment_policy]`, without the provider's key variable. Built once per
+    /// session (filtering the whole environment through the policy's patterns for every
+    /// response that runs a command was measurable per turn).
+    pub fn command_env(&self) -> &[(String, String)] {
+        self.command_env.get_or_init(|| {
+            let env_key = self.config.model_provider.env_key.as_deref();
+            self.config
+                .shell_environment_policy
+                .build(std::env::vars(), env_key.as_slice())
+        })
     }
 
     /// `gen_ai.provider.name`: `openai` for the built-in provider, else the provider id.

@@ -654,6 +654,7 @@ mod tests {
             pending: Default::default(),
             approvals: Default::default(),
             window: Default::default(),
+            command_env: Default::default(),
         });
         let runtime = GoalRuntime::new(session.clone(), store.clone(), config.goals.clone(), true);
         runtime
