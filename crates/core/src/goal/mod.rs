@@ -153,6 +153,9 @@ struct Inner {
     overload_retry_used_for: Option<String>,
     /// The goal as last announced (without `updatedAt`), to skip announcing no-op writes.
     last_announced: Option<quest_protocol::goal::ThreadGoal>,
+    /// The goal as the continuation's confirmation just read it, for the start of the turn it
+    /// confirmed (which follows at once: the store is not read twice in a row).
+    confirmed: Option<GoalState>,
 }
 
 impl Inner {
@@ -497,7 +500,11 @@ impl IdlePolicy for GoalRuntime {
         _trigger: TurnTrigger,
         span: &tracing::Span,
     ) -> Option<&'static str> {
-        let goal = self.current().ok().flatten();
+        let confirmed = self.inner().confirmed.take();
+        let goal = match confirmed {
+            Some(goal) => Some(goal),
+            None => self.current().ok().flatten(),
+        };
         let status = goal.as_ref().map(|g| g.status.as_wire());
         if let Some(goal) = &goal {
             span.record("quest.goal.id", goal.goal_id.as_str());

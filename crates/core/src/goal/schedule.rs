@@ -166,6 +166,7 @@ impl GoalRuntime {
 
     /// The hidden turn's input once the wait is over, or `None` when the goal stopped meanwhile.
     pub(super) fn confirm_next(&self) -> Option<Vec<ResponseItem>> {
+        self.inner().confirmed = None;
         if self.inner().suspended.is_some() {
             return None;
         }
@@ -188,7 +189,11 @@ impl GoalRuntime {
         }
         let goal = self.current().ok().flatten()?;
         match goal.status {
-            GoalStatus::Active => Some(self.continuation_input(&goal)),
+            GoalStatus::Active => {
+                let input = self.continuation_input(&goal);
+                self.inner().confirmed = Some(goal);
+                Some(input)
+            }
             GoalStatus::Paused
             | GoalStatus::Blocked
             | GoalStatus::UsageLimited
