@@ -475,3 +475,55 @@ async fn programs_are_looked_up_in_the_commands_path_like_execvp() {
     req.command = CommandLine::Argv(vec!["echo".into(), "default path".into()]);
     assert_eq!(run(req).await.aggregated_output, "default path\n");
 }
+
+/// Not a test on its own: `a_command_dies_when_quest_is_killed` runs this test binary again with
+/// `QUEST_TEST_PID_FILE` set, and this then starts a command that writes its pid there and
+/// sleeps. Without the variable it returns at once.
+#[tokio::test]
+async fn child_process_for_the_kill_test() {
+    let Some(file) = std::env::var_os("QUEST_TEST_PID_FILE") else {
+        return;
+    };
+    let file = std::path::PathBuf::from(file);
+    let cwd = file.parent().unwrap().to_path_buf();
+    let script = format!(
+        "echo $$ > '{}.tmp'; mv '{0}.tmp' '{0}'; exec sleep 300",
+        file.display()
+    );
+    let _ = run_command(sh(&script, &cwd), CancellationToken::new()).await;
+}
+
+/// A command dies with the process that started it, even one killed with SIGKILL, which has no
+/// chance to clean up (`PR_SET_PDEATHSIG`, armed in the child before `exec`).
+#[tokio::test]
+async fn a_command_dies_when_quest_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pid");
+    let mut quest = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_process_for_the_kill_test", "--nocapture"])
+        .env("QUEST_TEST_PID_FILE", &file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + TEST_LIMIT;
+    let pid: i32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            break text.trim().parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(!is_dead(pid), "the command {pid} should be running");
+    quest.kill().unwrap();
+    quest.wait().unwrap();
+    if !wait_dead(pid).await {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        panic!("the command {pid} outlived the process that started it");
+    }
+}
