@@ -275,7 +275,12 @@ mod tests {
         use nix::sys::wait::{Id, waitid};
         supervise_children().unwrap();
         let out = std::process::Command::new("sh")
-            .args(["-c", "setsid sh -c 'exit 0' & echo $!"])
+            // The escape outlives its parent: it only exits once the outer `sh` is gone, so the
+            // outer one can never reap it first.
+            .args([
+                "-c",
+                "setsid sh -c 'while kill -0 \"$0\"; do sleep 0.01; done' $$ >/dev/null 2>&1 & echo $!",
+            ])
             .output()
             .unwrap();
         let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
