@@ -549,3 +549,33 @@ async fn goal_changes_carry_their_origin_and_only_user_changes_reach_the_model()
     assert!(records[3].contains("User cleared the goal."), "{texts:#?}");
     assert!(!texts.iter().any(|t| t.contains("third objective")));
 }
+
+/// `quest exec` drives everything on one runtime thread, which a blocked write holds up (its
+/// `--json` reader stopped reading). The lease must keep beating meanwhile, or the goal of a
+/// live process would go stale and be taken for a crashed one's.
+#[tokio::test(flavor = "current_thread")]
+async fn the_lease_keeps_beating_while_the_runtime_is_held_up() {
+    let h = Harness::new(
+        Script::new([Step::update_goal("blocked"), Step::message("Blocked.")]),
+        &["goals.heartbeat_interval=\"50ms\""],
+    )
+    .await;
+    let mut t = h.start_goal("ship", GoalBudgets::default());
+    until_idle(&mut t.events).await;
+    let store = quest_state::Store::open_in(h.home.path()).unwrap();
+    let lease = |what: &str| {
+        store
+            .lease(&t.thread_id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no lease {what}"))
+            .heartbeat_at_ms
+    };
+    let before = lease("before");
+    // Hold the only runtime thread, as a write to a full pipe would.
+    std::thread::sleep(Duration::from_millis(600));
+    let after = lease("after");
+    assert!(
+        after >= before + 300,
+        "no heartbeat while the runtime was held up: {before} -> {after}"
+    );
+}

@@ -33,23 +33,49 @@ impl GoalRuntime {
             first
         };
         if start_heartbeat {
-            let weak = Arc::downgrade(&self.shared);
-            tokio::spawn(async move {
-                let period = weak
-                    .upgrade()
-                    .map_or(Duration::from_secs(15), |s| s.config.heartbeat_interval.0);
-                loop {
-                    tokio::time::sleep(period).await;
+            self.start_heartbeat();
+        }
+        Ok(())
+    }
+
+    /// Beats on a thread of its own, not as an async task: a runtime that is held up (a
+    /// `quest exec --json` whose reader stopped reading blocks exec's only runtime thread on
+    /// its next write) must not let the lease of a live process go stale, or the goal would be
+    /// taken for a crashed one's. A stopped or dead process still stops beating. The thread
+    /// ends with the goal runtime (or the lease).
+    fn start_heartbeat(&self) {
+        let weak = Arc::downgrade(&self.shared);
+        let period = self.shared.config.heartbeat_interval.0;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("quest-goal-lease".into())
+            .spawn(move || {
+                // Disconnected when the runtime is dropped: stop at once instead of sleeping on.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(period)
+                {
                     let Some(shared) = weak.upgrade() else { break };
-                    let runtime = GoalRuntime { shared };
-                    // A heartbeat is a commit: off the async workers.
-                    if !crate::blocking::run(move || runtime.heartbeat()).await {
+                    if !(GoalRuntime { shared }).heartbeat() {
                         break;
                     }
                 }
             });
+        match spawned {
+            Ok(_) => {
+                *self
+                    .shared
+                    .heartbeat_stop
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stop)
+            }
+            Err(err) => self.shared.session.emit(
+                None,
+                EventMsg::Warning(format!(
+                    "cannot start the goal lease heartbeat: {err}; another process may take the goal over in {} s",
+                    quest_state::LEASE_STALE_AFTER_MS / 1000
+                )),
+            ),
         }
-        Ok(())
     }
 
     /// One heartbeat; false when the lease is gone and the heartbeat should stop.

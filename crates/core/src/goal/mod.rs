@@ -100,6 +100,8 @@ struct Shared {
     continuations: bool,
     /// The thread actor's op queue, to wake it when another process changed the goal.
     wake: Mutex<Option<tokio::sync::mpsc::WeakUnboundedSender<crate::protocol::Op>>>,
+    /// Dropped with the runtime: tells the heartbeat thread to stop.
+    heartbeat_stop: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     inner: Mutex<Inner>,
 }
 
@@ -204,6 +206,7 @@ impl GoalRuntime {
                 config,
                 continuations,
                 wake: Mutex::new(None),
+                heartbeat_stop: Mutex::new(None),
                 inner: Mutex::new(Inner::default()),
             }),
         }
