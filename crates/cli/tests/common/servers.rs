@@ -2,12 +2,14 @@
 //! process on a WebSocket port, and the pinned Codex CLI that provides Codex's side.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use quest_mock_model::MockModel;
 
-/// A server process listening on `url`, killed when dropped.
+/// A server process listening on `url`, killed when dropped together with every process it
+/// started (Codex's `codex.js` runs its native binary as a child, which outlived the wrapper).
 pub struct ListeningServer {
     child: Child,
     pub url: String,
@@ -19,6 +21,7 @@ impl ListeningServer {
     pub fn spawn(command: &mut Command, prefix: &str) -> ListeningServer {
         let mut child = command
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         let stderr = child.stderr.take().unwrap();
@@ -39,7 +42,9 @@ impl ListeningServer {
 
 impl Drop for ListeningServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The server leads its own process group: the group goes, children included.
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
