@@ -250,7 +250,27 @@ fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 /// Blocks every signal, clones the child on a stack of its own, and restores the mask. Returns
 /// the child's pid once it has exec'd or exited.
 fn clone_child(args: &ChildArgs<'_>) -> io::Result<libc::pid_t> {
-    let stack = ChildStack::new()?;
+    thread_local! {
+        /// This thread's child stack, kept between spawns: mapping and unmapping one per command
+        /// cost three system calls and a TLB shootdown across Quest's other threads each time.
+        /// Reuse is safe because the calling thread is suspended until its child has exec'd or
+        /// exited, and only this thread spawns on it.
+        static STACK: std::cell::RefCell<Option<ChildStack>> = const { std::cell::RefCell::new(None) };
+    }
+    STACK.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let stack = match slot.take() {
+            Some(stack) => stack,
+            None => ChildStack::new()?,
+        };
+        let result = clone_on(args, &stack);
+        *slot = Some(stack);
+        result
+    })
+}
+
+/// [`clone_child`] on `stack`.
+fn clone_on(args: &ChildArgs<'_>, stack: &ChildStack) -> io::Result<libc::pid_t> {
     // SAFETY: sigset_t is plain data; sigfillset/sigemptyset initialise it.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -274,7 +294,6 @@ fn clone_child(args: &ChildArgs<'_>) -> io::Result<libc::pid_t> {
     let clone_error = io::Error::last_os_error();
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut()) };
-    drop(stack);
     if pid == -1 {
         return Err(clone_error);
     }

@@ -159,7 +159,11 @@ impl Sandbox {
                 continue;
             }
             let mut read_only_subpaths = Vec::new();
-            if let Ok(git) = std::fs::canonicalize(root.join(".git"))
+            // Most roots (/tmp, /dev/shm) have no `.git`: one `lstat` says so, where resolving
+            // the path would walk every component of it first.
+            let dot_git = root.join(".git");
+            if std::fs::symlink_metadata(&dot_git).is_ok()
+                && let Ok(git) = std::fs::canonicalize(&dot_git)
                 && git.starts_with(&root)
             {
                 read_only_subpaths.push(git);
