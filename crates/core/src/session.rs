@@ -85,7 +85,7 @@ pub struct Session {
     /// The context window when the configuration has none: the provider's model list.
     pub window: crate::window::ThreadWindow,
     /// [`Session::command_env`], built by the first command.
-    pub command_env: std::sync::OnceLock<Vec<(String, String)>>,
+    pub command_env: std::sync::OnceLock<Arc<[(String, String)]>>,
 }
 
 impl Session {
@@ -119,13 +119,16 @@ impl Session {
     /// `[shell_environment_policy]`, without the provider's key variable. Built once per
     /// session (filtering the whole environment through the policy's patterns for every
     /// response that runs a command was measurable per turn).
-    pub fn command_env(&self) -> &[(String, String)] {
-        self.command_env.get_or_init(|| {
-            let env_key = self.config.model_provider.env_key.as_deref();
-            self.config
-                .shell_environment_policy
-                .build(std::env::vars(), env_key.as_slice())
-        })
+    pub fn command_env(&self) -> Arc<[(String, String)]> {
+        self.command_env
+            .get_or_init(|| {
+                let env_key = self.config.model_provider.env_key.as_deref();
+                self.config
+                    .shell_environment_policy
+                    .build(std::env::vars(), env_key.as_slice())
+                    .into()
+            })
+            .clone()
     }
 
     /// `gen_ai.provider.name`: `openai` for the built-in provider, else the provider id.

@@ -143,7 +143,7 @@ pub struct ToolContext {
     /// Output cap per command.
     pub max_output_bytes: usize,
     /// The environment of spawned processes, after `[shell_environment_policy]`.
-    pub base_env: Vec<(String, String)>,
+    pub base_env: std::sync::Arc<[(String, String)]>,
     /// Extra environment for spawned processes (e.g. `TRACEPARENT`), set over `base_env`.
     pub env: Vec<(String, String)>,
     /// The sandbox commands and patches obey.
@@ -465,7 +465,8 @@ async fn execute(
         call_id: call.call_id.clone(),
         command: command.clone(),
     });
-    let mut env = ctx.base_env.clone();
+    let mut env = Vec::with_capacity(ctx.base_env.len() + ctx.env.len());
+    env.extend(ctx.base_env.iter().cloned());
     env.extend(ctx.env.iter().cloned());
     let sandbox = if sandboxed {
         ctx.sandbox.clone()

@@ -839,7 +839,7 @@ async fn run_calls(
             session.config.tools.max_shell_timeout_ms,
         ),
         max_output_bytes: session.config.tools.max_output_bytes,
-        base_env: session.command_env().to_vec(),
+        base_env: session.command_env(),
         env: Vec::new(),
         sandbox: session.sandbox(),
         approval_policy: session.config.approval_policy,

@@ -19,6 +19,7 @@
 //! `SIGCHLD`.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -95,19 +96,16 @@ fn cstring(bytes: impl Into<Vec<u8>>, what: &str) -> io::Result<CString> {
     })
 }
 
-/// The child's environment as `KEY=VALUE` strings.
-fn environment(clear: bool, overrides: &[(String, String)]) -> Vec<(OsString, OsString)> {
-    let mut vars: Vec<(OsString, OsString)> = if clear {
-        Vec::new()
+/// The child's environment: Quest's (unless `clear`) with `overrides` set over it, later ones
+/// winning, in name order.
+fn environment(clear: bool, overrides: &[(String, String)]) -> BTreeMap<OsString, OsString> {
+    let mut vars: BTreeMap<OsString, OsString> = if clear {
+        BTreeMap::new()
     } else {
         std::env::vars_os().collect()
     };
     for (key, value) in overrides {
-        let key = OsStr::new(key);
-        match vars.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = OsString::from(value),
-            None => vars.push((key.to_owned(), OsString::from(value))),
-        }
+        vars.insert(OsString::from(key), OsString::from(value));
     }
     vars
 }
@@ -158,10 +156,7 @@ pub(crate) fn spawn(req: &SpawnRequest<'_>, setup: &ChildSetup) -> io::Result<Ch
 /// through `SIGCHLD` otherwise.
 fn spawn_watched(req: &SpawnRequest<'_>, setup: &ChildSetup, pidfd: bool) -> io::Result<Child> {
     let vars = environment(req.clear_env, req.env);
-    let path = vars
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_os_str());
+    let path = vars.get(OsStr::new("PATH")).map(OsString::as_os_str);
     let candidates = candidates(req.program, path)
         .into_iter()
         .map(|c| cstring(c, "the program path"))
@@ -639,7 +634,10 @@ mod tests {
     #[test]
     fn overrides_replace_inherited_variables_and_clear_starts_empty() {
         let vars = environment(true, &[("A".into(), "1".into()), ("A".into(), "2".into())]);
-        assert_eq!(vars, vec![(OsString::from("A"), OsString::from("2"))]);
+        assert_eq!(
+            vars,
+            BTreeMap::from([(OsString::from("A"), OsString::from("2"))])
+        );
         let inherited = environment(false, &[]);
         assert_eq!(inherited.len(), std::env::vars_os().count());
     }
