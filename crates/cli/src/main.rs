@@ -159,24 +159,15 @@ async fn run_tui(args: TuiArgs, startup: Option<quest_tui::app::Startup>) -> i32
 /// the blocking pool anyway, and a second worker only added wake-ups between threads (about
 /// 0.5 ms of CPU per goal turn, measured with the `goal_session` bench).
 fn exec_runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("Error: cannot start the async runtime: {err}");
-            std::process::exit(1);
-        }
-    }
+    build_runtime(&mut tokio::runtime::Builder::new_current_thread())
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    build_runtime(tokio::runtime::Builder::new_multi_thread().worker_threads(2))
+}
+
+fn build_runtime(builder: &mut tokio::runtime::Builder) -> tokio::runtime::Runtime {
+    match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("Error: cannot start the async runtime: {err}");

@@ -127,38 +127,41 @@ async fn turn_budget_limits_the_goal() {
     assert_eq!(h.mock.request_count(), 4);
 }
 
+/// How much `counter` grows over a goal run of `turns` turns, each a tool call and a report,
+/// ending budget-limited.
+async fn growth_over_goal_turns(turns: i64, counter: fn() -> u64) -> u64 {
+    // No heartbeat lands inside the run.
+    let h = Harness::new(
+        progress_model("echo {n}"),
+        &["goals.heartbeat_interval=\"25s\""],
+    )
+    .await;
+    let before = counter();
+    let mut t = h.start_goal(
+        "count",
+        GoalBudgets {
+            turns: Some(turns),
+            ..GoalBudgets::default()
+        },
+    );
+    until_idle(&mut t.events).await;
+    let after = counter();
+    let goal = h.goal(&t);
+    assert_eq!(
+        (goal.status, goal.turns_used),
+        (GoalStatus::BudgetLimited, turns)
+    );
+    after - before
+}
+
 /// A goal turn that runs a tool and then reports costs two commits: the response that asked for
 /// the tool (before the tool runs), and the turn's end (the report, its charge and the
 /// breaker's classification). Measured as the difference between a 3-turn and a 2-turn run, so
 /// that setting up and the last turn cancel out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_goal_turn_costs_two_commits() {
-    async fn commits_for(turns: i64) -> u64 {
-        // No heartbeat commit lands inside the run.
-        let h = Harness::new(
-            progress_model("echo {n}"),
-            &["goals.heartbeat_interval=\"25s\""],
-        )
-        .await;
-        let before = quest_state::committed_transactions();
-        let mut t = h.start_goal(
-            "count",
-            GoalBudgets {
-                turns: Some(turns),
-                ..GoalBudgets::default()
-            },
-        );
-        until_idle(&mut t.events).await;
-        let after = quest_state::committed_transactions();
-        let goal = h.goal(&t);
-        assert_eq!(
-            (goal.status, goal.turns_used),
-            (GoalStatus::BudgetLimited, turns)
-        );
-        after - before
-    }
-    let two = commits_for(2).await;
-    let three = commits_for(3).await;
+    let two = growth_over_goal_turns(2, quest_state::committed_transactions).await;
+    let three = growth_over_goal_turns(3, quest_state::committed_transactions).await;
     assert_eq!(
         three - two,
         2,
@@ -173,32 +176,8 @@ async fn a_goal_turn_costs_two_commits() {
 /// commits above, as the difference between a 3-turn and a 2-turn run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_goal_turn_costs_four_handoffs_to_the_blocking_pool() {
-    async fn handoffs_for(turns: i64) -> u64 {
-        // No heartbeat lands inside the run.
-        let h = Harness::new(
-            progress_model("echo {n}"),
-            &["goals.heartbeat_interval=\"25s\""],
-        )
-        .await;
-        let before = quest_core::blocking::handoffs();
-        let mut t = h.start_goal(
-            "count",
-            GoalBudgets {
-                turns: Some(turns),
-                ..GoalBudgets::default()
-            },
-        );
-        until_idle(&mut t.events).await;
-        let after = quest_core::blocking::handoffs();
-        let goal = h.goal(&t);
-        assert_eq!(
-            (goal.status, goal.turns_used),
-            (GoalStatus::BudgetLimited, turns)
-        );
-        after - before
-    }
-    let two = handoffs_for(2).await;
-    let three = handoffs_for(3).await;
+    let two = growth_over_goal_turns(2, quest_core::blocking::handoffs).await;
+    let three = growth_over_goal_turns(3, quest_core::blocking::handoffs).await;
     assert_eq!(
         three - two,
         4,
