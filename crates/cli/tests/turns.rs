@@ -17,8 +17,10 @@ use serde_json::{Value, json};
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A running `quest exec` whose stdout and stderr lines arrive on channels.
+/// A running `quest exec`; killed on drop unless [`Running::finish`] took it (a failed
+/// assertion must not leave it running).
 struct Running {
-    child: Child,
+    child: Option<Child>,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
     seen_stdout: Vec<String>,
@@ -47,7 +49,7 @@ impl Running {
         let stdout = lines(Box::new(child.stdout.take().unwrap()));
         let stderr = lines(Box::new(child.stderr.take().unwrap()));
         Running {
-            child,
+            child: Some(child),
             stdout,
             stderr,
             seen_stdout: Vec::new(),
@@ -105,7 +107,7 @@ impl Running {
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(self.child.as_ref().unwrap().id() as i32);
         nix::sys::signal::kill(pid, signal).unwrap();
     }
 
@@ -113,8 +115,8 @@ impl Running {
     /// stdout line as JSON.
     fn finish(mut self) -> (i32, Vec<Value>, String) {
         let (tx, rx) = mpsc::channel();
-        let pid = self.child.id();
-        let mut child = self.child;
+        let mut child = self.child.take().unwrap();
+        let pid = child.id();
         std::thread::spawn(move || {
             let _ = tx.send(child.wait());
         });
@@ -148,6 +150,15 @@ impl Running {
             })
             .collect();
         (status.code().unwrap_or(-1), events, stderr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
