@@ -557,6 +557,14 @@ mod tests {
         }
     }
 
+    /// A working directory, an unconfined setup for it, and `/dev/null` for the child's stdio.
+    fn fixture() -> (tempfile::TempDir, ChildSetup, std::fs::File) {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = ChildSetup::unconfined(dir.path()).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        (dir, setup, null)
+    }
+
     fn children() -> Vec<i32> {
         let mut pids = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
@@ -568,9 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn exits_are_collected_through_a_pidfd_or_sigchld() {
-        let dir = tempfile::tempdir().unwrap();
-        let setup = ChildSetup::unconfined(dir.path()).unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
+        let (dir, setup, null) = fixture();
         let fd = null.as_raw_fd();
         for pidfd in [true, false] {
             let argv: Vec<String> = ["sh", "-c", "sleep 0.2; exit 3"].map(String::from).into();
@@ -589,9 +595,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_step_that_fails_in_the_child_is_its_errno_and_leaves_no_zombie() {
-        let dir = tempfile::tempdir().unwrap();
-        let setup = ChildSetup::unconfined(dir.path()).unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
+        let (dir, setup, null) = fixture();
         let fd = null.as_raw_fd();
         let gone = dir.path().join("gone");
         let argv: Vec<String> = vec!["true".into()];
@@ -609,9 +613,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_a_running_child_kills_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let setup = ChildSetup::unconfined(dir.path()).unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
+        let (dir, setup, null) = fixture();
         let fd = null.as_raw_fd();
         let argv: Vec<String> = ["sleep", "600"].map(String::from).into();
         let child = spawn(&request(&argv, dir.path(), [fd; 3]), &setup).unwrap();
