@@ -545,10 +545,7 @@ impl CompactionCtx<'_> {
         // The summary response's commit: the record, behind everything queued before it, with
         // the goal's charge for the response.
         session.queue_compaction(Some(self.turn_id), &record);
-        if let Some(observer) = self.observer {
-            on_usage(observer, self.turn_id, usage).await;
-        }
-        if let Err(message) = commit(session).await {
+        if let Err(message) = charge_and_commit(session, self.observer, self.turn_id, usage).await {
             session.unqueue_compaction();
             return Err(CompactionFailure::Failed(TurnError::internal(message)));
         }
