@@ -227,7 +227,11 @@ fn spawn_watched(req: &SpawnRequest<'_>, setup: &ChildSetup, pidfd: bool) -> io:
         status: None,
     };
     // Exits that happened before a `SIGCHLD` stream existed are seen here.
-    child.try_wait()?;
+    if let Err(err) = child.try_wait() {
+        // Dropping the child kills it; nothing will wait for it as a running command.
+        process::finished(pid);
+        return Err(err);
+    }
     Ok(child)
 }
 
